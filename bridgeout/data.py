@@ -1,0 +1,379 @@
+"""Datasets and an on-device loader with the published augmentation.
+
+Two layers:
+
+* :func:`load` reads a dataset as four NumPy arrays ``(x_train, y_train, x_test, y_test)``
+  (uint8 images NHWC, int64 labels), from ``<root>/<name>.npz`` when present and otherwise
+  from torchvision's dataset class in ``root``. Every array is checked (shapes, dtypes, label
+  range) so that a wrong file fails loudly instead of training on garbage.
+* :class:`DeviceData` keeps the whole dataset on the training device as uint8 (CIFAR-10 is
+  150 MB) and makes mini-batches there: shuffling with :func:`torch.randperm`, the
+  published augmentation (random 32x32 crop of the image zero-padded by 4 pixels, random
+  horizontal flip, both per sample) and per-channel normalisation
+  ``x_norm = (x / 255 - mean_c) / std_c``. All randomness comes from one
+  :class:`torch.Generator` on the device, so a run is reproducible from its seed, and no
+  step copies data between host and device. The same code runs on CPU and CUDA.
+
+Example::
+
+    from bridgeout import data
+    arrays = data.load("cifar10")                  # $BRIDGEOUT_DATA/cifar10.npz
+    dd = data.DeviceData(arrays, "cifar10", device="cuda")
+    g = torch.Generator(device=dd.device).manual_seed(0)
+    for x, y in dd.train_batches(128, g):         # x: float32 (128, 3, 32, 32), normalised
+        ...
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._validate import check_choice
+
+__all__ = [
+    "DATASETS", "NORMALIZATION", "NUM_CLASSES", "IMAGE_SHAPE", "PADDING",
+    "default_root", "load", "subset", "DeviceData", "as_device_data", "crop_flip",
+]
+
+DATASETS = ("cifar10", "cifar100", "mnist")
+
+#: Published per-channel (mean, std) used for normalisation. CIFAR values as in the
+#: authors' code (note: the CIFAR-10 "std" is the widely copied 0.2023/0.1994/0.2010, not
+#: the true pixel std 0.2470/0.2435/0.2616); MNIST as in the PyTorch examples.
+NORMALIZATION = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+    "mnist": ((0.1307,), (0.3081,)),
+}
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "mnist": 10}
+#: Image shape (H, W, C) as returned by :func:`load`.
+IMAGE_SHAPE = {"cifar10": (32, 32, 3), "cifar100": (32, 32, 3), "mnist": (28, 28, 1)}
+#: Zero padding of the random crop (pixels per side); 0 means no crop/flip augmentation.
+PADDING = {"cifar10": 4, "cifar100": 4, "mnist": 0}
+
+_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_TORCHVISION = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "mnist": "MNIST"}
+
+
+# --------------------------------------------------------------------------- loading
+def default_root() -> Path:
+    """``$BRIDGEOUT_DATA`` when set, else ``<repo>/data/datasets`` (repo = parent of the package)."""
+    env = os.environ.get("BRIDGEOUT_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parent.parent / "data" / "datasets"
+
+
+def _how_to_get(name: str, root: Path) -> str:
+    return (
+        f"Either set BRIDGEOUT_DATA to a folder containing {name}.npz (keys x_train, y_train, "
+        f"x_test, y_test; e.g. BRIDGEOUT_DATA=../shared/data), or call "
+        f"bridgeout.data.load({name!r}, root={str(root)!r}, download=True) on a machine with "
+        f"internet access to fetch it with torchvision."
+    )
+
+
+def _check_arrays(name: str, arrays: dict, source: str) -> tuple[np.ndarray, ...]:
+    """Validate and normalise the four arrays: images uint8 NHWC, labels int64 in range."""
+    h, w, c = IMAGE_SHAPE[name]
+    k = NUM_CLASSES[name]
+    out = {}
+    for split in ("train", "test"):
+        x = np.asarray(arrays[f"x_{split}"])
+        y = np.asarray(arrays[f"y_{split}"])
+        if x.dtype != np.uint8:
+            raise ValueError(f"{source}: x_{split} must have dtype uint8 (pixel values 0..255), "
+                             f"got {x.dtype}")
+        if x.ndim == 3 and c == 1:
+            x = x[..., None]
+        if x.ndim != 4 or x.shape[1:] != (h, w, c):
+            raise ValueError(f"{source}: x_{split} must have shape (N, {h}, {w}, {c}) for {name}"
+                             f"{' (or (N, 28, 28))' if c == 1 else ''}, got {x.shape}")
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1 or y.shape[0] != x.shape[0]:
+            raise ValueError(f"{source}: y_{split} must have shape ({x.shape[0]},) to match "
+                             f"x_{split}, got {y.shape}")
+        if not (np.issubdtype(y.dtype, np.integer)):
+            raise ValueError(f"{source}: y_{split} must hold integer class labels, got dtype {y.dtype}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{source}: x_{split} is empty")
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= k:
+            raise ValueError(f"{source}: y_{split} labels must be in [0, {k - 1}] for {name}, "
+                             f"got values in [{lo}, {hi}]")
+        out[f"x_{split}"] = np.ascontiguousarray(x)
+        out[f"y_{split}"] = y.astype(np.int64)
+    return tuple(out[key] for key in _KEYS)
+
+
+def _load_npz(name: str, path: Path) -> tuple[np.ndarray, ...]:
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: not an .npz archive (it holds a single array); "
+                             f"need keys {list(_KEYS)}")
+        with archive:
+            missing = [key for key in _KEYS if key not in archive.files]
+            if missing:
+                raise ValueError(f"{path}: not a {name} archive; missing key(s) {missing} "
+                                 f"(found {sorted(archive.files)}; need {list(_KEYS)})")
+            arrays = {key: archive[key] for key in _KEYS}
+    except (zipfile.BadZipFile, EOFError, OSError) as err:
+        raise ValueError(f"{path}: not a readable .npz archive ({type(err).__name__}: {err}); "
+                         f"delete or replace it. {_how_to_get(name, path.parent)}") from err
+    except ValueError as err:
+        if str(err).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: corrupt .npz archive ({err}); delete or replace it.") from err
+    return _check_arrays(name, arrays, str(path))
+
+
+def _load_torchvision(name: str, root: Path, download: bool) -> tuple[np.ndarray, ...]:
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, _TORCHVISION[name])
+    splits = []
+    for train in (True, False):
+        try:
+            ds = cls(str(root), train=train, download=download)
+        except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
+            raise FileNotFoundError(
+                f"{name} not found: looked for {root / (name + '.npz')} and for torchvision's "
+                f"{_TORCHVISION[name]} files in {root} ({err}). {_how_to_get(name, root)}"
+            ) from err
+        x = ds.data.numpy() if isinstance(ds.data, torch.Tensor) else np.asarray(ds.data)
+        y = ds.targets.numpy() if isinstance(ds.targets, torch.Tensor) else np.asarray(ds.targets)
+        splits += [x, y]
+    return _check_arrays(name, dict(zip(_KEYS, splits)), f"torchvision {_TORCHVISION[name]} in {root}")
+
+
+def load(name: str, root=None, download: bool = False) -> tuple[np.ndarray, ...]:
+    """Load a dataset as ``(x_train, y_train, x_test, y_test)`` NumPy arrays.
+
+    Images are uint8 NHWC (CIFAR: ``(N, 32, 32, 3)``, MNIST: ``(N, 28, 28, 1)``), labels
+    int64 in ``[0, NUM_CLASSES[name])``.
+
+    Lookup order: ``<root>/<name>.npz`` (keys ``x_train, y_train, x_test, y_test``; MNIST
+    images may be stored without the channel axis), else torchvision's dataset class
+    reading its own files in ``root`` (downloading them only when ``download=True``).
+    ``root`` defaults to :func:`default_root` (``$BRIDGEOUT_DATA`` or ``<repo>/data/datasets``).
+
+    Raises:
+        ValueError: unknown ``name``; an archive that is not a zip, lacks keys, or has wrong
+            shapes, dtypes or labels out of range (the message names the file and the problem).
+        FileNotFoundError: nothing found; the message says where it looked and how to get it.
+    """
+    check_choice("name", name, DATASETS)
+    root = default_root() if root is None else Path(root).expanduser()
+    npz = root / f"{name}.npz"
+    if npz.is_file():
+        return _load_npz(name, npz)
+    if not download and not root.is_dir():
+        raise FileNotFoundError(f"{name} not found: the data folder {root} does not exist "
+                                f"(looked for {npz}). {_how_to_get(name, root)}")
+    if download:
+        root.mkdir(parents=True, exist_ok=True)
+    return _load_torchvision(name, root, download)
+
+
+def subset(arrays, n_train=None, n_test=None, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """A stratified random subset of ``(x_train, y_train, x_test, y_test)``.
+
+    ``n_train`` / ``n_test`` examples (``None``: the whole split) are drawn without
+    replacement so that class proportions are kept: the examples of each class are put in a
+    random order (``numpy.random.default_rng(seed)``), example ``r`` of class ``c`` gets the
+    key ``(r + 1/2) / n_c``, and the ``n`` smallest keys are kept. Each class then gets
+    ``n * n_c / N`` examples to within one. The kept examples stay in their original order.
+    """
+    x_tr, y_tr, x_te, y_te = arrays
+    rng = np.random.default_rng(seed)
+    out = []
+    for arg, n, x, y in (("n_train", n_train, x_tr, y_tr), ("n_test", n_test, x_te, y_te)):
+        total = len(y)
+        if n is None:
+            out += [x, y]
+            continue
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= total:
+            raise ValueError(f"{arg} must be an integer in [1, {total}] (or None for all), got {n!r}")
+        y_np = np.asarray(y)
+        order = rng.permutation(total)
+        key = np.empty(total, dtype=np.float64)
+        for c in np.unique(y_np):
+            members = order[y_np[order] == c]  # class-c indices in random order
+            key[members] = (np.arange(len(members)) + 0.5) / len(members)
+        keep = np.sort(np.argsort(key, kind="stable")[:n])
+        out += [x[keep], y[keep]]
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------- augmentation
+def crop_flip(x: torch.Tensor, offset_y: torch.Tensor, offset_x: torch.Tensor,
+              flip: torch.Tensor, padding: int = 4) -> torch.Tensor:
+    """Per-sample crop of the zero-padded images, then optional horizontal flip.
+
+    For ``x`` of shape (B, C, H, W), the image is zero-padded by ``padding`` on every side
+    (size (H + 2P, W + 2P)) and sample ``b`` returns the window with top-left corner
+    ``(offset_y[b], offset_x[b])`` (offsets in ``[0, 2P]``), mirrored left-right where
+    ``flip[b]``::
+
+        out[b, c, i, j] = xpad[b, c, oy_b + i, ox_b + (W - 1 - j if flip_b else j)]
+
+    Implemented as one gather with per-sample index grids (no Python loop over samples).
+    Works for any dtype (uint8 included) and device.
+    """
+    b, c, h, w = x.shape
+    dev = x.device
+    xpad = F.pad(x, (padding, padding, padding, padding)) if padding else x
+    rows = offset_y.view(b, 1) + torch.arange(h, device=dev).view(1, h)          # (B, H)
+    j = torch.arange(w, device=dev).view(1, w)
+    cols = offset_x.view(b, 1) + torch.where(flip.view(b, 1), w - 1 - j, j)        # (B, W)
+    bi = torch.arange(b, device=dev).view(b, 1, 1, 1)
+    ci = torch.arange(c, device=dev).view(1, c, 1, 1)
+    return xpad[bi, ci, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
+
+
+def draw_crop_flip(batch: int, padding: int, generator: torch.Generator, device):
+    """Random parameters for :func:`crop_flip`: offsets uniform on ``{0, ..., 2P}`` and a
+    flip with probability 1/2, drawn in this order from ``generator``."""
+    oy = torch.randint(0, 2 * padding + 1, (batch,), generator=generator, device=device)
+    ox = torch.randint(0, 2 * padding + 1, (batch,), generator=generator, device=device)
+    flip = torch.rand(batch, generator=generator, device=device) < 0.5
+    return oy, ox, flip
+
+
+class DeviceData:
+    """A whole dataset on one device, batched and augmented there.
+
+    Args:
+        arrays: ``(x_train, y_train, x_test, y_test)`` as returned by :func:`load`
+            (uint8 NHWC images, integer labels; NumPy arrays or tensors).
+        name: dataset name (one of :data:`DATASETS`); picks the normalisation constants,
+            the number of classes and whether crop/flip augmentation applies (CIFAR only).
+        device: where the data live (``"cpu"``, ``"cuda"``, a :class:`torch.device`).
+
+    Attributes: ``x_train``/``x_test`` uint8 NCHW, ``y_train``/``y_test`` int64,
+    ``num_classes``, ``name``, ``device``, ``mean``/``std`` (tuples), ``padding``.
+    """
+
+    def __init__(self, arrays, name: str, device="cpu"):
+        check_choice("name", name, DATASETS)
+        if len(arrays) != 4:
+            raise ValueError(f"arrays must be (x_train, y_train, x_test, y_test), got {len(arrays)} items")
+        arrs = [a.cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a) for a in arrays]
+        x_tr, y_tr, x_te, y_te = _check_arrays(name, dict(zip(_KEYS, arrs)), "arrays")
+        self.name = name
+        self.device = torch.device(device)
+        self.num_classes = NUM_CLASSES[name]
+        self.padding = PADDING[name]
+        self.mean, self.std = NORMALIZATION[name]
+        to = dict(device=self.device)
+        self.x_train = torch.from_numpy(x_tr).permute(0, 3, 1, 2).contiguous().to(**to)
+        self.x_test = torch.from_numpy(x_te).permute(0, 3, 1, 2).contiguous().to(**to)
+        self.y_train = torch.from_numpy(y_tr).to(**to)
+        self.y_test = torch.from_numpy(y_te).to(**to)
+        # x_norm = x * scale + shift with scale = 1 / (255 std), shift = -mean / std
+        std = torch.tensor(self.std, dtype=torch.float32, **to).view(1, -1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=torch.float32, **to).view(1, -1, 1, 1)
+        self._scale = 1.0 / (255.0 * std)
+        self._shift = -mean / std
+
+    # ------------------------------------------------------------------ helpers
+    def __repr__(self) -> str:
+        return (f"DeviceData({self.name!r}, train={self.train_size}, test={self.test_size}, "
+                f"device={str(self.device)!r})")
+
+    @property
+    def train_size(self) -> int:
+        return int(self.y_train.shape[0])
+
+    @property
+    def test_size(self) -> int:
+        return int(self.y_test.shape[0])
+
+    @property
+    def augments(self) -> bool:
+        """True when crop/flip augmentation applies to this dataset (CIFAR)."""
+        return self.padding > 0
+
+    def to(self, device) -> "DeviceData":
+        """This dataset on another device (self when already there)."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        arrays = (self.x_train.permute(0, 2, 3, 1).cpu(), self.y_train.cpu(),
+                  self.x_test.permute(0, 2, 3, 1).cpu(), self.y_test.cpu())
+        return DeviceData(arrays, self.name, device)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 NCHW -> float32 ``(x / 255 - mean_c) / std_c``."""
+        return x.to(torch.float32).mul_(self._scale).add_(self._shift)
+
+    def num_train_batches(self, batch_size: int, drop_last: bool = False) -> int:
+        n = self.train_size
+        return n // batch_size if drop_last else -(-n // batch_size)
+
+    def num_test_batches(self, batch_size: int) -> int:
+        return -(-self.test_size // batch_size)
+
+    def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Random crop (zero padding :attr:`padding`) + horizontal flip, per sample, uint8 in/out."""
+        if not self.augments:
+            return x
+        oy, ox, flip = draw_crop_flip(x.shape[0], self.padding, generator, x.device)
+        return crop_flip(x, oy, ox, flip, self.padding)
+
+    # ------------------------------------------------------------------ batches
+    def train_batches(self, batch_size: int, generator: torch.Generator, augment: bool = True,
+                      drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of shuffled, augmented, normalised training batches.
+
+        Draws, from ``generator`` (which must live on :attr:`device`): one permutation of the
+        training set (:func:`torch.randperm`), then per batch the crop offsets and flips
+        (:func:`draw_crop_flip`). Augmentation applies only when ``augment`` and the dataset
+        is CIFAR. Yields ``(x, y)``: float32 (B, C, H, W) and int64 (B,), on :attr:`device`.
+        """
+        _check_batch_size(batch_size)
+        if torch.device(generator.device).type != self.device.type:
+            raise ValueError(f"generator must be on the data's device {self.device}, "
+                             f"got a generator on {generator.device}")
+        n = self.train_size
+        perm = torch.randperm(n, generator=generator, device=self.device)
+        stop = n - n % batch_size if drop_last else n
+        for start in range(0, stop, batch_size):
+            idx = perm[start:start + batch_size]
+            x = self.x_train[idx]
+            if augment:
+                x = self.augment(x, generator)
+            yield self.normalize(x), self.y_train[idx]
+
+    def test_batches(self, batch_size: int = 100) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The test set in order, normalised, un-augmented: ``(x float32 NCHW, y int64)``."""
+        _check_batch_size(batch_size)
+        for start in range(0, self.test_size, batch_size):
+            yield (self.normalize(self.x_test[start:start + batch_size]),
+                   self.y_test[start:start + batch_size])
+
+
+def _check_batch_size(batch_size) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+def as_device_data(data, name: str | None = None, device="cpu") -> DeviceData:
+    """A :class:`DeviceData` on ``device`` from either a DeviceData (moved if needed) or the
+    4-tuple of arrays (then ``name`` is required for the normalisation constants)."""
+    if isinstance(data, DeviceData):
+        if name is not None and name != data.name:
+            raise ValueError(f"name {name!r} does not match the DeviceData's dataset {data.name!r}")
+        return data.to(device)
+    if name is None:
+        raise ValueError("name is required when data is a tuple of arrays; "
+                         f"valid choices: {', '.join(map(repr, DATASETS))}")
+    return DeviceData(data, name, device)

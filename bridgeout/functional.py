@@ -1,0 +1,423 @@
+r"""Noise math of (Batch) Bridgeout and the baselines it is compared with, as pure functions.
+
+Notation
+--------
+``p`` is the DROP probability. One Bernoulli mask ``m ~ Bernoulli(1 - p)`` gives the
+zero-mean multiplicative noise
+
+.. math::
+
+    \epsilon = \frac{m}{1-p} - 1, \qquad
+    \mathbb E[\epsilon] = 0, \qquad
+    \operatorname{Var}[\epsilon] = \mathbb E[\epsilon^2] = \frac{p}{1-p}.
+
+Bridgeout perturbs a weight tensor :math:`W` as
+
+.. math::
+
+    \tilde W = W + s(W)\,|W|^{q/2}\,\epsilon\,T,
+
+with :math:`s(W) = \operatorname{sign}(W)` (``signed=True``, the Sparseout-paper form, for
+which ``q = 2`` is exactly DropConnect) or :math:`s(W) = 1` (``signed=False``, the variant the
+published experiments run), and :math:`T` the 0/1 targeting mask of :func:`targeting_mask`.
+Hence :math:`\mathbb E[\tilde W] = W` and
+:math:`\operatorname{Var}[\tilde W_{ij}] = \frac{p}{1-p}|W_{ij}|^q T_{ij}` (exactly 0 where
+``T`` is 0). For a linear model :math:`y = Xw` with squared loss the noise adds, in
+expectation, the data-weighted bridge (:math:`L_q`) penalty
+
+.. math::
+
+    \mathbb E\big[\|y - X\tilde w\|^2\big] - \|y - Xw\|^2
+    = \frac{p}{1-p} \sum_j \Big(\sum_i x_{ij}^2\Big) |w_j|^q\,T_j ,
+
+whether one noise sample is shared by the whole batch ("Batch" Bridgeout,
+:func:`bridgeout`) or drawn per example (:func:`bridgeout_linear_per_sample`): only
+:math:`\mathbb E[\epsilon^2]` enters.
+
+Random numbers
+--------------
+Every function draws ``u = torch.rand(shape, generator=generator)`` once (float32 for
+half/bfloat16 tensors, else the tensor's dtype, on the tensor's device) and keeps ``u < 1 - p``.
+The same generator state therefore gives the same mask in :func:`bridgeout`,
+:func:`dropconnect` and :func:`sparseout`. ``p == 0`` returns the input unchanged and draws
+nothing (all functions alike), so with ``p == 0`` the generator is not advanced.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ._validate import check_finite, check_fraction, check_positive, check_probability
+
+__all__ = [
+    "targeting_mask",
+    "num_targeted",
+    "bridgeout",
+    "dropconnect",
+    "sparseout",
+    "targeted_dropout",
+    "bridgeout_linear_per_sample",
+]
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+# --------------------------------------------------------------------------- targeting
+def num_targeted(n: int, target_fraction: float) -> int:
+    """``floor(n * target_fraction)``, the number of targeted kernels per output filter.
+
+    The product is rounded to 9 decimals before flooring, so binary round-off cannot drop
+    a kernel (``0.29 * 100 == 28.999999999999996`` in floating point, but gives 29 here).
+    """
+    return int(math.floor(round(n * float(target_fraction), 9)))
+
+
+def _unit_norms(weight: Tensor) -> Tensor:
+    """Ranking score of each (row, column) unit: squared L2 norm over dims 2.. (``|w|`` for 2-D).
+
+    The squared norm orders kernels exactly like the L2 norm and skips the square root.
+    Computed in float32 for half/bfloat16 weights so that rounding creates no extra ties.
+    """
+    w = weight.detach()
+    if w.dtype in _LOW_PRECISION:
+        w = w.float()
+    if w.dim() == 2:
+        return w.abs()
+    return w.square().flatten(2).sum(dim=2)
+
+
+def _rows_view(weight: Tensor) -> Tensor:
+    """View weights of any rank as (out, in, *kernel): 0-D/1-D tensors are one row."""
+    if weight.dim() >= 2:
+        return weight
+    return weight.reshape(1, -1)
+
+
+def _target_units(weight: Tensor, target_fraction: float) -> Tensor | None:
+    """Targeting mask at unit level, shaped to broadcast against ``weight``.
+
+    Returns ``None`` when everything is targeted (``target_fraction == 1``), a bool tensor
+    of shape (out, in, 1, ..., 1) otherwise. Cost: one batched stable argsort of the
+    (out, in) score matrix and one scatter; no Python loop.
+    """
+    if target_fraction >= 1.0:
+        return None
+    w = _rows_view(weight)
+    n_out, n_in = w.shape[0], w.shape[1]
+    k = num_targeted(n_in, target_fraction)
+    units = torch.zeros((n_out, n_in), dtype=torch.bool, device=weight.device)
+    if k > 0:
+        order = torch.argsort(_unit_norms(w), dim=1, stable=True)
+        units.scatter_(1, order[:, :k], True)
+    units = units.view((n_out, n_in) + (1,) * (w.dim() - 2))
+    if weight.dim() < 2:
+        units = units.reshape(weight.shape)
+    return units
+
+
+def targeting_mask(weight: Tensor, target_fraction: float) -> Tensor:
+    r"""Which weights receive Bridgeout noise (``T`` in the module docstring).
+
+    For a weight of shape (out, in, *kernel) (e.g. a conv weight (out, in, kh, kw)) every
+    kernel ``weight[o, i]`` is scored by its L2 norm; within each output filter ``o`` the
+    ``k = floor(in * target_fraction)`` kernels with the smallest norm are targeted (their
+    whole kernel is True), ties broken in favour of the lower input-channel index (a
+    stable sort). For a 2-D weight (out, in) each entry is its own kernel and is scored by
+    ``|w|``. A 1-D (or 0-D) tensor is treated as a single row.
+
+    ``target_fraction == 1`` targets everything; if ``k == 0`` (``in * target_fraction <
+    1``) nothing is targeted and Bridgeout leaves the weight unchanged.
+
+    Args:
+        weight: tensor to rank (not modified; no gradient flows through the mask).
+        target_fraction: fraction in (0, 1].
+
+    Returns:
+        Bool tensor with the shape of ``weight``.
+    """
+    tf = check_fraction("target_fraction", target_fraction)
+    if not isinstance(weight, Tensor):
+        raise ValueError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+    units = _target_units(weight, tf)
+    if units is None:
+        return torch.ones(weight.shape, dtype=torch.bool, device=weight.device)
+    return units.expand(_rows_view(weight).shape).reshape(weight.shape).contiguous()
+
+
+# --------------------------------------------------------------------------- noise
+def _keep_mask(shape, like: Tensor, p: float, generator) -> Tensor:
+    """The single uniform draw of every function here: bool ``u < 1 - p``."""
+    dtype = torch.float32 if like.dtype in _LOW_PRECISION else like.dtype
+    u = torch.rand(shape, generator=generator, device=like.device, dtype=dtype)
+    return u < (1.0 - p)
+
+
+def _keep_scale(keep: Tensor, p: float, dtype) -> Tensor:
+    """``m / (1 - p)``: 0 where dropped, ``1/(1-p)`` where kept."""
+    return keep.to(dtype) * (1.0 / (1.0 - p))
+
+
+def _eps(keep: Tensor, p: float, dtype) -> Tensor:
+    """``eps = m/(1-p) - 1``: ``p/(1-p)`` where kept, ``-1`` where dropped."""
+    return _keep_scale(keep, p, dtype).sub_(1.0)
+
+
+def _power_derivative(w: Tensor, pw: Tensor, a: float, signed: bool) -> Tensor:
+    r"""``d/dw [s(w)|w|^a]`` given ``pw = |w|^a``, with the value at ``w == 0`` fixed.
+
+    For ``w != 0``: unsigned ``a |w|^(a-1) sign(w) = a pw / w``; signed ``a |w|^(a-1) = a pw / |w|``.
+    At ``w == 0``: unsigned -> 0 for every ``a`` (the symmetric derivative of the even
+    function ``|w|^a``; for ``a >= 1`` the true derivative or torch's ``sign(0) = 0``
+    subgradient of ``abs``; for ``a < 1`` the one-sided derivatives are infinite).
+    Signed -> 1 if ``a == 1`` (``s(w)|w| = w``), else 0 (true value for ``a > 1``; for
+    ``a < 1`` the true derivative is +inf and 0 is the convention that keeps it finite).
+    """
+    if a == 1.0:
+        if signed:
+            return torch.ones_like(w)
+        return torch.sign(w)  # sign(0) == 0
+    d = pw / (w.abs() if signed else w)  # 0/0 = nan at w == 0, replaced below
+    d = torch.where(w == 0, torch.zeros((), dtype=d.dtype, device=d.device), d)
+    return d.mul_(a)
+
+
+def _signed_power(w: Tensor, a: float, signed: bool) -> tuple[Tensor, Tensor]:
+    """``(s(w)|w|^a, |w|^a)``."""
+    aw = w.abs()
+    pw = aw if a == 1.0 else (aw.sqrt() if a == 0.5 else aw.pow(a))
+    return (torch.copysign(pw, w) if signed else pw), pw
+
+
+class _BridgeoutFunction(torch.autograd.Function):
+    r"""``W~ = W + s(W)|W|^a * noise`` with the exact derivative
+    ``dW~/dW = 1 + d[s(W)|W|^a]/dW * noise`` (finite at ``W == 0``, see
+    :func:`_power_derivative`). ``noise`` (``eps * T``) is a constant: no gradient."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, noise: Tensor, a: float, signed: bool) -> Tensor:
+        f, pw = _signed_power(weight, a, signed)
+        ctx.a, ctx.signed = a, signed
+        ctx.save_for_backward(weight, pw, noise)
+        return torch.addcmul(weight, f, noise)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        weight, pw, noise = ctx.saved_tensors
+        grad_w = None
+        if ctx.needs_input_grad[0]:
+            d = _power_derivative(weight, pw, ctx.a, ctx.signed)
+            grad_w = torch.addcmul(grad, grad, d.mul_(noise))
+        return grad_w, None, None, None
+
+
+class _SignedPowerFunction(torch.autograd.Function):
+    r"""``s(W)|W|^a`` with the derivative of :func:`_power_derivative` (finite at 0)."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, a: float, signed: bool) -> Tensor:
+        f, pw = _signed_power(weight, a, signed)
+        ctx.a, ctx.signed = a, signed
+        ctx.save_for_backward(weight, pw)
+        return f
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        weight, pw = ctx.saved_tensors
+        return grad * _power_derivative(weight, pw, ctx.a, ctx.signed), None, None
+
+
+def _bridgeout(weight: Tensor, p: float, q: float, target_fraction: float = 1.0,
+               signed: bool = False, generator=None) -> Tensor:
+    """Unchecked :func:`bridgeout` (arguments assumed valid: used by ``bridgeout.nn``,
+    which validates at construction; avoids a per-step ``isfinite`` host sync on GPU)."""
+    if p == 0.0:
+        return weight
+    keep = _keep_mask(weight.shape, weight, p, generator)
+    units = _target_units(weight, target_fraction)
+    a = 0.5 * q
+    if signed and a == 1.0:
+        # s(W)|W| = W: W~ = W * (1 + eps*T) = W * (T ? m/(1-p) : 1), computed so that it equals
+        # dropconnect bit for bit (forward and gradient) when everything is targeted.
+        scale = _keep_scale(keep, p, weight.dtype)
+        if units is not None:
+            scale = torch.where(units, scale, torch.ones((), dtype=scale.dtype, device=scale.device))
+        return weight * scale
+    noise = _eps(keep, p, weight.dtype)
+    if units is not None:
+        noise.mul_(units)
+    return _BridgeoutFunction.apply(weight, noise, a, signed)
+
+
+def bridgeout(weight: Tensor, p: float, q: float, target_fraction: float = 1.0,
+              signed: bool = False, generator: torch.Generator | None = None) -> Tensor:
+    r"""Batch Bridgeout: one random perturbation of a whole weight tensor.
+
+    .. math::
+
+        \tilde W = W + s(W)\,|W|^{q/2}\,\epsilon\,T,\qquad
+        \epsilon = \frac{m}{1-p} - 1,\; m \sim \mathrm{Bernoulli}(1-p)
+
+    with ONE draw ``u = torch.rand(weight.shape, generator=generator)``, ``m = u < 1 - p``,
+    per call (a layer calls this once per forward pass, so the whole mini-batch shares the
+    sample), :math:`s(W) = \operatorname{sign}(W)` if ``signed`` else 1 and ``T =
+    targeting_mask(weight, target_fraction)``.
+
+    Moments: :math:`\mathbb E[\tilde W] = W`;
+    :math:`\operatorname{Var}[\tilde W] = \frac{p}{1-p}|W|^q` where ``T`` is True, exactly 0
+    elsewhere. Expected penalty for a linear model with squared loss:
+    :math:`\frac{p}{1-p}\sum_j(\sum_i x_{ij}^2)|w_j|^q T_j` (see the module docstring).
+
+    Gradient: the exact derivative
+    :math:`\partial\tilde W/\partial W = 1 + \frac{d}{dW}[s(W)|W|^{q/2}]\,\epsilon\,T`
+    (``T`` is piecewise constant in ``W``: derivative 0 almost everywhere). It is finite at
+    ``W == 0`` for every ``q > 0``: with ``a = q/2``,
+
+    * unsigned: ``d|W|^a/dW`` at 0 is taken as 0 for every ``a`` -- the symmetric (central)
+      derivative of the even function ``|W|^a``, equal to the true derivative for ``a > 1``
+      and to torch's ``sign(0) = 0`` subgradient of ``abs`` for ``a == 1``; for ``a < 1``
+      the one-sided derivatives are infinite;
+    * signed: ``d[sign(W)|W|^a]/dW`` at 0 is 1 for ``q == 2`` (the function is ``W``), 0 for
+      ``q > 2`` (exact) and 0 by convention for ``q < 2`` (the true derivative is +inf).
+
+    ``signed=True, q=2`` is DropConnect exactly: on targeted entries ``W~ = W m/(1-p)`` with
+    gradient ``m/(1-p)``, bit-for-bit equal to :func:`dropconnect` for the same generator
+    state when ``target_fraction == 1``.
+
+    Args:
+        weight: weight tensor (any shape; see :func:`targeting_mask` for the ranking).
+        p: drop probability in [0, 1). ``p == 0`` returns ``weight`` itself and draws nothing.
+        q: bridge exponent, > 0.
+        target_fraction: fraction of kernels per output filter that get noise, in (0, 1].
+        signed: multiply the noise by ``sign(W)`` (Sparseout form).
+        generator: ``torch.Generator`` on ``weight.device``, or None for the global RNG.
+
+    Raises:
+        ValueError: naming the argument, for ``p`` outside [0, 1), ``q <= 0``,
+            ``target_fraction`` outside (0, 1] or non-finite weights.
+    """
+    p = check_probability("p", p)
+    q = check_positive("q", q)
+    tf = check_fraction("target_fraction", target_fraction)
+    check_finite("weight", weight)
+    return _bridgeout(weight, p, q, tf, bool(signed), generator)
+
+
+def _dropconnect(weight: Tensor, p: float, generator=None) -> Tensor:
+    """Unchecked :func:`dropconnect`."""
+    if p == 0.0:
+        return weight
+    keep = _keep_mask(weight.shape, weight, p, generator)
+    return weight * _keep_scale(keep, p, weight.dtype)
+
+
+def dropconnect(weight: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
+    r"""DropConnect: :math:`\tilde W = W\,m/(1-p)`, ``m = torch.rand(weight.shape, generator) < 1 - p``.
+
+    Same draw as :func:`bridgeout`, so ``bridgeout(W, p, 2, 1.0, signed=True, generator=g1)``
+    equals ``dropconnect(W, p, generator=g2)`` element for element when ``g1`` and ``g2``
+    are in the same state. Gradient ``m/(1-p)``. ``p == 0`` returns ``weight``.
+    """
+    p = check_probability("p", p)
+    check_finite("weight", weight)
+    return _dropconnect(weight, p, generator)
+
+
+def _sparseout(x: Tensor, p: float, q: float, signed: bool = True, generator=None) -> Tensor:
+    """Unchecked :func:`sparseout`."""
+    return _bridgeout(x, p, q, 1.0, signed, generator)
+
+
+def sparseout(x: Tensor, p: float, q: float, signed: bool = True,
+              generator: torch.Generator | None = None) -> Tensor:
+    r"""Sparseout: Bridgeout noise on activations, a fresh draw for every element.
+
+    :math:`\tilde x = x + s(x)|x|^{q/2}\epsilon` with ``eps`` drawn like :func:`bridgeout`
+    (``torch.rand(x.shape)``; for a batch every example gets its own noise because the
+    draw covers the batch dimension). :math:`\mathbb E[\tilde x] = x`,
+    :math:`\operatorname{Var}[\tilde x] = \frac{p}{1-p}|x|^q`. With ``signed=True, q=2`` this
+    is exactly inverted dropout ``x m/(1-p)`` (forward and gradient). The gradient follows
+    :func:`bridgeout`'s convention at ``x == 0`` (common after a ReLU): finite for all ``q``.
+
+    ``x`` is not checked for finiteness (activations are checked nowhere else either).
+    """
+    p = check_probability("p", p)
+    q = check_positive("q", q)
+    return _sparseout(x, p, q, bool(signed), generator)
+
+
+def _targeted_dropout(x: Tensor, p: float, target_fraction: float = 0.75, generator=None) -> Tensor:
+    """Unchecked :func:`targeted_dropout`."""
+    if p == 0.0:
+        return x
+    keep = _keep_mask(x.shape, x, p, generator)
+    scale = _keep_scale(keep, p, x.dtype)
+    units = _target_units(x, target_fraction)
+    if units is not None:
+        scale = torch.where(units, scale, torch.ones((), dtype=scale.dtype, device=scale.device))
+    return x * scale
+
+
+def targeted_dropout(x: Tensor, p: float, target_fraction: float = 0.75,
+                     generator: torch.Generator | None = None) -> Tensor:
+    r"""Targeted (activation) dropout, the paper's dropout baseline.
+
+    For an input (N, C, H, W) (or (N, C), or (N, C, *)): per sample ``n``, the
+    ``floor(C * target_fraction)`` channels whose activation map ``x[n, c]`` has the smallest
+    L2 norm (``|x[n, c]|`` for 2-D input; ties to the lower channel index) are eligible.
+    Eligible activations are dropped element-wise with probability ``p`` and the kept ones
+    scaled by ``1/(1-p)``; the other channels pass unchanged. ``target_fraction == 1`` is
+    plain inverted dropout. One draw ``torch.rand(x.shape)`` (same convention as
+    :func:`bridgeout`); ``p == 0`` returns ``x``. The ranking is the one of
+    :func:`targeting_mask` applied to ``x`` (samples play the role of output filters).
+    """
+    p = check_probability("p", p)
+    tf = check_fraction("target_fraction", target_fraction)
+    return _targeted_dropout(x, p, tf, generator)
+
+
+def _bridgeout_linear_per_sample(x: Tensor, weight: Tensor, bias: Tensor | None, p: float, q: float,
+                                 target_fraction: float = 1.0, signed: bool = False,
+                                 generator=None) -> Tensor:
+    """Unchecked :func:`bridgeout_linear_per_sample` for 2-D ``x``."""
+    clean = torch.nn.functional.linear(x, weight, bias)
+    if p == 0.0:
+        return clean
+    n = x.shape[0]
+    keep = _keep_mask((n,) + tuple(weight.shape), weight, p, generator)
+    noise = _eps(keep, p, weight.dtype)
+    units = _target_units(weight, target_fraction)
+    if units is not None:
+        noise.mul_(units)
+    f = _SignedPowerFunction.apply(weight, 0.5 * q, signed)
+    # y[n, o] += sum_i x[n, i] f[o, i] noise[n, o, i]
+    return clean + torch.einsum("ni,noi->no", x, noise * f)
+
+
+def bridgeout_linear_per_sample(x: Tensor, weight: Tensor, bias: Tensor | None, p: float, q: float,
+                                target_fraction: float = 1.0, signed: bool = False,
+                                generator: torch.Generator | None = None) -> Tensor:
+    r"""Linear layer with per-sample Bridgeout: a separate weight perturbation per example.
+
+    ``y[n] = x[n] @ W~_n^T + b`` with ``W~_n = W + s(W)|W|^(q/2) eps_n T`` and the noise of all
+    examples drawn at once, ``torch.rand((N, out, in), generator=generator)``. Same
+    expectation and expected penalty as the batch version (:func:`bridgeout`); the
+    examples' gradients get independent noise (lower gradient variance). Memory
+    O(N * out * in): meant for the small models of the theory chapter.
+
+    Args:
+        x: input (N, in).  weight: (out, in).  bias: (out,) or None.
+        p, q, target_fraction, signed, generator: as in :func:`bridgeout`.
+
+    Returns:
+        (N, out) tensor.
+    """
+    p = check_probability("p", p)
+    q = check_positive("q", q)
+    tf = check_fraction("target_fraction", target_fraction)
+    check_finite("weight", weight)
+    if x.dim() != 2 or weight.dim() != 2 or x.shape[1] != weight.shape[1]:
+        raise ValueError(f"x must be (N, in) and weight (out, in) with matching in; got x {tuple(x.shape)}"
+                         f" and weight {tuple(weight.shape)}")
+    return _bridgeout_linear_per_sample(x, weight, bias, p, q, tf, bool(signed), generator)
