@@ -48,6 +48,7 @@ import math
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ._validate import check_finite, check_fraction, check_positive, check_probability
 
@@ -75,9 +76,8 @@ def num_targeted(n: int, target_fraction: float) -> int:
 
 
 def _unit_norms(weight: Tensor) -> Tensor:
-    """Ranking score of each (row, column) unit: squared L2 norm over dims 2.. (``|w|`` for 2-D).
+    """Ranking score of each (row, column) unit: L2 norm over dims 2.. (``|w|`` for 2-D).
 
-    The squared norm orders kernels exactly like the L2 norm and skips the square root.
     Computed in float32 for half/bfloat16 weights so that rounding creates no extra ties.
     """
     w = weight.detach()
@@ -85,7 +85,7 @@ def _unit_norms(weight: Tensor) -> Tensor:
         w = w.float()
     if w.dim() == 2:
         return w.abs()
-    return w.square().flatten(2).sum(dim=2)
+    return torch.linalg.vector_norm(w.flatten(2), ord=2, dim=2)
 
 
 def _rows_view(weight: Tensor) -> Tensor:
@@ -95,22 +95,55 @@ def _rows_view(weight: Tensor) -> Tensor:
     return weight.reshape(1, -1)
 
 
+def _kth_smallest(x: Tensor, k: int) -> Tensor:
+    """Per-row k-th smallest value, shape (rows, 1). ``topk`` of the smaller side then a
+    min/max: faster on CPU than ``kthvalue`` (same result)."""
+    n = x.shape[1]
+    if k <= n - k + 1:
+        return torch.topk(x, k, dim=1, largest=False, sorted=False).values.amax(dim=1, keepdim=True)
+    return torch.topk(x, n - k + 1, dim=1, largest=True, sorted=False).values.amin(dim=1, keepdim=True)
+
+
+def _smallest_k(scores: Tensor, k: int) -> Tensor:
+    """Bool mask of the ``k`` smallest entries of every row, ties to the lower column index.
+
+    Equal to taking the first ``k`` indices of a stable ascending argsort, computed with one
+    selection (a partial ``topk``, no full sort) instead of a sort. For float32 scores (>= 0) the
+    ties are broken inside the key: the bit pattern of a non-negative float orders like its
+    value, so ``key = bits * n + column`` is unique per row and orders by (score, column);
+    the ``k`` smallest keys are those ``<=`` the row's k-th smallest key. Other dtypes: every
+    entry strictly below the k-th smallest value ``v`` is selected plus, of the entries equal
+    to ``v``, the first ``k - #(< v)`` in column order (a cumulative count).
+    """
+    n = scores.shape[1]
+    if scores.dtype == torch.float32:
+        cols = torch.arange(n, device=scores.device, dtype=torch.int64)
+        key = scores.view(torch.int32).to(torch.int64).mul_(n).add_(cols)
+        return key <= _kth_smallest(key, k)
+    v = _kth_smallest(scores, k)
+    below = scores < v
+    tied = scores == v
+    room = k - below.sum(dim=1, keepdim=True)
+    return below | (tied & (tied.cumsum(dim=1) <= room))
+
+
 def _target_units(weight: Tensor, target_fraction: float) -> Tensor | None:
     """Targeting mask at unit level, shaped to broadcast against ``weight``.
 
     Returns ``None`` when everything is targeted (``target_fraction == 1``), a bool tensor
-    of shape (out, in, 1, ..., 1) otherwise. Cost: one batched stable argsort of the
-    (out, in) score matrix and one scatter; no Python loop.
+    of shape (out, in, 1, ..., 1) otherwise (``weight.shape`` for 0-D/1-D weights). Cost:
+    one norm reduction and one batched selection on the small (out, in) score matrix; no
+    Python loop, no host synchronisation.
     """
     if target_fraction >= 1.0:
         return None
     w = _rows_view(weight)
     n_out, n_in = w.shape[0], w.shape[1]
     k = num_targeted(n_in, target_fraction)
-    units = torch.zeros((n_out, n_in), dtype=torch.bool, device=weight.device)
-    if k > 0:
-        order = torch.argsort(_unit_norms(w), dim=1, stable=True)
-        units.scatter_(1, order[:, :k], True)
+    if k == 0:
+        units = torch.zeros((n_out, n_in), dtype=torch.bool, device=weight.device)
+    else:
+        units = _smallest_k(_unit_norms(w), k)
     units = units.view((n_out, n_in) + (1,) * (w.dim() - 2))
     if weight.dim() < 2:
         units = units.reshape(weight.shape)
@@ -136,10 +169,14 @@ def targeting_mask(weight: Tensor, target_fraction: float) -> Tensor:
 
     Returns:
         Bool tensor with the shape of ``weight``.
+
+    Raises:
+        ValueError: ``target_fraction`` outside (0, 1], or non-finite ``weight``.
     """
     tf = check_fraction("target_fraction", target_fraction)
     if not isinstance(weight, Tensor):
         raise ValueError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+    check_finite("weight", weight)
     units = _target_units(weight, tf)
     if units is None:
         return torch.ones(weight.shape, dtype=torch.bool, device=weight.device)
@@ -147,69 +184,130 @@ def targeting_mask(weight: Tensor, target_fraction: float) -> Tensor:
 
 
 # --------------------------------------------------------------------------- noise
-def _keep_mask(shape, like: Tensor, p: float, generator) -> Tensor:
-    """The single uniform draw of every function here: bool ``u < 1 - p``."""
+# The noise path is written with in-place ops on freshly drawn buffers: on CPU every new
+# weight-sized allocation costs page faults, which dominated the overhead of a naive version.
+def _keep_scale(shape, like: Tensor, p: float, generator) -> Tensor:
+    """The single uniform draw of every function here, as ``m / (1 - p)`` in ``like.dtype``.
+
+    ``u = torch.rand(shape)`` (float32 for half/bfloat16), ``m = u < 1 - p``; returns 0 where
+    dropped and ``1/(1-p)`` where kept (a fresh tensor the caller may modify).
+    """
     dtype = torch.float32 if like.dtype in _LOW_PRECISION else like.dtype
     u = torch.rand(shape, generator=generator, device=like.device, dtype=dtype)
-    return u < (1.0 - p)
+    u.lt_(1.0 - p)
+    if u.dtype != like.dtype:
+        u = u.to(like.dtype)
+    return u.mul_(1.0 / (1.0 - p))
 
 
-def _keep_scale(keep: Tensor, p: float, dtype) -> Tensor:
-    """``m / (1 - p)``: 0 where dropped, ``1/(1-p)`` where kept."""
-    return keep.to(dtype) * (1.0 / (1.0 - p))
+def _noise(shape, like: Tensor, p: float, units: Tensor | None, generator) -> Tensor:
+    """``eps * T`` with ``eps = m/(1-p) - 1`` (``p/(1-p)`` where kept, ``-1`` where dropped)."""
+    eps = _keep_scale(shape, like, p, generator).sub_(1.0)
+    if units is not None:
+        eps.mul_(units)
+    return eps
 
 
-def _eps(keep: Tensor, p: float, dtype) -> Tensor:
-    """``eps = m/(1-p) - 1``: ``p/(1-p)`` where kept, ``-1`` where dropped."""
-    return _keep_scale(keep, p, dtype).sub_(1.0)
+def _abs_pow_(x: Tensor, a: float) -> Tensor:
+    """``x ** a`` in place for ``x >= 0``; square roots instead of ``pow`` for multiples of 1/4
+    up to 2 (several times faster on CPU, correctly rounded steps)."""
+    if a == 1.0:
+        return x
+    if a == 0.5:
+        return x.sqrt_()
+    if a == 0.25:
+        return x.sqrt_().sqrt_()
+    if a == 0.75:
+        s = x.sqrt_()
+        return s.mul_(s.sqrt())
+    if a == 1.5:
+        return x.mul_(x.sqrt())
+    if a == 1.25:
+        return x.mul_(x.sqrt().sqrt_())
+    if a == 2.0:
+        return x.mul_(x)
+    return x.pow_(a)
 
 
 def _power_derivative(w: Tensor, pw: Tensor, a: float, signed: bool) -> Tensor:
     r"""``d/dw [s(w)|w|^a]`` given ``pw = |w|^a``, with the value at ``w == 0`` fixed.
 
-    For ``w != 0``: unsigned ``a |w|^(a-1) sign(w) = a pw / w``; signed ``a |w|^(a-1) = a pw / |w|``.
-    At ``w == 0``: unsigned -> 0 for every ``a`` (the symmetric derivative of the even
-    function ``|w|^a``; for ``a >= 1`` the true derivative or torch's ``sign(0) = 0``
-    subgradient of ``abs``; for ``a < 1`` the one-sided derivatives are infinite).
-    Signed -> 1 if ``a == 1`` (``s(w)|w| = w``), else 0 (true value for ``a > 1``; for
-    ``a < 1`` the true derivative is +inf and 0 is the convention that keeps it finite).
+    For ``w != 0`` both forms equal ``a s(w)|w|^a / w``: unsigned ``a |w|^(a-1) sign(w)``, signed
+    ``a |w|^(a-1)``. At ``w == 0``: unsigned -> 0 for every ``a`` (the symmetric derivative of the
+    even function ``|w|^a``; for ``a >= 1`` the true derivative or torch's ``sign(0) = 0``
+    subgradient of ``abs``; for ``a < 1`` the one-sided derivatives are infinite). Signed -> 1 if
+    ``a == 1`` (``s(w)|w| = w``), else 0 (true value for ``a > 1``; for ``a < 1`` the true
+    derivative is +inf and 0 is the convention that keeps it finite).
     """
     if a == 1.0:
-        if signed:
-            return torch.ones_like(w)
-        return torch.sign(w)  # sign(0) == 0
-    d = pw / (w.abs() if signed else w)  # 0/0 = nan at w == 0, replaced below
-    d = torch.where(w == 0, torch.zeros((), dtype=d.dtype, device=d.device), d)
-    return d.mul_(a)
+        return torch.ones_like(w) if signed else torch.sign(w)  # sign(0) == 0
+    d = pw / (w.abs() if signed else w)  # 0/0 = nan at w == 0 -> 0
+    return d.nan_to_num_(nan=0.0, posinf=math.inf, neginf=-math.inf).mul_(a)
 
 
-def _signed_power(w: Tensor, a: float, signed: bool) -> tuple[Tensor, Tensor]:
-    """``(s(w)|w|^a, |w|^a)``."""
-    aw = w.abs()
-    pw = aw if a == 1.0 else (aw.sqrt() if a == 0.5 else aw.pow(a))
-    return (torch.copysign(pw, w) if signed else pw), pw
+def _abs_pow_m1_(x: Tensor, a: float) -> Tensor:
+    """``x ** (a - 1)`` in place for ``x >= 0`` and ``a != 1`` (``inf`` at 0 when ``a < 1``)."""
+    if a == 0.75:
+        return x.sqrt_().rsqrt_()
+    if a == 0.5:
+        return x.rsqrt_()
+    if a == 1.5:
+        return x.sqrt_()
+    if a == 1.25:
+        return x.sqrt_().sqrt_()
+    if a == 2.0:
+        return x
+    return x.pow_(a - 1.0)
+
+
+def _bridgeout_inplace(w: Tensor, u: Tensor, r: Tensor, a: float, signed: bool) -> None:
+    """:class:`_BridgeoutFunction`'s forward on preallocated buffers.
+
+    ``u`` holds the noise ``eps * T`` and receives ``W~``; ``r`` receives ``R = r(W) eps T``.
+    Only in-place ops and ``out=``: on CPU each fresh weight-sized allocation costs page
+    faults. (Processing the weight in cache-sized blocks was tried and was not faster.)
+    """
+    if a == 1.0:  # unsigned: r = sign(W), 0 at 0
+        torch.sign(w, out=r)
+    else:
+        _abs_pow_m1_(torch.abs(w, out=r), a)
+        if a < 1.0:
+            r.nan_to_num_(nan=0.0, posinf=0.0)
+        if not signed:
+            r.copysign_(w)
+    r.mul_(u)
+    torch.addcmul(w, w, r, out=u)
 
 
 class _BridgeoutFunction(torch.autograd.Function):
-    r"""``W~ = W + s(W)|W|^a * noise`` with the exact derivative
-    ``dW~/dW = 1 + d[s(W)|W|^a]/dW * noise`` (finite at ``W == 0``, see
-    :func:`_power_derivative`). ``noise`` (``eps * T``) is a constant: no gradient."""
+    r"""Draw the noise and return ``W~ = W + s(W)|W|^a eps T`` with the exact derivative.
+
+    Written as ``W~ = W (1 + R)`` with ``R = r(W) eps T`` and ``r(W) = s(W)|W|^a / W`` (that is
+    ``|W|^(a-1)`` signed, ``sign(W)|W|^(a-1)`` unsigned), so that the derivative is simply
+    ``dW~/dW = 1 + d[s(W)|W|^a]/dW eps T = 1 + a R``: the backward pass is one fused
+    ``addcmul`` and only ``R`` is saved. ``r(0)`` is set to 0 (``|W|^(a-1)`` is infinite there
+    for ``a < 1``), which gives ``W~ = 0`` and derivative 1 at ``W == 0``: the convention of
+    :func:`bridgeout`. (For ``q < ~0.24`` in float32, ``|W|^(a-1)`` can also overflow for
+    subnormal ``W != 0``; such entries are treated like 0.) Not used for ``signed`` with
+    ``a == 1`` (the DropConnect path). First derivatives only (``once_differentiable``).
+    """
 
     @staticmethod
-    def forward(ctx, weight: Tensor, noise: Tensor, a: float, signed: bool) -> Tensor:
-        f, pw = _signed_power(weight, a, signed)
-        ctx.a, ctx.signed = a, signed
-        ctx.save_for_backward(weight, pw, noise)
-        return torch.addcmul(weight, f, noise)
+    def forward(ctx, weight: Tensor, p: float, a: float, target_fraction: float, signed: bool,
+                generator) -> Tensor:
+        noise = _noise(weight.shape, weight, p, _target_units(weight, target_fraction), generator)
+        r = torch.empty_like(weight)
+        _bridgeout_inplace(weight, noise, r, a, signed)
+        ctx.a = a
+        ctx.save_for_backward(r)
+        return noise  # now holds W~
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: Tensor):
-        weight, pw, noise = ctx.saved_tensors
-        grad_w = None
-        if ctx.needs_input_grad[0]:
-            d = _power_derivative(weight, pw, ctx.a, ctx.signed)
-            grad_w = torch.addcmul(grad, grad, d.mul_(noise))
-        return grad_w, None, None, None
+        (r,) = ctx.saved_tensors
+        grad_w = torch.addcmul(grad, grad, r, value=ctx.a) if ctx.needs_input_grad[0] else None
+        return grad_w, None, None, None, None, None
 
 
 class _SignedPowerFunction(torch.autograd.Function):
@@ -217,15 +315,22 @@ class _SignedPowerFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weight: Tensor, a: float, signed: bool) -> Tensor:
-        f, pw = _signed_power(weight, a, signed)
+        pw = _abs_pow_(weight.abs(), a)
         ctx.a, ctx.signed = a, signed
         ctx.save_for_backward(weight, pw)
-        return f
+        return torch.copysign(pw, weight) if signed else pw.clone()
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         weight, pw = ctx.saved_tensors
         return grad * _power_derivative(weight, pw, ctx.a, ctx.signed), None, None
+
+
+def _scale_targeted(scale: Tensor, units: Tensor | None) -> Tensor:
+    """Set the multiplicative noise to 1 outside the targeted units (in place)."""
+    if units is not None:
+        scale.masked_fill_(~units, 1.0)
+    return scale
 
 
 def _bridgeout(weight: Tensor, p: float, q: float, target_fraction: float = 1.0,
@@ -234,20 +339,13 @@ def _bridgeout(weight: Tensor, p: float, q: float, target_fraction: float = 1.0,
     which validates at construction; avoids a per-step ``isfinite`` host sync on GPU)."""
     if p == 0.0:
         return weight
-    keep = _keep_mask(weight.shape, weight, p, generator)
-    units = _target_units(weight, target_fraction)
     a = 0.5 * q
     if signed and a == 1.0:
-        # s(W)|W| = W: W~ = W * (1 + eps*T) = W * (T ? m/(1-p) : 1), computed so that it equals
-        # dropconnect bit for bit (forward and gradient) when everything is targeted.
-        scale = _keep_scale(keep, p, weight.dtype)
-        if units is not None:
-            scale = torch.where(units, scale, torch.ones((), dtype=scale.dtype, device=scale.device))
-        return weight * scale
-    noise = _eps(keep, p, weight.dtype)
-    if units is not None:
-        noise.mul_(units)
-    return _BridgeoutFunction.apply(weight, noise, a, signed)
+        # s(W)|W| = W: W~ = W (1 + eps T) = W * (T ? m/(1-p) : 1), computed exactly as
+        # dropconnect computes it, so both agree bit for bit (forward and gradient m/(1-p)).
+        scale = _keep_scale(weight.shape, weight, p, generator)
+        return weight * _scale_targeted(scale, _target_units(weight, target_fraction))
+    return _BridgeoutFunction.apply(weight, p, a, target_fraction, signed, generator)
 
 
 def bridgeout(weight: Tensor, p: float, q: float, target_fraction: float = 1.0,
@@ -285,6 +383,12 @@ def bridgeout(weight: Tensor, p: float, q: float, target_fraction: float = 1.0,
     gradient ``m/(1-p)``, bit-for-bit equal to :func:`dropconnect` for the same generator
     state when ``target_fraction == 1``.
 
+    Implementation: ``W~ = W (1 + R)`` with ``R = (s(W)|W|^(q/2) / W) eps T`` (0 where ``W == 0``),
+    whose derivative is ``1 + (q/2) R``; the backward pass is one fused multiply-add and only
+    ``R`` is kept for it (one weight-sized tensor). Only first derivatives are supported. With
+    float32 weights and ``q < ~0.24``, ``|W|^(q/2-1)`` overflows for subnormal ``W``; such
+    entries are treated like ``W == 0``.
+
     Args:
         weight: weight tensor (any shape; see :func:`targeting_mask` for the ranking).
         p: drop probability in [0, 1). ``p == 0`` returns ``weight`` itself and draws nothing.
@@ -308,8 +412,7 @@ def _dropconnect(weight: Tensor, p: float, generator=None) -> Tensor:
     """Unchecked :func:`dropconnect`."""
     if p == 0.0:
         return weight
-    keep = _keep_mask(weight.shape, weight, p, generator)
-    return weight * _keep_scale(keep, p, weight.dtype)
+    return weight * _keep_scale(weight.shape, weight, p, generator)
 
 
 def dropconnect(weight: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
@@ -351,12 +454,8 @@ def _targeted_dropout(x: Tensor, p: float, target_fraction: float = 0.75, genera
     """Unchecked :func:`targeted_dropout`."""
     if p == 0.0:
         return x
-    keep = _keep_mask(x.shape, x, p, generator)
-    scale = _keep_scale(keep, p, x.dtype)
-    units = _target_units(x, target_fraction)
-    if units is not None:
-        scale = torch.where(units, scale, torch.ones((), dtype=scale.dtype, device=scale.device))
-    return x * scale
+    scale = _keep_scale(x.shape, x, p, generator)
+    return x * _scale_targeted(scale, _target_units(x.detach(), target_fraction))
 
 
 def targeted_dropout(x: Tensor, p: float, target_fraction: float = 0.75,
@@ -385,11 +484,7 @@ def _bridgeout_linear_per_sample(x: Tensor, weight: Tensor, bias: Tensor | None,
     if p == 0.0:
         return clean
     n = x.shape[0]
-    keep = _keep_mask((n,) + tuple(weight.shape), weight, p, generator)
-    noise = _eps(keep, p, weight.dtype)
-    units = _target_units(weight, target_fraction)
-    if units is not None:
-        noise.mul_(units)
+    noise = _noise((n,) + tuple(weight.shape), weight, p, _target_units(weight, target_fraction), generator)
     f = _SignedPowerFunction.apply(weight, 0.5 * q, signed)
     # y[n, o] += sum_i x[n, i] f[o, i] noise[n, o, i]
     return clean + torch.einsum("ni,noi->no", x, noise * f)

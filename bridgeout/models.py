@@ -1,0 +1,465 @@
+"""The paper's architectures, built for any of the compared regularizers.
+
+``build(name, num_classes, regularizer, ...)`` returns one of
+
+* ``"vgg16"`` -- VGG-16 with BatchNorm for 32x32 inputs: thirteen
+  conv3x3(pad 1)-BN-ReLU layers in the configuration
+  ``[64, 64, M, 128, 128, M, 256, 256, 256, M, 512, 512, 512, M, 512, 512, 512, M]``
+  (``M`` = 2x2 max-pool), so a 32x32 image is 1x1x512 after the fifth pool, and a
+  single ``Linear(512, num_classes)`` head (no hidden fully connected layers).
+* ``"resnet"`` -- the paper's CIFAR "ResNet-34": a conv3x3(3->16)-BN-ReLU stem, three
+  stages of [3, 4, 6] BasicBlocks at 16/32/64 channels (strides 1, 2, 2),
+  1x1-conv + BN shortcuts where the shape changes, global average pooling and
+  ``Linear(64, num_classes)``.  A block computes
+  ``relu(R2(bn2(conv2(R1(relu(bn1(conv1(x))))))) + shortcut(x))`` where ``R1, R2``
+  are the activation regularizers ("after bn1-ReLU and after bn2").
+* ``"wrn"`` / ``"wrn28_10"`` -- Wide ResNet (Zagoruyko & Komodakis, 2016) of depth
+  ``6n + 4`` and widen factor ``k``: a conv3x3(3->16) stem, three stages of ``n``
+  pre-activation blocks at ``16k/32k/64k`` channels, a final BN-ReLU, global average
+  pooling and ``Linear(64k, num_classes)``.  A block computes
+  ``conv2(relu(bn2(R(conv1(relu(bn1(x))))))) + shortcut(x)`` with a plain 1x1 conv
+  shortcut (no BN) where the shape changes; ``R`` (the dropout slot of the WRN
+  paper) sits between the two convs.  ``wrn28_10`` is depth 28, widen factor 10:
+  36,489,290 parameters for 10 classes.
+* ``"lenet5"`` -- a small MNIST network for CPU teaching examples (not in the paper):
+  conv5x5(1->6, pad 2)-ReLU-maxpool2 -> conv5x5(6->16)-ReLU-maxpool2 ->
+  FC 400->120-ReLU -> FC 120->84-ReLU -> ``Linear(84, num_classes)``.  ReLU and max
+  pooling replace LeCun's tanh and average pooling, as in most modern renditions.
+
+Regularizer placement (``regularizer=``), as in the published experiments:
+
+=================  ==========================================================
+``"bridgeout"``    :class:`bridgeout.nn.BridgeoutConv2d` on every 3x3 conv, the
+                   first one included (lenet5: on both 5x5 convs); 1x1 shortcuts
+                   and every linear layer stay plain.
+``"dropconnect"``  :class:`bridgeout.nn.DropConnectConv2d` at the same places.
+``"dropout"``      :class:`bridgeout.nn.TargetedDropout` ``(p, target_fraction)``
+                   on activations: VGG after each conv-BN-ReLU; ResNet after
+                   bn1-ReLU and after bn2 of every block (not after the stem);
+                   WRN between the two convs of every block; lenet5 after each
+                   conv-ReLU.
+``"sparseout"``    :class:`bridgeout.nn.Sparseout` ``(p, q, signed)`` at the
+                   dropout places.
+``"weight_decay"`` plain layers only (weight decay itself is set by the optimizer
+                   of every protocol).
+=================  ==========================================================
+
+Every architecture has the same module tree and parameter names for every
+regularizer: an activation-regularizer slot holds :class:`torch.nn.Identity` when
+unused, and the weight-noise convs subclass :class:`torch.nn.Conv2d` with identical
+state_dict keys.  So a ``"bridgeout"`` model's ``state_dict`` loads (strictly) into the
+``"weight_decay"`` model of the same architecture, and both compute the same
+function in eval mode.
+
+Initialisation (as the published code does it): every conv weight (3x3, 5x5 and 1x1
+shortcuts) ``W ~ U(-a, a)`` with the Xavier bound for gain ``sqrt(2)``,
+
+.. math::  a = \\sqrt{2}\\,\\sqrt{\\frac{6}{\\text{fan\\_in} + \\text{fan\\_out}}},
+           \\quad \\text{fan\\_in} = C_\\text{in} k_h k_w,\\;
+           \\text{fan\\_out} = C_\\text{out} k_h k_w,
+
+conv biases 0, BatchNorm weight 1 and bias 0.  Linear layers keep PyTorch's default
+initialisation (``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` for weight and bias): the
+published ``conv_init`` matches modules by the class name containing ``"Conv"`` and
+so never touches the linear head.
+
+Conv layers keep their bias (``bias=True``) even where a BatchNorm follows, as in the
+published models.  This matters for pruning by masking: a zeroed filter still emits
+its (constant) bias, which BatchNorm then maps with its running statistics.
+
+Known deviation: the published WRN sets ``momentum=0.9`` on its final BatchNorm (in
+PyTorch's convention that keeps almost only the last batch's statistics); we use the
+default 0.1 everywhere.  As in the published WRN, the stride of a block sits on its
+second conv and the shortcut takes the block's raw input ``x``.
+
+``width`` multiplies every conv's channel count (rounded, at least 1) for reduced CPU
+runs; the heads follow the reduced feature size.  Module registration order is the
+forward order, so :func:`conv_layers` lists convs in the order they run (a block's
+shortcut conv is listed after its second conv).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from ._validate import check_choice, check_fraction, check_positive, check_probability
+
+__all__ = [
+    "MODELS",
+    "REGULARIZERS",
+    "WEIGHT_REGULARIZERS",
+    "ACTIVATION_REGULARIZERS",
+    "build",
+    "count_parameters",
+    "conv_layers",
+    "init_weights",
+    "VGG16",
+    "CifarResNet",
+    "BasicBlock",
+    "WideResNet",
+    "WideBasic",
+    "LeNet5",
+]
+
+MODELS = ("vgg16", "resnet", "wrn28_10", "wrn", "lenet5")
+REGULARIZERS = ("bridgeout", "dropout", "weight_decay", "sparseout", "dropconnect")
+WEIGHT_REGULARIZERS = ("bridgeout", "dropconnect")
+ACTIVATION_REGULARIZERS = ("dropout", "sparseout")
+
+VGG16_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
+                512, 512, 512, "M", 512, 512, 512, "M")
+RESNET_STAGES = ((16, 3, 1), (32, 4, 2), (64, 6, 2))  # (channels, blocks, stride)
+
+
+class _Regularizer:
+    """Factory for the regularized layers of one model (a plain holder of settings)."""
+
+    def __init__(self, name, p, q, target_fraction, signed):
+        self.name = name
+        self.p = p
+        self.q = q
+        self.target_fraction = target_fraction
+        self.signed = signed
+
+    def conv(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
+        """A conv that carries weight noise (bridgeout / dropconnect) or a plain one."""
+        if self.name == "bridgeout":
+            from .nn import BridgeoutConv2d
+
+            return BridgeoutConv2d(in_channels, out_channels, kernel_size, stride=stride,
+                                   padding=padding, bias=True, p=self.p, q=self.q,
+                                   target_fraction=self.target_fraction, signed=self.signed)
+        if self.name == "dropconnect":
+            from .nn import DropConnectConv2d
+
+            return DropConnectConv2d(in_channels, out_channels, kernel_size, stride=stride,
+                                     padding=padding, bias=True, p=self.p)
+        return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
+                         padding=padding, bias=True)
+
+    def activation(self):
+        """An activation regularizer slot: TargetedDropout / Sparseout / Identity."""
+        if self.name == "dropout":
+            from .nn import TargetedDropout
+
+            return TargetedDropout(p=self.p, target_fraction=self.target_fraction)
+        if self.name == "sparseout":
+            from .nn import Sparseout
+
+            return Sparseout(p=self.p, q=self.q, signed=self.signed)
+        return nn.Identity()
+
+
+def _plain():
+    return _Regularizer("weight_decay", 0.3, 1.5, 0.75, False)
+
+
+def _scale(channels: int, width: float) -> int:
+    """``round(channels * width)``, at least 1."""
+    return max(1, int(round(channels * width)))
+
+
+# --------------------------------------------------------------------------- VGG-16
+class ConvBNReLU(nn.Module):
+    """``reg(relu(bn(conv(x))))`` with a 3x3, padding-1 conv (one VGG layer)."""
+
+    def __init__(self, in_channels, out_channels, reg: _Regularizer):
+        super().__init__()
+        self.conv = reg.conv(in_channels, out_channels, 3, padding=1)
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.reg = reg.activation()
+
+    def forward(self, x):
+        return self.reg(self.relu(self.bn(self.conv(x))))
+
+
+class VGG16(nn.Module):
+    """VGG-16 with BatchNorm for 32x32 inputs and a single linear head.
+
+    ``features`` is an ``nn.Sequential`` of 13 :class:`ConvBNReLU` and 5
+    ``MaxPool2d(2)`` in the order of :data:`VGG16_CONFIG`; ``linear`` maps the
+    ``512 * width`` features of the 1x1 map to the classes.
+    """
+
+    def __init__(self, num_classes=10, reg: _Regularizer | None = None, *, width=1.0,
+                 in_channels=3):
+        super().__init__()
+        reg = reg or _plain()
+        layers = []
+        c_in = in_channels
+        for v in VGG16_CONFIG:
+            if v == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                c_out = _scale(v, width)
+                layers.append(ConvBNReLU(c_in, c_out, reg))
+                c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.linear = nn.Linear(c_in, num_classes)
+
+    def forward(self, x):
+        out = self.features(x)
+        return self.linear(torch.flatten(out, 1))
+
+
+# --------------------------------------------------------------------------- ResNet
+class BasicBlock(nn.Module):
+    """Post-activation BasicBlock with activation-regularizer slots ``drop1``/``drop2``.
+
+    ``out = relu(drop2(bn2(conv2(drop1(relu(bn1(conv1(x))))))) + shortcut(x))``;
+    ``shortcut`` is ``Sequential(Conv2d 1x1 (stride), BatchNorm2d)`` when the stride
+    or the channel count changes, else ``Identity``.
+    """
+
+    def __init__(self, in_channels, channels, stride, reg: _Regularizer):
+        super().__init__()
+        self.conv1 = reg.conv(in_channels, channels, 3, stride=stride, padding=1)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.drop1 = reg.activation()
+        self.conv2 = reg.conv(channels, channels, 3, stride=1, padding=1)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.drop2 = reg.activation()
+        if stride != 1 or in_channels != channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, channels, 1, stride=stride, bias=True),
+                nn.BatchNorm2d(channels),
+            )
+        else:
+            self.shortcut = nn.Identity()
+
+    def forward(self, x):
+        out = self.drop1(torch.relu(self.bn1(self.conv1(x))))
+        out = self.drop2(self.bn2(self.conv2(out)))
+        return torch.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """The paper's CIFAR ResNet: stem, stages of [3, 4, 6] BasicBlocks at 16/32/64."""
+
+    def __init__(self, num_classes=10, reg: _Regularizer | None = None, *, width=1.0,
+                 in_channels=3, stages=RESNET_STAGES):
+        super().__init__()
+        reg = reg or _plain()
+        c0 = _scale(stages[0][0], width)
+        self.conv1 = reg.conv(in_channels, c0, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(c0)
+        c_in = c0
+        for i, (channels, blocks, stride) in enumerate(stages, start=1):
+            c_out = _scale(channels, width)
+            layer = []
+            for b in range(blocks):
+                layer.append(BasicBlock(c_in, c_out, stride if b == 0 else 1, reg))
+                c_in = c_out
+            self.add_module(f"layer{i}", nn.Sequential(*layer))
+        self.num_stages = len(stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.linear = nn.Linear(c_in, num_classes)
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        for i in range(1, self.num_stages + 1):
+            out = getattr(self, f"layer{i}")(out)
+        return self.linear(torch.flatten(self.pool(out), 1))
+
+
+# --------------------------------------------------------------------------- WRN
+class WideBasic(nn.Module):
+    """Pre-activation wide block with the regularizer slot ``drop`` between the convs.
+
+    ``out = conv2(relu(bn2(drop(conv1(relu(bn1(x))))))) + shortcut(x)``; ``conv2``
+    carries the stride (as in the published code); ``shortcut`` is a plain 1x1 conv
+    (with stride) when the shape changes, else ``Identity``.
+    """
+
+    def __init__(self, in_channels, channels, stride, reg: _Regularizer):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = reg.conv(in_channels, channels, 3, stride=1, padding=1)
+        self.drop = reg.activation()
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.conv2 = reg.conv(channels, channels, 3, stride=stride, padding=1)
+        if stride != 1 or in_channels != channels:
+            self.shortcut = nn.Conv2d(in_channels, channels, 1, stride=stride, bias=True)
+        else:
+            self.shortcut = nn.Identity()
+
+    def forward(self, x):
+        out = self.drop(self.conv1(torch.relu(self.bn1(x))))
+        out = self.conv2(torch.relu(self.bn2(out)))
+        return out + self.shortcut(x)
+
+
+class WideResNet(nn.Module):
+    """WRN-``depth``-``widen_factor``: ``n = (depth - 4) / 6`` blocks per stage."""
+
+    def __init__(self, depth=28, widen_factor=10, num_classes=10,
+                 reg: _Regularizer | None = None, *, width=1.0, in_channels=3):
+        super().__init__()
+        reg = reg or _plain()
+        n = (depth - 4) // 6
+        c0 = _scale(16, width)
+        self.conv1 = reg.conv(in_channels, c0, 3, padding=1)
+        c_in = c0
+        for i, (base, stride) in enumerate(((16, 1), (32, 2), (64, 2)), start=1):
+            c_out = _scale(base * widen_factor, width)
+            layer = []
+            for b in range(n):
+                layer.append(WideBasic(c_in, c_out, stride if b == 0 else 1, reg))
+                c_in = c_out
+            self.add_module(f"layer{i}", nn.Sequential(*layer))
+        self.bn = nn.BatchNorm2d(c_in)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.linear = nn.Linear(c_in, num_classes)
+        self.depth = depth
+        self.widen_factor = widen_factor
+
+    def forward(self, x):
+        out = self.conv1(x)
+        out = self.layer3(self.layer2(self.layer1(out)))
+        out = torch.relu(self.bn(out))
+        return self.linear(torch.flatten(self.pool(out), 1))
+
+
+# --------------------------------------------------------------------------- LeNet-5
+class LeNet5(nn.Module):
+    """LeNet-5 for 28x28 MNIST with ReLU and max pooling.
+
+    ``conv1`` 5x5 pad 2 (28->28) -> ReLU -> ``reg1`` -> pool (14) -> ``conv2`` 5x5
+    (14->10) -> ReLU -> ``reg2`` -> pool (5) -> ``fc1`` (16*5*5 -> 120) -> ReLU ->
+    ``fc2`` (120 -> 84) -> ReLU -> ``linear`` (84 -> classes).
+    """
+
+    def __init__(self, num_classes=10, reg: _Regularizer | None = None, *, width=1.0,
+                 in_channels=1):
+        super().__init__()
+        reg = reg or _plain()
+        c1, c2 = _scale(6, width), _scale(16, width)
+        self.conv1 = reg.conv(in_channels, c1, 5, padding=2)
+        self.reg1 = reg.activation()
+        self.conv2 = reg.conv(c1, c2, 5)
+        self.reg2 = reg.activation()
+        self.pool = nn.MaxPool2d(2)
+        self.fc1 = nn.Linear(c2 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.linear = nn.Linear(84, num_classes)
+
+    def forward(self, x):
+        out = self.pool(self.reg1(torch.relu(self.conv1(x))))
+        out = self.pool(self.reg2(torch.relu(self.conv2(out))))
+        out = torch.relu(self.fc1(torch.flatten(out, 1)))
+        out = torch.relu(self.fc2(out))
+        return self.linear(out)
+
+
+# --------------------------------------------------------------------------- helpers
+@torch.no_grad()
+def init_weights(model: nn.Module) -> nn.Module:
+    """Apply the published initialisation in place and return ``model``.
+
+    Conv weights: ``xavier_uniform_`` with gain ``sqrt(2)`` (bound
+    ``sqrt(2) * sqrt(6 / (fan_in + fan_out))``), conv biases 0; BatchNorm weight 1,
+    bias 0; linear layers are left at PyTorch's default (see the module docstring).
+    """
+    gain = math.sqrt(2.0)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.xavier_uniform_(m.weight, gain=gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if m.weight is not None:
+                nn.init.ones_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of scalar parameters (each shared tensor counted once; buffers such as
+    BatchNorm running statistics are not parameters)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    """``(qualified name, module)`` of every ``nn.Conv2d`` (noise convs included), in
+    forward order for the models of this module (their registration order; a block's
+    1x1 shortcut comes after its second conv)."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def build(name: str, num_classes: int = 10, regularizer: str = "weight_decay", *,
+          width: float = 1.0, in_channels: int | None = None, p: float = 0.3,
+          q: float = 1.5, target_fraction: float = 0.75, signed: bool = False,
+          depth: int = 28, widen_factor: int = 10) -> nn.Module:
+    """Build an initialised model.
+
+    Args:
+        name: one of :data:`MODELS`. ``"wrn28_10"`` is ``"wrn"`` with depth 28 and
+            widen factor 10 (``depth``/``widen_factor`` are then ignored).
+        num_classes: output size, >= 2.
+        regularizer: one of :data:`REGULARIZERS` (placement: see the module docstring).
+        width: multiplier (> 0) of every conv's channel count, rounded, at least 1.
+        in_channels: input channels; default 3 (lenet5: 1).
+        p: drop probability in [0, 1) of the noise (all regularizers but weight_decay).
+        q: bridge exponent > 0 (bridgeout, sparseout).
+        target_fraction: fraction in (0, 1] of targeted kernels (bridgeout) or
+            channels (targeted dropout).
+        signed: include the ``sign(W)`` factor (bridgeout, sparseout); the published
+            Bridgeout experiments use none.
+        depth, widen_factor: WRN depth ``6n + 4`` (>= 10) and widen factor (>= 1),
+            for ``name="wrn"``.
+
+    Returns:
+        the model in training mode, on the CPU, initialised as published
+        (:func:`init_weights`); draws from the global torch RNG, so seed first.
+        Its string attributes ``arch`` (``name``) and ``regularizer`` record how it
+        was built.
+
+    Raises:
+        ValueError: for an unknown name or regularizer (the message lists the valid
+            ones) or an argument out of range.
+    """
+    check_choice("model name", name, MODELS)
+    check_choice("regularizer", regularizer, REGULARIZERS)
+    num_classes = _check_int("num_classes", num_classes, 2)
+    width = check_positive("width", width)
+    if in_channels is None:
+        in_channels = 1 if name == "lenet5" else 3
+    in_channels = _check_int("in_channels", in_channels, 1)
+    p = check_probability("p", p)
+    q = check_positive("q", q)
+    target_fraction = check_fraction("target_fraction", target_fraction)
+    if not isinstance(signed, (bool, int)):
+        raise ValueError(f"signed must be a bool, got {signed!r}")
+    reg = _Regularizer(regularizer, p, q, target_fraction, bool(signed))
+
+    if name == "vgg16":
+        model = VGG16(num_classes, reg, width=width, in_channels=in_channels)
+    elif name == "resnet":
+        model = CifarResNet(num_classes, reg, width=width, in_channels=in_channels)
+    elif name == "lenet5":
+        model = LeNet5(num_classes, reg, width=width, in_channels=in_channels)
+    else:
+        if name == "wrn28_10":
+            depth, widen_factor = 28, 10
+        depth = _check_int("depth", depth, 10)
+        if (depth - 4) % 6 != 0:
+            raise ValueError(f"depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 40, ...), "
+                             f"got {depth!r}")
+        widen_factor = _check_int("widen_factor", widen_factor, 1)
+        model = WideResNet(depth, widen_factor, num_classes, reg, width=width,
+                           in_channels=in_channels)
+    model.arch = name
+    model.regularizer = regularizer
+    return init_weights(model)

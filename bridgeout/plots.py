@@ -1,0 +1,224 @@
+"""One visual language for every figure of the book.
+
+* :data:`PALETTE` gives each regularizer one colour everywhere (the Okabe-Ito
+  colour-blind-safe set), :data:`MARKERS` one marker shape, so that curves stay apart in
+  grey-scale print too; :data:`LABELS` the names shown in legends.
+* :func:`pruning_curve` draws accuracy against the percentage of filters pruned in each
+  layer: our runs as solid lines with markers (mean over seeds, shaded band = the range
+  over seeds), the paper's published curve dashed in the same colour with its error bars.
+* :func:`not_run` marks an axis whose experiment has not been run yet.
+* :func:`set_theme` sets a seaborn theme readable at page width.
+
+Accuracies are fractions in [0, 1] in every table; the axes show percent.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ._validate import check_choice
+
+__all__ = [
+    "PALETTE", "MARKERS", "LABELS", "MODEL_LABELS", "DATASET_LABELS", "SPREADS",
+    "set_theme", "summarize", "pruning_curve", "not_run", "panel_title", "legend_handles",
+]
+
+#: One colour per regularizer (Okabe & Ito 2008, distinguishable with the common
+#: colour-vision deficiencies).
+PALETTE = {
+    "bridgeout": "#0072B2",     # blue
+    "dropout": "#E69F00",       # orange
+    "weight_decay": "#009E73",  # bluish green
+    "sparseout": "#CC79A7",     # reddish purple
+    "dropconnect": "#D55E00",   # vermillion
+}
+
+#: One marker per regularizer (redundant with colour, for grey-scale print).
+MARKERS = {"bridgeout": "o", "dropout": "s", "weight_decay": "^", "sparseout": "D", "dropconnect": "v"}
+
+#: Legend names.
+LABELS = {
+    "bridgeout": "Batch Bridgeout",
+    "dropout": "Dropout",
+    "weight_decay": "Weight decay only",
+    "sparseout": "Sparseout",
+    "dropconnect": "DropConnect",
+}
+
+MODEL_LABELS = {"vgg16": "VGG-16", "resnet": "ResNet", "wrn28_10": "WRN-28-10", "wrn": "WRN",
+                "lenet5": "LeNet-5"}
+DATASET_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "mnist": "MNIST"}
+
+#: How the spread over seeds is summarised: the range (min..max) or +-1 standard deviation.
+SPREADS = ("range", "std")
+
+
+def set_theme(font_scale: float = 1.0) -> None:
+    """A seaborn ``whitegrid`` theme with fonts readable when a figure spans the page."""
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid", font_scale=font_scale,
+                  rc={"figure.dpi": 100, "savefig.dpi": 150, "axes.titleweight": "bold",
+                      "legend.frameon": True, "legend.framealpha": 0.9,
+                      "axes.spines.top": False, "axes.spines.right": False})
+
+
+def panel_title(model: str, dataset: str) -> str:
+    """``"VGG-16 / CIFAR-10"`` for ``("vgg16", "cifar10")``."""
+    return f"{MODEL_LABELS.get(model, model)} / {DATASET_LABELS.get(dataset, dataset)}"
+
+
+def summarize(rows: pd.DataFrame, *, by: Sequence[str] = ("regularizer", "fraction"),
+              value: str = "test_acc") -> pd.DataFrame:
+    """Mean and spread of ``value`` over the rows of each group (one row per seed).
+
+    Returns one row per group with ``mean, std, min, max, n`` (``std`` is the sample
+    standard deviation, NaN for a single seed). Empty input gives an empty frame with
+    these columns.
+    """
+    by = list(by)
+    cols = by + ["mean", "std", "min", "max", "n"]
+    if rows is None or len(rows) == 0:
+        return pd.DataFrame(columns=cols)
+    missing = sorted((set(by) | {value}) - set(rows.columns))
+    if missing:
+        raise ValueError(f"rows is missing columns {missing}; needs {sorted(set(by) | {value})}")
+    g = rows.groupby(by, sort=True, dropna=False)[value]
+    out = g.agg(["mean", "std", "min", "max", "count"]).rename(columns={"count": "n"}).reset_index()
+    return out[cols]
+
+
+def _order(names: Iterable[str]) -> list[str]:
+    names = list(dict.fromkeys(names))
+    known = [r for r in PALETTE if r in names]
+    return known + sorted(n for n in names if n not in PALETTE)
+
+
+def pruning_curve(ax, ours: pd.DataFrame | None, paper: pd.DataFrame | None = None, *,
+                  regularizers: Sequence[str] | None = None, value: str = "test_acc",
+                  spread: str = "range", paper_label: str = "paper", legend: bool = True,
+                  title: str | None = None, ylim: tuple[float, float] | None = (0, 100)):
+    """Accuracy (%) against filters pruned per layer (%), ours solid, the paper's dashed.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    ours : DataFrame or None
+        One row per (run, fraction) with columns ``regularizer``, ``fraction`` (in [0, 1))
+        and ``value`` (accuracy in [0, 1]); rows of several seeds are averaged and their
+        spread drawn as a band. ``None`` or empty draws nothing of ours.
+    paper : DataFrame or None
+        Rows of :func:`bridgeout.paper.load_curves` for this panel; drawn dashed in the
+        regularizer's colour, with the published error bars.
+    regularizers : optional
+        Restrict (and order) the regularizers drawn.
+    spread : ``"range"`` (min..max over seeds, default) or ``"std"`` (mean +- 1 sd).
+    paper_label : str
+        Legend suffix of the paper's curves.
+    legend : bool
+        Draw a per-axes legend (for grids of panels use one :func:`legend_handles` legend).
+    ylim : (low, high) in percent, or None for matplotlib's automatic limits.
+
+    Returns
+    -------
+    dict with the numbers of curves drawn: ``{"ours": k, "paper": m}``.
+    """
+    check_choice("spread", spread, SPREADS)
+    if ours is None or len(ours) == 0:
+        ours = pd.DataFrame(columns=["regularizer", "fraction", value])
+    if paper is None or len(paper) == 0:
+        paper = pd.DataFrame(columns=["regularizer", "fraction", "accuracy"])
+    names = _order(list(ours["regularizer"]) + list(paper["regularizer"]))
+    if regularizers is not None:
+        names = [r for r in regularizers if r in names]
+    drawn = {"ours": 0, "paper": 0}
+    stats = summarize(ours, value=value) if len(ours) else None
+    for reg in names:
+        color = PALETTE.get(reg, "0.3")
+        label = LABELS.get(reg, reg)
+        marker = MARKERS.get(reg, "o")
+        pr = paper[paper["regularizer"] == reg].sort_values("fraction")
+        if len(pr):
+            x = 100 * pr["fraction"].to_numpy(float)
+            y = 100 * pr["accuracy"].to_numpy(float)
+            if {"errbar_low", "errbar_high"} <= set(pr.columns):
+                lo = 100 * pr["errbar_low"].to_numpy(float)
+                hi = 100 * pr["errbar_high"].to_numpy(float)
+                yerr = np.vstack([np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)])
+            else:
+                yerr = None
+            ax.errorbar(x, y, yerr=yerr, color=color, ls="--", lw=1.4, marker=marker,
+                             mfc="white", ms=4, capsize=2.5, elinewidth=0.9, alpha=0.9,
+                             label=f"{label} ({paper_label})")
+            drawn["paper"] += 1
+        if stats is not None:
+            st = stats[stats["regularizer"] == reg].sort_values("fraction")
+            if len(st):
+                x = 100 * st["fraction"].to_numpy(float)
+                y = 100 * st["mean"].to_numpy(float)
+                if spread == "range":
+                    lo, hi = 100 * st["min"].to_numpy(float), 100 * st["max"].to_numpy(float)
+                else:
+                    sd = np.nan_to_num(100 * st["std"].to_numpy(float))
+                    lo, hi = y - sd, y + sd
+                n = int(st["n"].max())
+                ax.plot(x, y, color=color, ls="-", lw=2.0, marker=marker, ms=5,
+                        label=f"{label} (ours, n={n})")
+                if n > 1:
+                    ax.fill_between(x, lo, hi, color=color, alpha=0.22, lw=0)
+                drawn["ours"] += 1
+    ax.set_xlabel("filters pruned in each layer (%)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_xlim(-3, 93)
+    ax.set_xticks(range(0, 100, 20))
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    if title:
+        ax.set_title(title)
+    if legend and (drawn["ours"] or drawn["paper"]):
+        ax.legend(fontsize="x-small", loc="lower left")
+    return drawn
+
+
+def not_run(ax, text: str = "not run yet", *, loc: str = "best"):
+    """Write ``text`` in a framed box on ``ax`` (a panel whose experiment is missing).
+
+    Whatever is already drawn (the paper's curves) stays; nothing else is added. With
+    ``loc="best"`` (default) matplotlib places the box where it hides the fewest data
+    points (as for a legend); any other legend location string (``"upper right"``,
+    ``"center"``, ...) fixes it. The box is added as an extra artist, so a later
+    ``ax.legend()`` does not remove it. Returns the box (a ``Legend``).
+    """
+    from matplotlib.legend import Legend
+    from matplotlib.patches import Rectangle
+
+    check_choice("loc", loc, tuple(Legend.codes))
+    box = ax.legend([Rectangle((0, 0), 0, 0, visible=False)], [text], loc=loc, handlelength=0,
+                    handletextpad=0, borderpad=0.6, fontsize="small", frameon=True, fancybox=True,
+                    framealpha=0.95, facecolor="#f3f3f3", edgecolor="0.45")
+    for t in box.get_texts():
+        t.set_fontweight("bold")
+        t.set_color("0.2")
+        t.set_multialignment("center")
+    box.set_zorder(10)
+    ax.add_artist(box)
+    return box
+
+
+def legend_handles(regularizers: Iterable[str], *, ours: bool = True, paper: bool = True,
+                   paper_label: str = "published (Khan & Stavness 2020)"):
+    """Proxy artists for one figure-wide legend: a colour per regularizer, then the line
+    styles (solid = ours, dashed = the paper). Use as ``fig.legend(handles=...)``."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=PALETTE.get(r, "0.3"), marker=MARKERS.get(r, "o"), lw=2.5,
+                      label=LABELS.get(r, r)) for r in _order(regularizers)]
+    if ours:
+        handles.append(Line2D([], [], color="0.25", ls="-", lw=2, marker="o", ms=5,
+                              label="ours: mean over seeds, band = range"))
+    if paper:
+        handles.append(Line2D([], [], color="0.25", ls="--", lw=1.4, marker="o", mfc="white", ms=4,
+                              label=paper_label))
+    return handles

@@ -1,0 +1,854 @@
+"""Structured (filter) pruning: the paper's one-shot sweep, real slimming and cost figures.
+
+:func:`prune` returns a pruned *copy* of a model; :func:`sweep` evaluates every
+``(criterion, scope, mode, fraction)`` combination on one trained model and returns a tidy
+:class:`pandas.DataFrame`.
+
+Filter scores
+-------------
+For a conv weight :math:`W \\in \\mathbb{R}^{C_\\text{out} \\times C_\\text{in}/g \\times k_h
+\\times k_w}`, let :math:`w_f` be output filter :math:`f` flattened.  Every criterion gives
+an *importance* :math:`s_f`; the filters with the **smallest** importance are pruned.
+
+* ``"l2"`` (the paper): :math:`s_f = \\lVert w_f \\rVert_2`.
+* ``"l1"``: :math:`s_f = \\lVert w_f \\rVert_1`.
+* ``"random"``: :math:`s_f \\sim U[0, 1)` i.i.d. from a generator seeded with ``seed``
+  (the baseline every pruning study needs).
+* ``"orthogonality"`` (RePr, Prakash et al. 2019): with unit filters
+  :math:`\\hat w_f = w_f / \\lVert w_f \\rVert_2` stacked as the rows of :math:`\\hat W`,
+  :math:`O = \\hat W \\hat W^\\top - I` and the overlap of filter :math:`f` is
+  :math:`o_f = \\frac{1}{C_\\text{out}} \\sum_j |O_{fj}|` (the mean absolute cosine similarity
+  to the other filters of the layer, the zero diagonal included in the mean).  The
+  importance is :math:`s_f = 1 - o_f`, so the **most overlapping** filters are pruned first.
+  An all-zero filter has overlap 0 (it is normalised with a small epsilon).
+
+Scope
+-----
+* ``"layer"`` (the paper): in every pruning unit with :math:`C` channels, the
+  :math:`k = \\lfloor f C \\rfloor` channels of smallest importance are pruned (ties: the lower
+  index first, a stable sort).  The first conv is pruned too.  ``floor`` is taken after adding
+  ``1e-9`` so that e.g. ``0.29 * 100`` gives 29, not 28.
+* ``"global"``: one threshold across the network.  Importances are first normalised per
+  unit so units are comparable: ``"l2"`` and ``"l1"`` are divided by the unit's largest score
+  (the strongest filter of every unit gets 1; dividing by the max, unlike an L2
+  normalisation, does not depend on the number of filters), ``"orthogonality"`` (already a
+  scale-free cosine measure in [0, 1]) and ``"random"`` are used as they are.  The
+  :math:`\\lfloor f N \\rfloor` channels (:math:`N` = all channels of all units) with the
+  smallest normalised importance are pruned, except that a unit is never pruned to zero
+  channels: once a unit has a single channel left, its remaining channel is skipped and the
+  next-smallest channel elsewhere is taken (so at most :math:`N - U` channels go for
+  :math:`U` units, fewer than :math:`\\lfloor f N \\rfloor` when :math:`f` is close to 1).
+
+Modes and pruning units
+-----------------------
+* ``"mask"`` (the paper): the selected output filters' weights are set to zero; conv biases
+  and BatchNorm are left as they are, so a zeroed channel still emits a constant (its bias
+  mapped by BatchNorm).  The pruning unit is **every** ``nn.Conv2d``, each on its own: the
+  first conv and the 1x1 shortcut convs included (the published code prunes every
+  non-linear, non-BN ``weight``, which includes the shortcut convs; unlike that code we do
+  not "prune" BatchNorm scales).  Linear layers are never pruned.
+* ``"remove"``: channels are physically removed with Torch-Pruning's dependency graph
+  (:class:`torch_pruning.DependencyGraph`): a conv's output channels, the matching
+  BatchNorm channels and the next layers' input channels (Linear ``in_features`` after a
+  flatten included).  Here the pruning unit is a **dependency group**: channels joined by a
+  residual addition (a stage's stem/shortcut/second convs) must be removed together, so
+  they form one unit with one index set.  A group's importance per channel aggregates the
+  coupled convs' filter scores :math:`s_{c,f}`: ``"l2"`` :math:`\\sqrt{\\sum_c s_{c,f}^2}`
+  (the L2 norm of all coupled filters concatenated), ``"l1"`` :math:`\\sum_c s_{c,f}`,
+  ``"orthogonality"`` the mean over the coupled convs, ``"random"`` one fresh draw per
+  group channel.  For a network without residual additions every group holds one conv and
+  ``remove`` prunes exactly the filters ``mask`` zeroes.  Groups whose channels reach a
+  Linear *output* are not pruned (the classifier head keeps its classes).  The result is a
+  plain, smaller ``nn.Module`` (``torch.save(model)`` pickles it whole).
+
+Why both: zeroing a filter keeps its BatchNorm shift (the channel emits
+:math:`\\beta - \\gamma \\mu / \\sqrt{\\sigma^2 + \\epsilon}` for a bias-free conv), removing
+it drops that constant too, so the two modes compute different functions unless BN's shift
+of the pruned channels is zero.
+
+The graph is traced once per model (:class:`RemovalPlan`) and re-applied to copies for every
+fraction, so a sweep does not re-trace the network; the plan replays exactly the handlers
+``Group.prune()`` would call (a test checks it against Torch-Pruning's own ``prune``).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._validate import check_choice
+
+__all__ = [
+    "CRITERIA",
+    "SCOPES",
+    "MODES",
+    "DEFAULT_FRACTIONS",
+    "SWEEP_COLUMNS",
+    "prune",
+    "sweep",
+    "filter_scores",
+    "prunable_convs",
+    "n_pruned",
+    "select",
+    "zeroed_filters",
+    "RemovalPlan",
+    "count_flops",
+    "count_parameters",
+    "measure_latency",
+    "recalibrate_batchnorm",
+    "default_example_input",
+]
+
+CRITERIA = ("l2", "l1", "random", "orthogonality")
+SCOPES = ("layer", "global")
+MODES = ("mask", "remove")
+DEFAULT_FRACTIONS = tuple(i / 10 for i in range(10))
+
+#: columns of the :func:`sweep` table, in order.
+SWEEP_COLUMNS = (
+    "criterion", "scope", "mode", "fraction", "test_acc", "test_loss",
+    "params", "params_effective", "flops", "flops_effective",
+    "latency_b1_ms", "latency_b128_ms", "recalibrate_bn", "finetune_epochs",
+    "prune_s", "adjust_s", "eval_s", "cost_s",
+)
+
+_EPS = 1e-12
+_BN_RECAL_BATCHES = 50   # batches of 128 training images for recalibrate_bn=True
+# (warm-up runs, timed runs) for latency, per device type
+_LATENCY_RUNS = {"cuda": (5, 20), "cpu": (1, 5)}
+
+
+# --------------------------------------------------------------------------- validation
+def _check_fraction(value) -> float:
+    """A pruning fraction in [0, 1)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"fraction must be a real number in [0, 1), got {value!r}") from None
+    if not (0.0 <= v < 1.0):  # also rejects NaN
+        raise ValueError(f"fraction must be in [0, 1), got {value!r}")
+    return v
+
+
+def _check_seq(name: str, values, check) -> tuple:
+    if isinstance(values, (str, int, float)):
+        values = (values,)
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence, got {values!r}") from None
+    if not values:
+        raise ValueError(f"{name} must not be empty")
+    out = tuple(check(v) for v in values)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} must not contain duplicates, got {values!r}")
+    return out
+
+
+def n_pruned(channels: int, fraction: float) -> int:
+    """:math:`k = \\lfloor f C \\rfloor` channels to prune from ``channels``, at most ``C - 1``
+    (``1e-9`` is added before the floor to undo binary rounding, e.g. ``0.29 * 100``)."""
+    return max(0, min(channels - 1, math.floor(fraction * channels + 1e-9)))
+
+
+# --------------------------------------------------------------------------- scores
+def filter_scores(weight: torch.Tensor, criterion: str = "l2", *,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Importance of every output filter of ``weight`` (shape ``(C_out, ...)``); the
+    filters with the smallest values are pruned first.  See the module docstring for the
+    formulas.  ``generator`` (CPU) is used by ``"random"`` only.  Returns float32, on the
+    weight's device, shape ``(C_out,)``."""
+    check_choice("criterion", criterion, CRITERIA)
+    w = weight.detach().reshape(weight.shape[0], -1).float()
+    if criterion == "l2":
+        return torch.linalg.vector_norm(w, ord=2, dim=1)
+    if criterion == "l1":
+        return torch.linalg.vector_norm(w, ord=1, dim=1)
+    if criterion == "random":
+        return torch.rand(w.shape[0], generator=generator).to(w.device)
+    unit = w / torch.linalg.vector_norm(w, dim=1, keepdim=True).clamp_min(_EPS)
+    overlap = unit @ unit.T
+    overlap.diagonal().zero_()            # O = W W^T - I with unit rows: zero diagonal
+    return 1.0 - overlap.abs().mean(dim=1)
+
+
+def _normalise(scores: torch.Tensor, criterion: str) -> torch.Tensor:
+    """Per-unit normalisation for ``scope="global"`` (norms divided by the unit's max)."""
+    if criterion in ("l2", "l1"):
+        return scores / scores.max().clamp_min(_EPS)
+    return scores
+
+
+def select(importances: Sequence[torch.Tensor], fraction: float, scope: str = "layer"
+           ) -> list[torch.Tensor]:
+    """Indices to prune in every unit, given each unit's importance vector.
+
+    ``scope="layer"``: the :func:`n_pruned` smallest of each unit (stable sort).
+    ``scope="global"``: the ``n_pruned(N, f)`` smallest over all units together (the values
+    must already be comparable across units), never emptying a unit (so at most
+    ``N - len(importances)`` in all, fewer than ``floor(f N)`` when ``f`` is close to 1).
+    Returns sorted int64
+    CPU tensors, one per unit.
+    """
+    fraction = _check_fraction(fraction)
+    check_choice("scope", scope, SCOPES)
+    imps = [s.detach().float().cpu() for s in importances]
+    if scope == "layer":
+        out = []
+        for s in imps:
+            k = n_pruned(s.numel(), fraction)
+            order = torch.sort(s, stable=True).indices
+            out.append(torch.sort(order[:k]).values)
+        return out
+    sizes = [s.numel() for s in imps]
+    total = sum(sizes)
+    k = math.floor(fraction * total + 1e-9)
+    chosen: list[list[int]] = [[] for _ in imps]
+    if k > 0:
+        values = torch.cat(imps)
+        unit_of = torch.repeat_interleave(torch.arange(len(imps)), torch.tensor(sizes))
+        offset = torch.tensor([0, *np.cumsum(sizes)[:-1].tolist()])
+        order = torch.sort(values, stable=True).indices.tolist()
+        left = list(sizes)
+        unit_list = unit_of.tolist()
+        off = offset.tolist()
+        taken = 0
+        for i in order:
+            u = unit_list[i]
+            if left[u] > 1:
+                chosen[u].append(i - off[u])
+                left[u] -= 1
+                taken += 1
+                if taken == k:
+                    break
+    return [torch.tensor(sorted(c), dtype=torch.long) for c in chosen]
+
+
+# --------------------------------------------------------------------------- helpers
+def _plain_copy(model: nn.Module) -> nn.Module:
+    """A deep copy without training-time noise layers (:func:`bridgeout.nn.plain`)."""
+    from .nn import plain
+
+    return plain(model)
+
+
+def prunable_convs(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    """``(name, module)`` of every ``nn.Conv2d`` (subclasses included), in registration order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def _require_convs(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    convs = prunable_convs(model)
+    if not convs:
+        raise ValueError(f"model has nothing prunable: no nn.Conv2d layer in "
+                         f"{type(model).__name__} (prunable layers: nn.Conv2d and subclasses; "
+                         "Linear layers are never pruned)")
+    return convs
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def default_example_input(model: nn.Module) -> torch.Tensor:
+    """A ``(1, C, H, W)`` zero tensor for tracing: ``C`` = the first conv's input channels,
+    ``H = W = 28`` when ``C == 1`` (MNIST/LeNet-5) else 32 (CIFAR)."""
+    convs = _require_convs(model)
+    c = convs[0][1].in_channels
+    size = 28 if c == 1 else 32
+    return torch.zeros(1, c, size, size, device=_model_device(model))
+
+
+class _EvalMode:
+    """Context: the model in eval mode, every module's flag restored afterwards."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def __enter__(self):
+        self.flags = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc):
+        for m, flag in self.flags:
+            m.training = flag
+        return False
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+# --------------------------------------------------------------------------- mask mode
+def _mask_selection(model: nn.Module, fraction: float, criterion: str, scope: str, seed: int
+                    ) -> dict[str, torch.Tensor]:
+    convs = _require_convs(model)
+    scores = _conv_scores(convs, criterion, seed)
+    return _mask_selection_from_scores(convs, scores, fraction, criterion, scope)
+
+
+def _conv_scores(convs, criterion: str, seed: int) -> list[torch.Tensor]:
+    gen = _generator(seed)
+    return [filter_scores(m.weight, criterion, generator=gen).cpu() for _, m in convs]
+
+
+def _mask_selection_from_scores(convs, scores, fraction, criterion, scope):
+    if scope == "global":
+        scores = [_normalise(s, criterion) for s in scores]
+    idxs = select(scores, fraction, scope)
+    return {name: i for (name, _), i in zip(convs, idxs)}
+
+
+@torch.no_grad()
+def _apply_mask(model: nn.Module, selection: dict[str, torch.Tensor]) -> nn.Module:
+    mods = dict(model.named_modules())
+    for name, idxs in selection.items():
+        if len(idxs):
+            w = mods[name].weight
+            w[idxs.to(w.device)] = 0
+    return model
+
+
+def zeroed_filters(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``{conv name: indices of all-zero output filters}`` for every conv of ``model``."""
+    out = {}
+    for name, m in prunable_convs(model):
+        w = m.weight.detach().reshape(m.weight.shape[0], -1)
+        out[name] = torch.nonzero(~w.ne(0).any(dim=1)).flatten().cpu()
+    return out
+
+
+# --------------------------------------------------------------------------- remove mode
+@dataclass
+class _Group:
+    """One dependency group: ``channels`` root channels, the coupled convs whose output
+    channels it removes, and every pruning action as (module name, handler, dim, idxs,
+    root idxs)."""
+    root: str
+    channels: int
+    convs: list = field(default_factory=list)     # (name, idxs tensor, root idxs tensor)
+    actions: list = field(default_factory=list)   # (name, handler, pruning_dim, idxs, root_idxs)
+
+
+class RemovalPlan:
+    """Torch-Pruning's dependency graph of a model, traced once, as replayable groups.
+
+    Args:
+        model: the (plain) model to trace; it is traced in eval mode (module flags restored)
+            with autograd on, and not modified.
+        example_input: a tensor of the input shape (default :func:`default_example_input`).
+
+    :meth:`importances` gives each group's per-channel importance, :meth:`select` the
+    indices to prune, and :meth:`apply` removes them from a copy of a model with the same
+    module names and shapes (the traced one or a deep copy of it).
+    """
+
+    def __init__(self, model: nn.Module, example_input: torch.Tensor | None = None):
+        import torch_pruning as tp
+
+        convs = _require_convs(model)
+        if example_input is None:
+            example_input = default_example_input(model)
+        example_input = example_input.to(_model_device(model))
+        names = {m: n for n, m in model.named_modules()}
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        with _EvalMode(model), torch.inference_mode(False), torch.enable_grad():
+            graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input,
+                                                          verbose=False)
+            groups = list(graph.get_all_groups(ignored_layers=linears,
+                                               root_module_types=[nn.Conv2d]))
+        self.groups: list[_Group] = []
+        for group in groups:
+            root = group[0].dep.target.module
+            g = _Group(root=names[root], channels=root.out_channels)
+            for item in group:
+                dep, idxs = item.dep, item.idxs
+                target = dep.target.module
+                if isinstance(target, nn.Parameter):
+                    raise ValueError("remove mode does not support models with bare nn.Parameter "
+                                     "tensors coupled to conv channels")
+                if target not in names:      # element-wise ops, reshapes: nothing to prune
+                    continue
+                root_idxs = list(item.root_idxs)
+                g.actions.append((names[target], dep.handler, dep.target.pruning_dim,
+                                  list(idxs), root_idxs))
+                if isinstance(target, nn.Conv2d) and graph.is_out_channel_pruning_fn(dep.handler):
+                    g.convs.append((names[target], torch.tensor(list(idxs)),
+                                    torch.tensor(root_idxs)))
+            if g.convs:
+                self.groups.append(g)
+        covered = {name for g in self.groups for name, _, _ in g.convs}
+        #: convs whose output channels no group may prune (they feed a Linear output)
+        self.fixed = [n for n, _ in convs if n not in covered]
+        if not self.groups:
+            raise ValueError("model has nothing prunable in remove mode: every conv is coupled "
+                             "to a Linear output")
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def importances(self, model: nn.Module, criterion: str, seed: int = 0) -> list[torch.Tensor]:
+        """Per-group, per-root-channel importance (aggregated as in the module docstring)
+        from ``model``'s current weights (same names as the traced model)."""
+        check_choice("criterion", criterion, CRITERIA)
+        gen = _generator(seed)
+        mods = dict(model.named_modules())
+        out = []
+        for g in self.groups:
+            if criterion == "random":
+                out.append(torch.rand(g.channels, generator=gen))
+                continue
+            total = torch.zeros(g.channels)
+            count = torch.zeros(g.channels)
+            for name, idxs, root_idxs in g.convs:
+                s = filter_scores(mods[name].weight, criterion).cpu()[idxs]
+                if criterion == "l2":
+                    s = s.square()
+                total.index_add_(0, root_idxs, s)
+                count.index_add_(0, root_idxs, torch.ones_like(s))
+            if criterion == "l2":
+                total = total.sqrt()
+            elif criterion == "orthogonality":
+                total = total / count.clamp_min(1)
+            out.append(total)
+        return out
+
+    def select(self, importances: Sequence[torch.Tensor], fraction: float, criterion: str,
+               scope: str = "layer") -> list[torch.Tensor]:
+        """Root-channel indices to remove per group (see :func:`select`)."""
+        if scope == "global":
+            importances = [_normalise(s, criterion) for s in importances]
+        return select(importances, fraction, scope)
+
+    @torch.no_grad()
+    def apply(self, model: nn.Module, selection: Sequence[torch.Tensor], inplace: bool = False
+              ) -> nn.Module:
+        """Remove the selected root channels of every group from ``model`` (a deep copy
+        unless ``inplace``) by calling the handlers Torch-Pruning's ``Group.prune`` calls."""
+        if len(selection) != len(self.groups):
+            raise ValueError(f"selection must have one index set per group ({len(self.groups)}), "
+                             f"got {len(selection)}")
+        if not inplace:
+            model = copy.deepcopy(model)
+        mods = dict(model.named_modules())
+        for g, sel in zip(self.groups, selection):
+            if len(sel) == 0:
+                continue
+            chosen = set(int(i) for i in sel)
+            for name, handler, dim, idxs, root_idxs in g.actions:
+                target = [i for i, r in zip(idxs, root_idxs) if r in chosen]
+                if target:
+                    handler.__self__.pruning_dim = dim
+                    handler(mods[name], sorted(set(target)))
+        return model
+
+    def group_channels(self, model: nn.Module) -> list[int]:
+        """Current output channels of every group's root conv in ``model``."""
+        mods = dict(model.named_modules())
+        return [mods[g.root].out_channels for g in self.groups]
+
+
+# --------------------------------------------------------------------------- prune
+def _validate(fraction, criterion, scope, mode) -> float:
+    fraction = _check_fraction(fraction)
+    check_choice("criterion", criterion, CRITERIA)
+    check_choice("scope", scope, SCOPES)
+    check_choice("mode", mode, MODES)
+    return fraction
+
+
+def prune(model: nn.Module, fraction: float, criterion: str = "l2", scope: str = "layer",
+          mode: str = "mask", *, seed: int = 0, example_input: torch.Tensor | None = None
+          ) -> nn.Module:
+    """A pruned copy of ``model``; ``model`` itself is never modified.
+
+    Args:
+        model: any network with ``nn.Conv2d`` layers (Bridgeout/DropConnect convs and
+            activation regularizers are first made plain with :func:`bridgeout.nn.plain`).
+        fraction: :math:`f \\in [0, 1)`; ``0`` returns an unpruned plain copy.
+        criterion: one of :data:`CRITERIA` (module docstring: formulas).
+        scope: ``"layer"`` (:math:`\\lfloor f C \\rfloor` per unit) or ``"global"``.
+        mode: ``"mask"`` (zero output filters, each conv a unit) or ``"remove"``
+            (physically remove channels; residual-coupled convs form one unit).
+        seed: seeds the ``"random"`` criterion.
+        example_input: an input tensor for tracing in ``"remove"`` mode (default a zero
+            ``(1, C, 32, 32)``, 28x28 for one input channel).
+
+    Returns:
+        a new ``nn.Module`` on the model's device with the model's train/eval flags.
+
+    Raises:
+        ValueError: ``fraction`` outside [0, 1), an unknown criterion/scope/mode (the
+            message lists the valid ones), or a model without any conv layer.
+    """
+    fraction = _validate(fraction, criterion, scope, mode)
+    _require_convs(model)
+    out = _plain_copy(model)
+    if fraction == 0.0:
+        return out
+    if mode == "mask":
+        return _apply_mask(out, _mask_selection(out, fraction, criterion, scope, seed))
+    plan = RemovalPlan(out, example_input)
+    sel = plan.select(plan.importances(out, criterion, seed), fraction, criterion, scope)
+    return plan.apply(out, sel, inplace=True)
+
+
+# --------------------------------------------------------------------------- costs
+def count_parameters(model: nn.Module) -> int:
+    """Number of scalar parameters (shared tensors once; buffers excluded)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, example_input: torch.Tensor) -> int:
+    """Forward FLOPs of ``model`` on ``example_input`` counted by
+    :class:`torch.utils.flop_counter.FlopCounterMode` (a multiply-add counts 2; convs,
+    matmuls, ... -- element-wise ops, BN and pooling are not counted).  Eval mode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with _EvalMode(model), torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(example_input.to(_model_device(model)))
+    return int(counter.get_total_flops())
+
+
+def _conv_filter_costs(model: nn.Module, example_input: torch.Tensor):
+    """Per conv: (FLOPs per output filter, weights per output filter) for one input."""
+    convs = prunable_convs(model)
+    shapes = {}
+    hooks = [m.register_forward_hook(
+        lambda mod, inp, out, name=name: shapes.__setitem__(name, out.shape[-2:]))
+        for name, m in convs]
+    try:
+        with _EvalMode(model), torch.inference_mode():
+            model(example_input.to(_model_device(model)))
+    finally:
+        for h in hooks:
+            h.remove()
+    costs = {}
+    for name, m in convs:
+        per_filter = m.weight[0].numel()
+        h, w = shapes.get(name, (0, 0))
+        costs[name] = (2 * per_filter * int(h) * int(w), per_filter)
+    return costs
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_latency(model: nn.Module, input_shape: Sequence[int], batch_size: int,
+                    device=None, *, warmup: int | None = None, repeats: int | None = None
+                    ) -> float:
+    """Median wall time in milliseconds of one eval-mode forward pass of a random batch
+    ``(batch_size, *input_shape)`` on ``device`` (default: the model's), after ``warmup``
+    untimed passes; CUDA is synchronised before and after each timed pass.  Float32 (the
+    convs use TF32 where PyTorch's defaults allow it); on CUDA the input is channels-last.
+    Defaults: 5 warm-up and 20 timed passes on CUDA, 1 and 5 elsewhere."""
+    device = torch.device(device) if device is not None else _model_device(model)
+    w_default, r_default = _LATENCY_RUNS.get(device.type, _LATENCY_RUNS["cpu"])
+    warmup = w_default if warmup is None else int(warmup)
+    repeats = r_default if repeats is None else int(repeats)
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats!r}")
+    x = torch.randn(batch_size, *input_shape, device=device)
+    if device.type == "cuda" and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    times = []
+    with _EvalMode(model), torch.inference_mode():
+        for _ in range(warmup):
+            model(x)
+        for _ in range(repeats):
+            _sync(device)
+            t0 = time.perf_counter()
+            model(x)
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+    return 1000.0 * float(np.median(times))
+
+
+# --------------------------------------------------------------------------- evaluation
+def _evaluate(model: nn.Module, data, batch_size: int) -> dict:
+    """Test loss and accuracy with :func:`bridgeout.train.evaluate` (the project's single
+    evaluation loop: device-resident batches, no grad, sums read once; bf16 autocast and
+    channels-last inputs on CUDA, plain float32 on the CPU)."""
+    from .train import evaluate
+
+    return evaluate(model, data, data.device, batch_size)
+
+
+def _for_device(model: nn.Module, device: torch.device) -> nn.Module:
+    """Channels-last weights on CUDA (matches the channels-last inputs of the evaluation)."""
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, data, batches: int = _BN_RECAL_BATCHES,
+                          batch_size: int = 128, seed: int = 0) -> nn.Module:
+    """Re-estimate every BatchNorm's running statistics in place and return ``model``.
+
+    Running mean/var are reset and then set to the cumulative average (``momentum=None``)
+    of the batch statistics of ``batches`` augmented training batches of ``batch_size``,
+    forwarded in train mode (shuffling and augmentation seeded with ``seed``).  Other
+    modules' train/eval flags and BN momenta are restored afterwards.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return model
+    momenta = [m.momentum for m in bns]
+    flags = [(m, m.training) for m in model.modules()]
+    gen = torch.Generator(device=data.device).manual_seed(int(seed))
+    try:
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+        model.train()
+        for i, (x, _) in enumerate(data.train_batches(batch_size, gen, augment=True)):
+            if i >= batches:
+                break
+            model(x)
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        for m, flag in flags:
+            m.training = flag
+    return model
+
+
+def _finetune(model: nn.Module, data, epochs: int, selection, seed: int, device) -> nn.Module:
+    """Short fine-tuning with :func:`bridgeout.train.fit` (``"fast"`` protocol shape, lr
+    0.01); in mask mode the zeroed filters are held at zero by
+    :func:`torch.nn.utils.prune.custom_from_mask` during training."""
+    from torch.nn.utils import prune as tprune
+
+    from . import train
+
+    mods = dict(model.named_modules())
+    masked = []
+    if selection:
+        for name, idxs in selection.items():
+            conv = mods[name]
+            mask = torch.ones_like(conv.weight)
+            mask[idxs.to(mask.device)] = 0
+            tprune.custom_from_mask(conv, "weight", mask)
+            masked.append(name)
+    protocol = dataclasses.replace(train.get_protocol("fast", epochs=epochs), lr=0.01)
+    result = train.fit(model, data, protocol, device=device, seed=seed, progress=False,
+                       eval_every=epochs)
+    out = result.model
+    mods = dict(out.named_modules())
+    for name in masked:
+        tprune.remove(mods[name], "weight")
+    return out.eval()
+
+
+# --------------------------------------------------------------------------- sweep
+def _resolve_device(device, data):
+    if device is not None:
+        if device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(device)
+    dev = getattr(data, "device", None)
+    if dev is not None:
+        return torch.device(dev)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _check_recal(value) -> int:
+    if isinstance(value, bool):
+        return _BN_RECAL_BATCHES if value else 0
+    if isinstance(value, (int, np.integer)) and value >= 0:
+        return int(value)
+    raise ValueError(f"recalibrate_bn must be a bool or a number of batches >= 0, got {value!r}")
+
+
+def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS,
+          criteria: Iterable[str] = ("l2",), scopes: Iterable[str] = ("layer",),
+          modes: Iterable[str] = ("mask",), recalibrate_bn: bool | int = False,
+          finetune_epochs: int = 0, device=None, latency: bool = True,
+          dataset: str | None = None, seed: int = 0, progress: bool = True,
+          batch_size: int = 1000):
+    """Prune ``model`` at every ``(criterion, scope, mode, fraction)`` and evaluate it.
+
+    One shot, no retraining unless asked: every pruned model starts from ``model``'s
+    weights.  ``model`` is not modified (its state_dict is untouched).
+
+    Args:
+        model: trained network (made plain with :func:`bridgeout.nn.plain`).
+        data: a :class:`bridgeout.data.DeviceData` or the 4-tuple of arrays (then
+            ``dataset`` names it); the whole test set is evaluated.
+        fractions, criteria, scopes, modes: the grid (each a non-empty sequence without
+            duplicates; fractions in [0, 1), choices :data:`CRITERIA`, :data:`SCOPES`,
+            :data:`MODES`).
+        recalibrate_bn: ``True`` re-estimates BatchNorm statistics after pruning from
+            50 training batches of 128 (:func:`recalibrate_batchnorm`); an int gives the
+            number of batches.
+        finetune_epochs: epochs of fine-tuning after pruning (:func:`bridgeout.train.fit`,
+            the ``"fast"`` protocol rescaled to these epochs with lr 0.01; masked filters
+            stay zero), 0 = none (the paper).
+        device: where to evaluate (default: the data's device, else CUDA when available).
+        latency: measure forward latency (batch 1 and 128) for ``remove`` rows and for the
+            unpruned model (rows with fraction 0); NaN elsewhere.
+        seed: seeds the ``"random"`` criterion, BN re-estimation and fine-tuning.
+        progress: show a tqdm bar.
+        batch_size: evaluation batch size.  Evaluation is
+            :func:`bridgeout.train.evaluate` on the device-resident test set (bf16 autocast
+            and channels-last on CUDA, float32 on the CPU).
+
+    Speed: the network is copied to the device once; mask rows reuse one working copy
+    (weights restored, filters zeroed); the dependency graph is traced once
+    (:class:`RemovalPlan`) and every remove row applies it to a fresh copy; scores are
+    computed once per criterion; the unpruned model is evaluated (and timed) once.
+
+    Returns:
+        DataFrame with :data:`SWEEP_COLUMNS`: one row per combination (criterion, scope,
+        mode, fraction order).  ``test_acc`` in [0, 1]; ``params``/``flops`` are the dense
+        counts of the evaluated module (FLOPs for one input image, forward,
+        :func:`count_flops`); ``params_effective``/``flops_effective`` exclude zeroed
+        filters' weights and multiply-adds in mask mode (equal to the dense counts in remove
+        mode); ``prune_s``, ``adjust_s`` (BN re-estimation + fine-tuning), ``eval_s`` and
+        ``cost_s`` (FLOPs, parameters, latency) are the row's wall times (the unpruned
+        model is evaluated once and shared by every fraction-0 row).
+    """
+    import pandas as pd
+
+    from .data import as_device_data
+
+    fractions = _check_seq("fractions", fractions, _check_fraction)
+    criteria = _check_seq("criteria", criteria, lambda v: check_choice("criterion", v, CRITERIA))
+    scopes = _check_seq("scopes", scopes, lambda v: check_choice("scope", v, SCOPES))
+    modes = _check_seq("modes", modes, lambda v: check_choice("mode", v, MODES))
+    recal_batches = _check_recal(recalibrate_bn)
+    if isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, (int, np.integer)) \
+            or finetune_epochs < 0:
+        raise ValueError(f"finetune_epochs must be an integer >= 0, got {finetune_epochs!r}")
+    _require_convs(model)
+    device = _resolve_device(device, data)
+    data = as_device_data(data, dataset, device)
+
+    base = _for_device(_plain_copy(model).to(device).eval(), device)
+    example = data.normalize(data.x_test[:1])
+    input_shape = tuple(example.shape[1:])
+    base_state = {k: v.clone() for k, v in base.state_dict().items()}
+
+    dense_params = count_parameters(base)
+    dense_flops = count_flops(base, example)
+    filter_costs = _conv_filter_costs(base, example)
+    convs = prunable_convs(base)
+
+    total = len(criteria) * len(scopes) * len(modes) * len(fractions)
+    bar = None
+    if progress:
+        from tqdm import tqdm  # the text bar: tqdm.auto warns in notebooks without ipywidgets
+        bar = tqdm(total=total, desc="prune sweep", leave=False)
+
+    cache: dict = {}
+
+    def adjust(m, selection):
+        if recal_batches:
+            recalibrate_batchnorm(m, data, recal_batches, seed=seed)
+        if finetune_epochs:
+            m = _finetune(m, data, int(finetune_epochs), selection, seed, device)
+        return m
+
+    def latencies(m):
+        return (measure_latency(m, input_shape, 1, device),
+                measure_latency(m, input_shape, 128, device))
+
+    def unpruned():
+        """Evaluation (and latency) of the unpruned model, computed once."""
+        if "row" not in cache:
+            t0 = time.perf_counter()
+            m = adjust(copy.deepcopy(base), None) if (recal_batches or finetune_epochs) else base
+            t1 = time.perf_counter()
+            ev = _evaluate(m, data, batch_size)
+            t2 = time.perf_counter()
+            lat = latencies(m) if latency else (math.nan, math.nan)
+            t3 = time.perf_counter()
+            cache["row"] = dict(test_acc=ev["acc"], test_loss=ev["loss"], params=dense_params,
+                                params_effective=dense_params, flops=dense_flops,
+                                flops_effective=dense_flops, latency_b1_ms=lat[0],
+                                latency_b128_ms=lat[1], prune_s=0.0, adjust_s=t1 - t0,
+                                eval_s=t2 - t1, cost_s=t3 - t2)
+            return dict(cache["row"])
+        return {**cache["row"], "adjust_s": 0.0, "eval_s": 0.0, "cost_s": 0.0}
+
+    plan = None
+    work = None
+    rows = []
+    for criterion in criteria:
+        conv_scores = _conv_scores(convs, criterion, seed) if "mask" in modes else None
+        for scope in scopes:
+            for mode in modes:
+                if mode == "remove" and plan is None and any(f > 0 for f in fractions):
+                    plan = RemovalPlan(base, example)
+                group_scores = (plan.importances(base, criterion, seed)
+                                if mode == "remove" and plan is not None else None)
+                for fraction in fractions:
+                    row = dict(criterion=criterion, scope=scope, mode=mode, fraction=fraction,
+                               recalibrate_bn=bool(recal_batches),
+                               finetune_epochs=int(finetune_epochs))
+                    if fraction == 0.0:
+                        row.update(unpruned())
+                        rows.append(row)
+                        if bar is not None:
+                            bar.update()
+                        continue
+                    t0 = time.perf_counter()
+                    if mode == "mask":
+                        if work is None:
+                            work = copy.deepcopy(base)
+                        work.load_state_dict(base_state)
+                        selection = _mask_selection_from_scores(convs, conv_scores, fraction,
+                                                                criterion, scope)
+                        pruned = _apply_mask(work, selection)
+                    else:
+                        selection = None
+                        sel = plan.select(group_scores, fraction, criterion, scope)
+                        pruned = _for_device(plan.apply(base, sel), device)
+                    t1 = time.perf_counter()
+                    pruned = adjust(pruned, selection)
+                    if mode == "mask" and pruned is not work:
+                        work = None
+                    t2 = time.perf_counter()
+                    ev = _evaluate(pruned, data, batch_size)
+                    t3 = time.perf_counter()
+                    if mode == "mask":
+                        zero_flops = sum(len(i) * filter_costs[n][0] for n, i in selection.items())
+                        zero_params = sum(len(i) * filter_costs[n][1] for n, i in selection.items())
+                        costs = dict(params=dense_params,
+                                     params_effective=dense_params - zero_params,
+                                     flops=dense_flops, flops_effective=dense_flops - zero_flops,
+                                     latency_b1_ms=math.nan, latency_b128_ms=math.nan)
+                    else:
+                        n_params = count_parameters(pruned)
+                        n_flops = count_flops(pruned, example)
+                        lat = latencies(pruned) if latency else (math.nan, math.nan)
+                        costs = dict(params=n_params, params_effective=n_params, flops=n_flops,
+                                     flops_effective=n_flops, latency_b1_ms=lat[0],
+                                     latency_b128_ms=lat[1])
+                        del pruned
+                    t4 = time.perf_counter()
+                    row.update(test_acc=ev["acc"], test_loss=ev["loss"], **costs,
+                               prune_s=t1 - t0, adjust_s=t2 - t1, eval_s=t3 - t2, cost_s=t4 - t3)
+                    rows.append(row)
+                    if bar is not None:
+                        bar.update()
+    if bar is not None:
+        bar.close()
+    df = pd.DataFrame(rows, columns=list(SWEEP_COLUMNS))
+    int_cols = ["params", "params_effective", "flops", "flops_effective", "finetune_epochs"]
+    df[int_cols] = df[int_cols].astype("int64")
+    df["fraction"] = df["fraction"].astype("float64")
+    return df

@@ -1,0 +1,549 @@
+"""Result tables: schema, validation, atomic idempotent appends and provenance.
+
+Every experiment run writes rows into three tidy CSV tables in ``data/results/`` (one
+observation per row), joined by ``run_id``:
+
+* ``runs.csv`` -- one row per *finished* run: its parameters, summary accuracies and the
+  provenance of the code and machine that produced it (:data:`RUNS_SCHEMA`);
+* ``pruning.csv`` -- one row per (run, criterion, scope, mode, pruned fraction): what
+  :func:`bridgeout.prune.sweep` measured (:data:`PRUNING_SCHEMA`);
+* ``history.csv`` -- one row per (run, epoch): the training curve from
+  :func:`bridgeout.train.fit` (:data:`HISTORY_SCHEMA`).
+
+The schemas are dicts ``column -> (dtype, description)`` with dtype one of ``"str"``,
+``"int"``, ``"float"`` or ``"bool"``; ``data/results/README.md`` documents them (and a test
+checks that the README and the dicts agree).
+
+:func:`load` validates a table and refuses it with a :class:`ValueError` naming the file,
+the CSV line and the column when a column is missing or unexpected, a value has the
+wrong type or is out of range (accuracies and fractions outside [0, 1], unknown model /
+regularizer / dataset names) or a key is duplicated (``runs``: ``run_id``; ``pruning``:
+``run_id, criterion, scope, mode, fraction, recalibrate_bn, finetune_epochs``; ``history``: ``run_id, epoch``).
+
+:func:`append` is *atomic*: the new table is written to a temporary file in the same
+directory, flushed and ``fsync``-ed, then moved over the old one with :func:`os.replace`
+(atomic on POSIX), under an exclusive lock file so that concurrent appenders do not lose
+each other's rows. A crash at any point leaves either the old or the new table, never a
+half-written one. It is *idempotent*: rows whose ``run_id`` is already in the table are
+not added again.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._validate import check_choice
+
+__all__ = [
+    "RUNS_SCHEMA", "PRUNING_SCHEMA", "HISTORY_SCHEMA", "SCHEMAS", "KEYS", "TABLES",
+    "REPO_ROOT", "default_root", "path", "empty", "validate", "load", "append",
+    "provenance", "make_run_id", "load_joined", "atomic_write_csv",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+RUNS_SCHEMA: dict[str, tuple[str, str]] = {
+    "run_id": ("str", "Unique, readable id of the run (`make_run_id`); joins the three tables."),
+    "grid": ("str", "Name of the grid spec that launched the run (empty when run by hand)."),
+    "model": ("str", "Architecture name (`bridgeout.models.MODELS`)."),
+    "regularizer": ("str", "Regularizer (`bridgeout.models.REGULARIZERS`)."),
+    "p": ("float", "Drop probability p in [0, 1) (used by bridgeout / dropout / sparseout / dropconnect)."),
+    "q": ("float", "Bridge exponent q > 0 (bridgeout / sparseout)."),
+    "target_fraction": ("float", "Targeted fraction in (0, 1] of kernels (bridgeout) or channels (dropout)."),
+    "signed": ("bool", "Whether the bridgeout noise carries the sign(W) factor."),
+    "dataset": ("str", "Dataset name (`bridgeout.data.DATASETS`)."),
+    "protocol": ("str", "Training protocol (`paper`, `fast` or `smoke`, see `bridgeout.train`)."),
+    "epochs": ("int", "Planned number of epochs (the protocol's, or the override)."),
+    "epochs_done": ("int", "Epochs actually trained."),
+    "width": ("float", "Channel-width multiplier of the model (1 = published width)."),
+    "n_train": ("int", "Number of training images used."),
+    "n_test": ("int", "Number of test images used (accuracies below are on these)."),
+    "seed": ("int", "Seed of initialisation, data order, augmentation and noise."),
+    "select": ("str", "Which weights were pruned: `final` epoch or `best_test` (best test accuracy, as published)."),
+    "final_test_acc": ("float", "Test accuracy in [0, 1] after the last epoch."),
+    "best_test_acc": ("float", "Best test accuracy in [0, 1] over the epochs."),
+    "best_epoch": ("int", "Epoch (1-based) of the best test accuracy."),
+    "wall_time_s": ("float", "Wall-clock training time in seconds."),
+    "device": ("str", "Torch device type used (`cpu`, `cuda`, ...)."),
+    "device_name": ("str", "Human-readable device name (GPU model or CPU model)."),
+    "torch_version": ("str", "`torch.__version__`."),
+    "cuda_version": ("str", "`torch.version.cuda` (empty for CPU-only builds)."),
+    "git_commit": ("str", "Commit of the code (`git rev-parse HEAD`; empty when unknown)."),
+    "git_dirty": ("bool", "Whether tracked code differed from the commit (data/ excluded)."),
+    "date": ("str", "UTC time the run finished, ISO 8601 (`YYYY-MM-DDTHH:MM:SSZ`)."),
+    "notebook": ("str", "Path (repo-relative where possible) of the executed notebook that produced the run."),
+}
+
+PRUNING_SCHEMA: dict[str, tuple[str, str]] = {
+    "run_id": ("str", "Run that was pruned (`runs.run_id`)."),
+    "criterion": ("str", "Filter ranking criterion (`bridgeout.prune.CRITERIA`, e.g. `l2`)."),
+    "scope": ("str", "Where the fraction applies (`layer`: in every layer; `global`)."),
+    "mode": ("str", "`mask`: filters zeroed; `remove`: filters physically removed."),
+    "fraction": ("float", "Fraction of filters pruned, in [0, 1)."),
+    "test_acc": ("float", "Test accuracy in [0, 1] of the pruned network."),
+    "test_loss": ("float", "Mean test cross-entropy of the pruned network."),
+    "params": ("int", "Parameter count of the pruned network (as stored)."),
+    "params_effective": ("int", "Parameters that are not pruned (non-zero structure)."),
+    "flops": ("int", "Forward FLOPs for one image (as stored, dense)."),
+    "flops_effective": ("int", "Forward FLOPs that remain after pruning."),
+    "latency_b1_ms": ("float", "Median forward latency, batch 1, milliseconds (NaN for `mask` or when not measured)."),
+    "latency_b128_ms": ("float", "Median forward latency, batch 128, milliseconds (NaN for `mask` or when not measured)."),
+    "recalibrate_bn": ("bool", "Whether BatchNorm statistics were re-estimated after pruning."),
+    "finetune_epochs": ("int", "Epochs of fine-tuning after pruning (0 = one shot)."),
+    "prune_s": ("float", "Wall-clock seconds spent pruning for this row."),
+    "adjust_s": ("float", "Wall-clock seconds of BatchNorm re-estimation and fine-tuning (0 when none)."),
+    "eval_s": ("float", "Wall-clock seconds of the test-set evaluation (shared by fraction-0 rows)."),
+    "cost_s": ("float", "Wall-clock seconds measuring FLOPs, parameters and latency."),
+}
+
+HISTORY_SCHEMA: dict[str, tuple[str, str]] = {
+    "run_id": ("str", "Run (`runs.run_id`)."),
+    "epoch": ("int", "Epoch, 1-based."),
+    "lr": ("float", "Learning rate used during the epoch."),
+    "train_loss": ("float", "Mean training loss over the epoch."),
+    "train_acc": ("float", "Training accuracy in [0, 1] over the epoch (with augmentation and noise)."),
+    "test_loss": ("float", "Test loss after the epoch (NaN when not evaluated)."),
+    "test_acc": ("float", "Test accuracy in [0, 1] after the epoch (NaN when not evaluated)."),
+    "seconds": ("float", "Wall-clock seconds of the epoch."),
+    "images_per_s": ("float", "Training throughput, images per second."),
+}
+
+SCHEMAS = {"runs": RUNS_SCHEMA, "pruning": PRUNING_SCHEMA, "history": HISTORY_SCHEMA}
+TABLES = tuple(SCHEMAS)
+KEYS = {
+    "runs": ("run_id",),
+    "pruning": ("run_id", "criterion", "scope", "mode", "fraction", "recalibrate_bn", "finetune_epochs"),
+    "history": ("run_id", "epoch"),
+}
+
+# Columns that may be empty / NaN. Everything else is required.
+_NULLABLE = {
+    "runs": {"grid", "cuda_version", "git_commit", "device_name", "notebook", "best_test_acc"},
+    "pruning": {"test_loss", "latency_b1_ms", "latency_b128_ms", "params_effective", "flops",
+                "flops_effective", "params",
+                "prune_s", "adjust_s", "eval_s", "cost_s"},
+    "history": {"lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "images_per_s"},
+}
+# Closed [low, high] ranges, or (low, high, "open_high").
+_UNIT = (0.0, 1.0)
+_RANGES = {
+    "runs": {"p": (0.0, 1.0, "open_high"), "q": (0.0, math.inf, "open_low"),
+             "target_fraction": (0.0, 1.0, "open_low"), "final_test_acc": _UNIT, "best_test_acc": _UNIT,
+             "epochs": (0, math.inf), "epochs_done": (0, math.inf), "width": (0.0, math.inf, "open_low"),
+             "n_train": (1, math.inf), "n_test": (1, math.inf), "seed": (0, math.inf),
+             "best_epoch": (0, math.inf), "wall_time_s": (0.0, math.inf)},
+    "pruning": {"fraction": (0.0, 1.0, "open_high"), "test_acc": _UNIT, "params": (0, math.inf),
+                "params_effective": (0, math.inf), "flops": (0, math.inf), "flops_effective": (0, math.inf),
+                "latency_b1_ms": (0.0, math.inf), "latency_b128_ms": (0.0, math.inf),
+                "finetune_epochs": (0, math.inf), "test_loss": (0.0, math.inf),
+                "prune_s": (0.0, math.inf), "adjust_s": (0.0, math.inf), "eval_s": (0.0, math.inf),
+                "cost_s": (0.0, math.inf)},
+    "history": {"epoch": (1, math.inf), "train_acc": _UNIT, "test_acc": _UNIT, "lr": (0.0, math.inf),
+                "seconds": (0.0, math.inf), "images_per_s": (0.0, math.inf),
+                "train_loss": (0.0, math.inf), "test_loss": (0.0, math.inf)},
+}
+_PROTOCOL_NAMES = ("paper", "fast", "smoke")
+_SELECT_NAMES = ("final", "best_test")
+_MODE_NAMES = ("mask", "remove")
+_SCOPE_NAMES = ("layer", "global")
+
+
+def _choices() -> dict[str, dict[str, tuple[str, ...]]]:
+    """Known names per table/column, taken from the modules that define them."""
+    from . import data, models
+    try:
+        from . import train
+        select, protocols = tuple(train.SELECT), tuple(train.PROTOCOLS)
+    except ImportError:  # pragma: no cover - only while train.py is missing
+        select, protocols = _SELECT_NAMES, _PROTOCOL_NAMES
+    out = {
+        "runs": {"model": tuple(models.MODELS), "regularizer": tuple(models.REGULARIZERS),
+                 "dataset": tuple(data.DATASETS), "protocol": protocols, "select": select},
+        "pruning": {"mode": _MODE_NAMES, "scope": _SCOPE_NAMES},
+    }
+    try:  # prune.py defines the authoritative lists; fall back to the contract's.
+        from . import prune
+        out["pruning"] = {"mode": tuple(prune.MODES), "scope": tuple(prune.SCOPES),
+                          "criterion": tuple(prune.CRITERIA)}
+    except ImportError:  # pragma: no cover - only while prune.py is missing
+        pass
+    return out
+
+
+# --------------------------------------------------------------------------- paths
+def default_root() -> Path:
+    """``$BRIDGEOUT_RESULTS`` when set, else ``<repo>/data/results``."""
+    env = os.environ.get("BRIDGEOUT_RESULTS")
+    return Path(env).expanduser() if env else REPO_ROOT / "data" / "results"
+
+
+def _check_table(table: str) -> str:
+    return check_choice("table", table, TABLES)
+
+
+def path(table: str, root=None) -> Path:
+    """Path of ``<root>/<table>.csv`` (root defaults to :func:`default_root`)."""
+    _check_table(table)
+    return Path(root if root is not None else default_root()) / f"{table}.csv"
+
+
+def empty(table: str) -> pd.DataFrame:
+    """An empty table with the schema's columns and dtypes."""
+    schema = SCHEMAS[_check_table(table)]
+    return pd.DataFrame({c: pd.Series([], dtype=_PANDAS_DTYPE[d]) for c, (d, _) in schema.items()})
+
+
+_PANDAS_DTYPE = {"str": object, "int": "Int64", "float": "float64", "bool": "boolean"}
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+# --------------------------------------------------------------------------- validation
+def _is_missing(v) -> bool:
+    if v is None or v is pd.NA:
+        return True
+    if isinstance(v, float) and math.isnan(v):
+        return True
+    return isinstance(v, str) and v == ""
+
+
+def _coerce_value(v, dtype: str):
+    """Convert one cell to ``dtype``; raises ``ValueError`` / ``TypeError`` when it cannot."""
+    if dtype == "str":
+        if isinstance(v, (str, np.str_)):
+            return str(v)
+        if isinstance(v, (bool, np.bool_, int, np.integer, float, np.floating)):
+            return str(v)
+        raise TypeError(f"expected text, got {type(v).__name__}")
+    if dtype == "bool":
+        if isinstance(v, (bool, np.bool_)):
+            return bool(v)
+        if isinstance(v, (int, np.integer)) and int(v) in (0, 1):
+            return bool(v)
+        if isinstance(v, (float, np.floating)) and float(v) in (0.0, 1.0):
+            return bool(v)
+        s = str(v).strip().lower()
+        if s in _TRUE:
+            return True
+        if s in _FALSE:
+            return False
+        raise ValueError("expected a boolean (True/False)")
+    if dtype == "int":
+        if isinstance(v, (bool, np.bool_)):
+            raise TypeError("expected an integer, got a boolean")
+        if isinstance(v, (int, np.integer)):
+            return int(v)
+        f = float(v)
+        if not math.isfinite(f) or f != int(f):
+            raise ValueError("expected an integer")
+        return int(f)
+    if dtype == "float":
+        if isinstance(v, (bool, np.bool_)):
+            raise TypeError("expected a number, got a boolean")
+        return float(v)
+    raise AssertionError(dtype)  # pragma: no cover
+
+
+def validate(table: str, df: pd.DataFrame, *, source: str | None = None, first_line: int = 2) -> pd.DataFrame:
+    """Check ``df`` against the schema of ``table`` and return a typed copy.
+
+    Raises ``ValueError`` naming ``source`` (a file name or description), the row (as the
+    CSV line number, ``first_line`` for the first data row) and the column for: missing or
+    unexpected columns, values of the wrong type, missing required values, values out of
+    range or not among the known names, and duplicated keys.
+    """
+    _check_table(table)
+    schema = SCHEMAS[table]
+    where = source or f"{table} table"
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"{where}: expected a pandas DataFrame, got {type(df).__name__}")
+    cols = list(df.columns)
+    missing = [c for c in schema if c not in cols]
+    extra = [c for c in cols if c not in schema]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) {missing}")
+        if extra:
+            parts.append(f"unexpected column(s) {extra}")
+        raise ValueError(f"{where}: {'; '.join(parts)}; the {table} schema has columns {list(schema)}")
+    dup_cols = sorted({c for c in cols if cols.count(c) > 1})
+    if dup_cols:
+        raise ValueError(f"{where}: duplicated column(s) {dup_cols}")
+
+    nullable = _NULLABLE[table]
+    ranges = _RANGES[table]
+    choices = _choices().get(table, {})
+    out = {}
+    for col, (dtype, _) in schema.items():
+        values = []
+        for i, v in enumerate(df[col].tolist()):
+            line = first_line + i
+            if _is_missing(v):
+                if col not in nullable:
+                    raise ValueError(f"{where}, line {line}, column {col!r}: value is missing (required)")
+                values.append("" if dtype == "str" else None)
+                continue
+            try:
+                x = _coerce_value(v, dtype)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{where}, line {line}, column {col!r}: bad value {v!r} "
+                                 f"({err}; the column's dtype is {dtype})") from None
+            if dtype == "float" and math.isnan(x):
+                if col not in nullable:
+                    raise ValueError(f"{where}, line {line}, column {col!r}: value is NaN (required)")
+            elif col in ranges:
+                lo, hi, *kind = ranges[col]
+                kind = kind[0] if kind else "closed"
+                ok = (lo < x if kind == "open_low" else lo <= x) and (x < hi if kind == "open_high" else x <= hi)
+                if not ok:
+                    lb = "(" if kind == "open_low" else "["
+                    rb = ")" if kind == "open_high" or math.isinf(hi) else "]"
+                    raise ValueError(f"{where}, line {line}, column {col!r}: value {v!r} out of range; "
+                                     f"allowed {lb}{lo}, {hi}{rb}")
+            if col in choices and x not in choices[col]:
+                raise ValueError(f"{where}, line {line}, column {col!r}: unknown name {v!r}; "
+                                 f"known: {', '.join(map(repr, choices[col]))}")
+            values.append(x)
+        out[col] = pd.Series(values, dtype=_PANDAS_DTYPE[dtype], index=df.index)
+    typed = pd.DataFrame(out, index=df.index).reset_index(drop=True)
+
+    key = list(KEYS[table])
+    dup = typed.duplicated(subset=key, keep="first")
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        first = int(np.flatnonzero((typed[key] == typed.loc[i, key]).all(axis=1).to_numpy())[0])
+        shown = ", ".join(f"{k}={typed.loc[i, k]!r}" for k in key)
+        raise ValueError(f"{where}, line {first_line + i}, column {key[-1]!r}: duplicated key ({shown}); "
+                         f"first seen on line {first_line + first}")
+    return typed
+
+
+def load(table: str, root=None) -> pd.DataFrame:
+    """Read and validate ``<root>/<table>.csv``; an absent file is an empty table.
+
+    ``table`` is ``"runs"``, ``"pruning"`` or ``"history"``; ``root`` defaults to
+    :func:`default_root`. Raises ``ValueError`` (file, line, column) on malformed content.
+    """
+    p = path(table, root)
+    if not p.exists():
+        return empty(table)
+    try:
+        raw = pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{p}: not a readable CSV table ({err})") from None
+    raw = raw.astype(object).where(raw.notna(), None)
+    return validate(table, raw, source=str(p))
+
+
+# --------------------------------------------------------------------------- writing
+@contextlib.contextmanager
+def _locked(target: Path):
+    """Exclusive advisory lock on ``<target>.lock`` (held while reading + replacing)."""
+    lock = target.with_name(f".{target.name}.lock")
+    with open(lock, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _format_for_csv(table: str, df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for col, (dtype, _) in SCHEMAS[table].items():
+        if dtype == "float":
+            out[col] = [("" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(float(v)))
+                        for v in out[col].astype(object).where(out[col].notna(), None)]
+        elif dtype in ("int", "bool"):
+            out[col] = ["" if v is None or v is pd.NA else str(v)
+                        for v in out[col].astype(object).where(out[col].notna(), None)]
+    return out
+
+
+def atomic_write_csv(target, df: pd.DataFrame) -> None:
+    """Write ``df`` to ``target`` atomically: temp file in the same directory, fsync, os.replace."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            df.to_csv(fh, index=False, lineterminator="\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, target.stat().st_mode & 0o777 if target.exists() else 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename durable
+        dfd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def append(table: str, df: pd.DataFrame, root=None, *, replace: bool = False) -> int:
+    """Append the rows of ``df`` to ``<root>/<table>.csv``; return how many were added.
+
+    The new rows are validated first (nothing is written if they are malformed). Rows
+    whose ``run_id`` is already in the table are skipped (idempotent), unless
+    ``replace=True``, in which case the table's rows of those run ids are replaced by the
+    new ones (used to overwrite rows left by a run that crashed before finishing). The
+    write is atomic and serialised by a lock file (see the module docstring).
+    """
+    _check_table(table)
+    new = validate(table, df, source=f"new {table} rows")
+    target = path(table, root)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(target):
+        old = load(table, root)
+        ids = set(new["run_id"])
+        if replace:
+            old = old[~old["run_id"].isin(ids)]
+            add = new
+        else:
+            add = new[~new["run_id"].isin(set(old["run_id"]))]
+        if len(add) == 0 and not replace:
+            return 0
+        parts = [d for d in (old, add) if len(d)]
+        combined = pd.concat(parts, ignore_index=True) if parts else empty(table)
+        combined = validate(table, combined, source=str(target))
+        atomic_write_csv(target, _format_for_csv(table, combined))
+    return int(len(add))
+
+
+# --------------------------------------------------------------------------- provenance
+def _git(*args: str) -> str | None:
+    try:
+        res = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def provenance(device=None) -> dict:
+    """Where and with what a result was produced (no host name, no user name).
+
+    Returns ``dict(git_commit, git_dirty, torch_version, cuda_version, device, device_name,
+    python_version, date)``. ``git_dirty`` ignores changes under ``data/`` (the result
+    tables and executed notebooks themselves); ``git_commit`` is ``""`` outside a git
+    checkout or before the first commit. ``device`` (e.g. ``"cuda"``, default: the one
+    :func:`bridgeout.train.resolve_device` picks for ``"auto"``) names the device whose
+    name is reported.
+    """
+    import torch
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        name = torch.cuda.get_device_name(dev)
+    else:
+        name = _cpu_name()
+    commit = _git("rev-parse", "HEAD") or ""
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)data")
+    return {
+        "git_commit": commit,
+        "git_dirty": bool(status) if status is not None else False,
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda or "",
+        "device": dev.type,
+        "device_name": name,
+        "python_version": platform.python_version(),
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+# --------------------------------------------------------------------------- run ids
+#: Parameters that do not change what a run computes (where it runs, where it writes),
+#: hence are left out of the run id's hash.
+NON_IDENTITY = frozenset({"device", "data_root", "results_dir", "notebook_path", "run_id", "grid",
+                          "checkpoint_dir"})
+
+
+def _canonical(v):
+    if isinstance(v, Mapping):
+        return {str(k): _canonical(x) for k, x in sorted(v.items())}
+    if isinstance(v, (list, tuple)):
+        return [_canonical(x) for x in v]
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        return int(f) if f.is_integer() else round(f, 10)
+    return v if v is None or isinstance(v, str) else str(v)
+
+
+def _slug(v) -> str:
+    if isinstance(v, float):
+        v = f"{v:g}"
+    return re.sub(r"[^A-Za-z0-9_.]+", "", str(v))
+
+
+def make_run_id(params: Mapping) -> str:
+    """A deterministic, readable run id, e.g. ``mnist-lenet5-w1-bridgeout-fast-e3-s0-1a2b3c``.
+
+    Readable part: dataset, model, width, regularizer, protocol, ``e<epochs>`` (only when
+    an epochs override is given), ``n<n_train>`` (only for a training subset), ``s<seed>``.
+    The last six hex digits are the SHA-256 of the canonical JSON of all parameters except
+    those in :data:`NON_IDENTITY` (device, paths, grid name), so two runs that compute the
+    same thing get the same id and any other difference (p, q, fractions, ...) changes it.
+    """
+    if not isinstance(params, Mapping):
+        raise ValueError(f"params must be a mapping of parameter values, got {type(params).__name__}")
+    for k in ("dataset", "model", "regularizer", "protocol", "seed"):
+        if k not in params:
+            raise ValueError(f"params must contain {k!r} to make a run id; got keys {sorted(params)}")
+    ident = {k: v for k, v in params.items() if k not in NON_IDENTITY}
+    digest = hashlib.sha256(json.dumps(_canonical(ident), sort_keys=True).encode()).hexdigest()[:6]
+    parts = [_slug(params["dataset"]), _slug(params["model"]), f"w{_slug(float(params.get('width', 1.0) or 1.0))}",
+             _slug(params["regularizer"]), _slug(params["protocol"])]
+    if params.get("epochs") is not None:
+        parts.append(f"e{_slug(params['epochs'])}")
+    if params.get("n_train") is not None:
+        parts.append(f"n{_slug(params['n_train'])}")
+    parts.append(f"s{_slug(params['seed'])}")
+    parts.append(digest)
+    return "-".join(parts)
+
+
+# --------------------------------------------------------------------------- joins
+def load_joined(root=None, table: str = "pruning") -> pd.DataFrame:
+    """Rows of ``table`` (default ``pruning``) with the parameters of their run merged in.
+
+    Columns: the table's own, then the run columns that are not already present (model,
+    regularizer, dataset, protocol, width, epochs, seed, ...). Rows whose run is not (yet)
+    in ``runs.csv`` are dropped: only finished runs are shown.
+    """
+    if table not in ("pruning", "history"):
+        raise ValueError(f"table must be 'pruning' or 'history' to join with runs, got {table!r}")
+    rows = load(table, root)
+    runs = load("runs", root)
+    run_cols = ["run_id"] + [c for c in runs.columns if c not in rows.columns]
+    return rows.merge(runs[run_cols], on="run_id", how="inner", validate="many_to_one")

@@ -1,0 +1,368 @@
+r"""Small, exact experiments behind the theory chapter (``notebooks/theory.ipynb``).
+
+Every function here is pure (seeded by an explicit ``torch.Generator`` or ``seed``) and
+cheap enough to run on a laptop CPU in seconds. The noise itself always comes from
+:mod:`bridgeout.functional`, so the checks exercise the code the experiments train with.
+
+Notation (as in :mod:`bridgeout.functional`): ``p`` is the drop probability,
+:math:`\epsilon = m/(1-p) - 1` with :math:`m \sim \mathrm{Bernoulli}(1-p)`, so
+:math:`\mathbb E[\epsilon] = 0` and :math:`\mathbb E[\epsilon^2] = p/(1-p)`, and Bridgeout
+perturbs a weight as :math:`\tilde W = W + s(W)|W|^{q/2}\epsilon T`.
+
+Linear model, squared loss. For inputs :math:`X \in \mathbb R^{n\times d}`, targets
+:math:`Y \in \mathbb R^{n\times k}` and a weight :math:`W \in \mathbb R^{k\times d}` (the
+layout of ``nn.Linear``), the summed squared loss
+:math:`L(W) = \sum_{i,o} (Y_{io} - x_i^\top W_o)^2` satisfies
+
+.. math::
+
+    \mathbb E\,L(\tilde W) - L(W) = \frac{p}{1-p}\sum_{o,j}\Big(\sum_i x_{ij}^2\Big)
+    |W_{oj}|^q\,T_{oj},
+
+because the residual is :math:`r_{io} - x_i^\top\delta_o` with
+:math:`\delta_{oj} = s|W_{oj}|^{q/2}\epsilon_{oj}T_{oj}`: the cross term has mean 0
+(:math:`\mathbb E\epsilon = 0`) and :math:`\mathbb E(x_i^\top\delta_o)^2 =
+\sum_j x_{ij}^2 |W_{oj}|^q T_{oj}\,\mathbb E\epsilon^2` (independent :math:`\epsilon_{oj}`,
+:math:`s^2 = 1`). This holds whether one :math:`\epsilon` is shared by all rows ``i``
+(Batch Bridgeout) or drawn per row (per-sample Bridgeout).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from . import functional as BF
+from ._validate import check_fraction, check_positive, check_probability
+
+__all__ = [
+    "noise_variance",
+    "bridge_penalty",
+    "bridge_penalty_grad",
+    "relative_pull",
+    "expected_penalty",
+    "MonteCarloEstimate",
+    "monte_carlo_penalty",
+    "GradientMoments",
+    "gradient_moments",
+    "make_sparse_regression",
+    "fit_regression",
+    "fraction_small",
+]
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_linear(x: Tensor, y: Tensor | None, weight: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+    """Shapes of the linear model: x (n, d), weight (k, d) or (d,), y (n, k) or (n,)."""
+    if not isinstance(x, Tensor) or x.dim() != 2:
+        raise ValueError(f"x must be a 2-D tensor (n, d), got {getattr(x, 'shape', type(x))}")
+    w = weight.reshape(1, -1) if weight.dim() == 1 else weight
+    if w.dim() != 2 or w.shape[1] != x.shape[1]:
+        raise ValueError(f"weight must be (k, d) or (d,) with d = x.shape[1] = {x.shape[1]}, "
+                         f"got {tuple(weight.shape)}")
+    if y is not None:
+        y = y.reshape(-1, 1) if y.dim() == 1 else y
+        if y.shape != (x.shape[0], w.shape[0]):
+            raise ValueError(f"y must be (n, k) = {(x.shape[0], w.shape[0])} (or (n,) for k = 1), "
+                             f"got {tuple(y.shape)}")
+    return x, y, w
+
+
+# --------------------------------------------------------------------------- the penalty
+def noise_variance(p: float) -> float:
+    r""":math:`\operatorname{Var}\epsilon = \mathbb E\epsilon^2 = p/(1-p)` for
+    :math:`\epsilon = m/(1-p) - 1`, :math:`m\sim\mathrm{Bernoulli}(1-p)`.
+
+    (:math:`\epsilon = p/(1-p)` with probability :math:`1-p` and :math:`-1` with
+    probability :math:`p`: :math:`\mathbb E\epsilon^2 = p^2/(1-p) + p = p/(1-p)`.)
+    """
+    p = check_probability("p", p)
+    return p / (1.0 - p)
+
+
+def bridge_penalty(w: Tensor, q: float) -> Tensor:
+    r"""The bridge penalty element-wise, :math:`|w|^q` (``q = 2``: ridge, ``q = 1``: lasso)."""
+    q = check_positive("q", q)
+    return w.abs().pow(q)
+
+
+def bridge_penalty_grad(w: Tensor, q: float) -> Tensor:
+    r"""Derivative of :math:`|w|^q`: :math:`q|w|^{q-1}\operatorname{sign}(w)` for :math:`w \ne 0`.
+
+    At :math:`w = 0` it returns 0 (the subgradient choice; the one-sided derivatives are
+    :math:`\pm q` for ``q = 1`` and infinite for ``q < 1``).
+    """
+    q = check_positive("q", q)
+    a = w.abs()
+    g = q * a.pow(q - 1.0) * torch.sign(w)
+    return torch.where(w == 0, torch.zeros_like(g), g)
+
+
+def relative_pull(w: Tensor, q: float) -> Tensor:
+    r"""Pull of the bridge penalty toward 0 relative to the ridge pull at the same weight:
+
+    .. math::
+
+        \frac{|\,\mathrm d|w|^q/\mathrm dw\,|}{|\,\mathrm dw^2/\mathrm dw\,|}
+        = \frac{q|w|^{q-1}}{2|w|} = \frac q2 |w|^{q-2} ,
+
+    equal to 1 everywhere for ``q = 2`` and growing without bound as :math:`w\to 0` for
+    ``q < 2``: small weights are pushed to zero much harder than by weight decay.
+    ``w == 0`` gives ``inf`` for ``q < 2``.
+    """
+    q = check_positive("q", q)
+    return 0.5 * q * w.abs().pow(q - 2.0)
+
+
+def expected_penalty(x: Tensor, weight: Tensor, p: float, q: float,
+                     target_fraction: float = 1.0) -> float:
+    r"""Closed form of the penalty Bridgeout adds, in expectation, to the summed squared loss
+    of a linear model (module docstring):
+
+    .. math::
+
+        R(W) = \frac{p}{1-p}\sum_{o,j}\Big(\sum_i x_{ij}^2\Big)|W_{oj}|^q\,T_{oj},
+        \qquad T = \texttt{targeting\_mask}(W, \text{target\_fraction}).
+
+    Args:
+        x: inputs (n, d).  weight: (k, d) (``nn.Linear`` layout) or (d,).
+        p: drop probability in [0, 1).  q: exponent > 0.
+        target_fraction: fraction in (0, 1] of each row's smallest-``|w|`` entries that get noise.
+    """
+    p = check_probability("p", p)
+    q = check_positive("q", q)
+    tf = check_fraction("target_fraction", target_fraction)
+    x, _, w = _check_linear(x, None, weight)
+    w = w.detach()
+    t = BF.targeting_mask(w, tf).to(w.dtype)
+    col = x.detach().square().sum(dim=0)  # sum_i x_ij^2, shape (d,)
+    return float(noise_variance(p) * (col * w.abs().pow(q) * t).sum())
+
+
+@dataclass(frozen=True)
+class MonteCarloEstimate:
+    """Sample mean of ``n`` i.i.d. draws and its standard error ``std / sqrt(n)``."""
+
+    mean: float
+    stderr: float
+    n: int
+
+    def z(self, value: float) -> float:
+        """``(mean - value) / stderr``: how many standard errors the estimate is off ``value``."""
+        return (self.mean - value) / self.stderr if self.stderr > 0 else (0.0 if self.mean == value else math.inf)
+
+
+def monte_carlo_penalty(x: Tensor, y: Tensor, weight: Tensor, p: float, q: float, *,
+                        n_draws: int = 20_000, target_fraction: float = 1.0, signed: bool = False,
+                        per_sample: bool = False, generator: torch.Generator | None = None,
+                        chunk: int = 2048) -> MonteCarloEstimate:
+    r"""Monte Carlo estimate of :math:`\mathbb E\,L(\tilde W) - L(W)` for the summed squared loss
+    :math:`L(W) = \sum_{i,o}(Y_{io} - x_i^\top W_o)^2`, with the noise drawn by
+    :mod:`bridgeout.functional`:
+
+    * ``per_sample=False``: one :func:`~bridgeout.functional.bridgeout` draw of ``W`` per
+      Monte Carlo sample, shared by all ``n`` rows (Batch Bridgeout);
+    * ``per_sample=True``: :func:`~bridgeout.functional.bridgeout_linear_per_sample`, one
+      draw per row.
+
+    Draws are vectorised ``chunk`` at a time (copies of ``W`` stacked as extra rows, which
+    leaves the per-row targeting unchanged). The estimate should match
+    :func:`expected_penalty` within a few standard errors.
+
+    Returns:
+        :class:`MonteCarloEstimate` of the penalty (mean, standard error, ``n_draws``).
+    """
+    p = check_probability("p", p)
+    q = check_positive("q", q)
+    tf = check_fraction("target_fraction", target_fraction)
+    n_draws = _check_int("n_draws", n_draws, 2)
+    chunk = _check_int("chunk", chunk, 1)
+    x, y, w = _check_linear(x, y, weight)
+    x, y, w = x.detach(), y.detach(), w.detach()
+    n, d = x.shape
+    k = w.shape[0]
+    clean = float((y - x @ w.T).square().sum())
+    samples = []
+    done = 0
+    with torch.no_grad():
+        while done < n_draws:
+            c = min(chunk, n_draws - done)
+            if per_sample:
+                x_rep = x.repeat(c, 1)  # (c*n, d): row r belongs to draw r // n
+                out = BF.bridgeout_linear_per_sample(x_rep, w, None, p, q, tf, signed, generator)
+                res = y.repeat(c, 1) - out
+                loss = res.square().reshape(c, n * k).sum(dim=1)
+            else:
+                w_rep = w.repeat(c, 1)  # (c*k, d): draw j uses rows j*k .. j*k+k-1
+                w_noisy = BF.bridgeout(w_rep, p, q, tf, signed, generator).reshape(c, k, d)
+                res = y.unsqueeze(0) - torch.einsum("nd,ckd->cnk", x, w_noisy)
+                loss = res.square().reshape(c, n * k).sum(dim=1)
+            samples.append(loss.double() - clean)
+            done += c
+    s = torch.cat(samples)
+    return MonteCarloEstimate(float(s.mean()), float(s.std(unbiased=True) / math.sqrt(n_draws)), n_draws)
+
+
+# --------------------------------------------------------------------------- gradient noise
+@dataclass(frozen=True)
+class GradientMoments:
+    """Per-element mean and (unbiased) variance of a stochastic gradient over ``n`` draws."""
+
+    mean: Tensor
+    var: Tensor
+    n: int
+
+    @property
+    def stderr(self) -> Tensor:
+        """Standard error of :attr:`mean`, ``sqrt(var / n)``."""
+        return (self.var / self.n).sqrt()
+
+    @property
+    def total_variance(self) -> float:
+        r""":math:`\operatorname{tr}\operatorname{Cov} = \sum_j \operatorname{Var}[g_j]`."""
+        return float(self.var.sum())
+
+
+def gradient_moments(x: Tensor, y: Tensor, weight: Tensor, p: float, q: float, *,
+                     n_draws: int = 2000, per_sample: bool = False, target_fraction: float = 1.0,
+                     signed: bool = False, generator: torch.Generator | None = None,
+                     chunk: int = 512) -> GradientMoments:
+    r"""Mean and variance, over noise draws, of the mini-batch gradient
+    :math:`g = \nabla_W \frac1n\sum_i \|y_i - \tilde W_i x_i\|^2` of a linear model (no bias).
+
+    ``per_sample=False``: :math:`\tilde W_i = \tilde W` for all ``i`` (one
+    :func:`~bridgeout.functional.bridgeout` draw per step, Batch Bridgeout).
+    ``per_sample=True``: independent :math:`\tilde W_i` per example
+    (:func:`~bridgeout.functional.bridgeout_linear_per_sample`).
+
+    Both have the same expected gradient: each example's term depends on the noise only
+    through its own :math:`\tilde W_i`, whose distribution is the same in both schemes,
+    and expectation is linear. The variance differs: per-sample noise averages over the
+    ``n`` examples, shared noise does not.
+
+    The batch-shared draws are vectorised ``chunk`` at a time; the per-sample ones call
+    :func:`~bridgeout.functional.bridgeout_linear_per_sample` once per draw.
+
+    Returns:
+        :class:`GradientMoments` with tensors shaped like ``weight``.
+    """
+    p = check_probability("p", p)
+    q = check_positive("q", q)
+    tf = check_fraction("target_fraction", target_fraction)
+    n_draws = _check_int("n_draws", n_draws, 2)
+    chunk = _check_int("chunk", chunk, 1)
+    x, y, w0 = _check_linear(x, y, weight)
+    x, y, w0 = x.detach(), y.detach(), w0.detach()
+    k, d = w0.shape
+    grads = torch.empty((n_draws, k, d), dtype=torch.float64)
+    if per_sample:
+        w = w0.clone().requires_grad_(True)
+        for t in range(n_draws):
+            pred = BF.bridgeout_linear_per_sample(x, w, None, p, q, tf, signed, generator)
+            loss = (y - pred).square().sum(dim=1).mean()
+            (g,) = torch.autograd.grad(loss, w)
+            grads[t] = g.double()
+    else:
+        # ``chunk`` draws at once: c stacked copies of W form one leaf; one bridgeout call
+        # perturbs each copy with its own rows of noise (per-row targeting is unchanged by
+        # stacking), so the gradient w.r.t. copy c is the gradient of draw c.
+        done = 0
+        while done < n_draws:
+            c = min(chunk, n_draws - done)
+            w_rep = w0.repeat(c, 1).requires_grad_(True)  # (c*k, d)
+            w_noisy = BF.bridgeout(w_rep, p, q, tf, signed, generator).reshape(c, k, d)
+            pred = torch.einsum("nd,ckd->cnk", x, w_noisy)
+            loss = (y.unsqueeze(0) - pred).square().sum(dim=2).mean(dim=1).sum()
+            (g,) = torch.autograd.grad(loss, w_rep)
+            grads[done:done + c] = g.reshape(c, k, d).double()
+            done += c
+    shape = weight.shape
+    return GradientMoments(grads.mean(0).reshape(shape), grads.var(0, unbiased=True).reshape(shape), n_draws)
+
+
+# --------------------------------------------------------------------------- a small model
+def make_sparse_regression(n: int = 512, d: int = 40, n_informative: int = 8, noise_std: float = 0.5,
+                           seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Synthetic regression :math:`y = Xw^\star + \sigma\xi` with a sparse :math:`w^\star`.
+
+    :math:`X_{ij}, \xi_i \sim \mathcal N(0, 1)` i.i.d.; the first ``n_informative`` entries of
+    :math:`w^\star` are drawn uniformly from :math:`\pm[0.5, 1.5]`, the others are 0.
+
+    Returns:
+        ``(x (n, d), y (n, 1), w_true (d,))`` float32 tensors.
+    """
+    n = _check_int("n", n, 2)
+    d = _check_int("d", d, 1)
+    n_informative = _check_int("n_informative", n_informative, 0)
+    if n_informative > d:
+        raise ValueError(f"n_informative must be <= d = {d}, got {n_informative}")
+    if not (noise_std >= 0 and math.isfinite(noise_std)):
+        raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
+    g = torch.Generator().manual_seed(int(seed))
+    x = torch.randn(n, d, generator=g)
+    w = torch.zeros(d)
+    mag = 0.5 + torch.rand(n_informative, generator=g)
+    sign = torch.where(torch.rand(n_informative, generator=g) < 0.5, -1.0, 1.0)
+    w[:n_informative] = mag * sign
+    y = x @ w + noise_std * torch.randn(n, generator=g)
+    return x, y.unsqueeze(1), w
+
+
+def fit_regression(model: nn.Module, x: Tensor, y: Tensor, *, steps: int = 400, lr: float = 0.05,
+                   batch_size: int = 32, decay: bool = True, seed: int = 0) -> list[float]:
+    r"""Train ``model`` in place by plain SGD on the mean squared error
+    :math:`\frac1B\sum_{i\in B}\|y_i - f(x_i)\|^2` over shuffled mini-batches, in training mode
+    (so Bridgeout layers draw fresh noise every step), then switch it to eval mode.
+
+    With ``decay`` the step size falls linearly from ``lr`` to ``lr / steps`` (so the last
+    iterate settles instead of jittering at the noise level of a constant step).
+
+    The shuffling and any noise layer without its own ``generator`` use generators seeded
+    from ``seed`` (noise layers get theirs set, so the run is reproducible).
+
+    Returns:
+        the training loss of every step.
+    """
+    steps = _check_int("steps", steps, 1)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    lr = check_positive("lr", lr)
+    g = torch.Generator().manual_seed(int(seed))
+    for i, m in enumerate(model.modules()):
+        if hasattr(m, "generator") and m.generator is None:
+            m.generator = torch.Generator().manual_seed(int(seed) * 1000 + i + 1)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 - t / steps) if decay else None)
+    n = x.shape[0]
+    losses: list[float] = []
+    model.train()
+    perm = torch.randperm(n, generator=g)
+    pos = 0
+    for _ in range(steps):
+        if pos + batch_size > n:
+            perm, pos = torch.randperm(n, generator=g), 0
+        idx = perm[pos:pos + batch_size]
+        pos += batch_size
+        loss = (y[idx] - model(x[idx])).square().sum(dim=1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        losses.append(float(loss.detach()))
+    model.eval()
+    return losses
+
+
+def fraction_small(w: Tensor, threshold: float) -> float:
+    r"""Fraction of entries with :math:`|w| < \text{threshold}` (a sparsity measure for
+    weights that are small but not exactly zero)."""
+    threshold = check_positive("threshold", threshold)
+    w = w.detach()
+    return float((w.abs() < threshold).double().mean()) if w.numel() else float("nan")

@@ -1,0 +1,436 @@
+"""Training protocols, :func:`fit`, :func:`evaluate` and resumable checkpoints.
+
+The published protocol (``PROTOCOLS["paper"]``), for every model and regularizer::
+
+    SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)   # decay on all parameters
+    lr_e = 0.1 * 0.2 ** #{m in (60, 120, 160, 200) : m <= e}        # e = epochs completed
+    230 epochs, batch 128 (test batch 100), cross-entropy loss
+
+``weight_decay`` is PyTorch's coupled L2 term (``g <- g + 5e-4 * w`` before momentum) on
+every parameter, biases and BatchNorm included, as in the published code, and it is used
+for Bridgeout too.
+
+``fast`` (30 epochs) is a budget schedule with the paper's milestones scaled by 30/230 and
+rounded (8, 16, 21, 26); everything else is the paper's. ``smoke`` is one epoch of 3 steps
+for tests. Any ``epochs`` override rescales a protocol's milestones the same way
+(:func:`get_protocol`).
+
+Engine. The data are a :class:`bridgeout.data.DeviceData` (whole dataset on the device,
+augmentation there). On CUDA the forward/backward run under bf16 autocast, the model and
+inputs are channels_last, cuDNN autotuning is on, and ``compile=True`` wraps the model with
+:func:`torch.compile`. Loss and accuracy are accumulated on the device and read once per
+logging point (``log_every`` steps for the progress bar, and at the end of the epoch), so
+the step loop never waits for the host otherwise.
+
+Reproducibility. ``seed`` seeds the global torch RNG (used by Bridgeout / dropout noise of
+modules whose ``generator`` is ``None``) and a data generator on the device (shuffling and
+augmentation). The model's initial weights are whatever is passed in (build it after
+``torch.manual_seed(seed)`` to fix them). On CPU two fits with equal seeds give bit-equal
+weights, and a run interrupted and resumed from its checkpoint ends bit-equal to an
+uninterrupted one: checkpoints hold the model, optimizer and scheduler states, the global
+CPU (and CUDA) RNG states, the data generator state, the state of every module-level
+``generator``, the history and (for ``select="best_test"``) the best weights so far.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import numbers
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ._validate import check_choice
+from .data import DeviceData, as_device_data
+
+__all__ = ["Protocol", "PROTOCOLS", "SELECT", "HISTORY_COLUMNS", "get_protocol", "resolve_device",
+           "evaluate", "fit", "train_step", "FitResult", "CHECKPOINT_NAME", "load_checkpoint"]
+
+SELECT = ("final", "best_test")
+HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc",
+                   "seconds", "images_per_s")
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+# ------------------------------------------------------------------------- protocols
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """An SGD training schedule.
+
+    The learning rate during epoch ``e`` (0-based) is ``lr * gamma ** k`` where ``k`` is the
+    number of milestones ``<= e`` (PyTorch's ``MultiStepLR`` stepped once per epoch).
+    ``max_steps_per_epoch`` truncates each epoch (tests); ``None`` runs full epochs.
+    """
+
+    epochs: int
+    batch_size: int = 128
+    test_batch_size: int = 100
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    milestones: tuple = (60, 120, 160, 200)
+    gamma: float = 0.2
+    max_steps_per_epoch: int | None = None
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "test_batch_size"):
+            _check_int(name, getattr(self, name), 1)
+        if self.max_steps_per_epoch is not None:
+            _check_int("max_steps_per_epoch", self.max_steps_per_epoch, 1)
+        for name in ("lr", "gamma"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        for name in ("momentum", "weight_decay"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        ms = tuple(int(m) for m in self.milestones)
+        if any(b <= a for a, b in zip(ms, ms[1:])) or any(m < 1 for m in ms):
+            raise ValueError(f"milestones must be strictly increasing positive epochs, got {self.milestones!r}")
+        object.__setattr__(self, "milestones", ms)
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate used during 0-based ``epoch``."""
+        return self.lr * self.gamma ** sum(m <= epoch for m in self.milestones)
+
+    def with_epochs(self, epochs: int) -> "Protocol":
+        """The same schedule stretched to ``epochs``: each milestone ``m`` becomes
+        ``floor(m * epochs / self.epochs + 1/2)``; duplicates, zeros and milestones
+        ``>= epochs`` are dropped so the result stays strictly increasing."""
+        _check_int("epochs", epochs, 1)
+        scaled = []
+        for m in self.milestones:
+            s = math.floor(m * epochs / self.epochs + 0.5)
+            if 1 <= s < epochs and (not scaled or s > scaled[-1]):
+                scaled.append(s)
+        return replace(self, epochs=epochs, milestones=tuple(scaled))
+
+
+PROTOCOLS = {
+    "paper": Protocol(epochs=230),
+    "fast": Protocol(epochs=230).with_epochs(30),          # milestones (8, 16, 21, 26)
+    "smoke": Protocol(epochs=1, milestones=(), max_steps_per_epoch=3),
+}
+
+
+def get_protocol(name="paper", epochs: int | None = None) -> Protocol:
+    """A protocol by name (``"paper"``, ``"fast"``, ``"smoke"``) or a :class:`Protocol`
+    as is; ``epochs`` rescales its milestones proportionally (:meth:`Protocol.with_epochs`)."""
+    if isinstance(name, Protocol):
+        proto = name
+    else:
+        proto = PROTOCOLS[check_choice("protocol", name, tuple(PROTOCOLS))]
+    return proto if epochs is None or epochs == proto.epochs else proto.with_epochs(epochs)
+
+
+# ---------------------------------------------------------------------------- device
+def resolve_device(device="auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``,
+    checked to be usable here."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, "
+                         f"got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available here; use 'cpu' or 'auto'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return dev
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def _prepare_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+
+
+# -------------------------------------------------------------------------- evaluate
+@torch.no_grad()
+def evaluate(model: nn.Module, data, device=None, batch_size: int = 100, *, dataset=None) -> dict:
+    """Mean cross-entropy and accuracy (in [0, 1]) of ``model`` on the test split.
+
+    ``data`` is a :class:`~bridgeout.data.DeviceData` or the 4-tuple of arrays (then pass
+    ``dataset``). ``device`` defaults to the model's device. The model is put in eval mode
+    for the pass and its previous mode restored. Sums are kept on the device and read once.
+    """
+    dev = _model_device(model) if device is None else resolve_device(device)
+    dd = as_device_data(data, dataset, dev)
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+    correct = torch.zeros((), dtype=torch.int64, device=dev)
+    try:
+        for x, y in dd.test_batches(batch_size):
+            with _autocast(dev):
+                out = model(_prepare_input(x, dev))
+            loss_sum += F.cross_entropy(out.float(), y, reduction="sum").double()
+            correct += (out.argmax(1) == y).sum()
+    finally:
+        model.train(was_training)
+    n = dd.test_size
+    return {"loss": float(loss_sum) / n, "acc": int(correct) / n}
+
+
+# ------------------------------------------------------------------------------- fit
+def train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SGD step on a batch: forward (bf16 autocast and channels_last on CUDA),
+    mean cross-entropy, backward, ``opt.step()``. Returns the detached float32 loss and
+    the number of correct predictions as 0-d tensors on the device (no host sync)."""
+    with _autocast(device):
+        out = net(_prepare_input(x, device))
+        loss = F.cross_entropy(out, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach().float(), (out.detach().argmax(1) == y).sum()
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns. ``model`` has the selected weights loaded, is on the
+    training device and in eval mode; ``history`` has one row per epoch
+    (:data:`HISTORY_COLUMNS`; test columns are NaN on epochs that were not evaluated)."""
+
+    model: nn.Module = field(repr=False)
+    history: pd.DataFrame = field(repr=False)
+    epochs_done: int
+    wall_time_s: float
+    final_test_acc: float
+    best_test_acc: float
+    best_epoch: int
+    select: str
+    protocol: Protocol = field(default=None)
+    device: str = "cpu"
+
+
+def _generator_modules(model: nn.Module) -> dict:
+    return {name: m.generator for name, m in model.named_modules()
+            if isinstance(getattr(m, "generator", None), torch.Generator)}
+
+
+def _rng_state(model, data_gen) -> dict:
+    state = {"torch_cpu": torch.get_rng_state(), "data": data_gen.get_state(),
+             "modules": {k: g.get_state() for k, g in _generator_modules(model).items()}}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["torch_cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(model, data_gen, state) -> None:
+    torch.set_rng_state(state["torch_cpu"])
+    data_gen.set_state(state["data"])
+    gens = _generator_modules(model)
+    for k, s in state.get("modules", {}).items():
+        if k in gens:
+            gens[k].set_state(s)
+    if "torch_cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["torch_cuda"])
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(checkpoint_dir) -> dict | None:
+    """The checkpoint dict in ``checkpoint_dir`` (None when there is none)."""
+    path = Path(checkpoint_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - report which file is bad
+        raise ValueError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err}); "
+                         f"delete it to start over") from err
+
+
+def _cpu_state(module: nn.Module) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, select: str = "final",
+        device="auto", seed: int = 0, dataset: str | None = None, compile: bool = False,
+        checkpoint_dir=None, checkpoint_every: int | None = None, progress: bool = True,
+        eval_every: int = 1, log_every: int = 50) -> FitResult:
+    """Train ``model`` on ``data`` with a protocol; return a :class:`FitResult`.
+
+    Args:
+        model: the network (trained in place; moved to ``device``).
+        data: a :class:`~bridgeout.data.DeviceData` or the 4-tuple from
+            :func:`bridgeout.data.load` (then ``dataset`` names it).
+        protocol: ``"paper"``, ``"fast"``, ``"smoke"`` or a :class:`Protocol`.
+        epochs: overrides the protocol's epochs, rescaling its milestones.
+        select: ``"final"`` (weights after the last epoch; no test-set information used) or
+            ``"best_test"`` (weights of the epoch with the highest test accuracy, earliest
+            on ties, as the published code did; this selects on the test set).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        seed: seeds the global torch RNG and the data generator (see module docstring).
+        compile: wrap the model with :func:`torch.compile` (CUDA; works on CPU too).
+        checkpoint_dir: when given, a checkpoint ``checkpoint.pt`` is written there every
+            ``checkpoint_every`` epochs (default 1) and after the last epoch, atomically
+            (temporary file + :func:`os.replace`), and a run finding one resumes from it. A
+            checkpoint of a different protocol, seed or select raises ``ValueError``.
+        progress: a tqdm bar per epoch showing loss, accuracy and images/s.
+        eval_every: evaluate on the test set every this many epochs (and after the last).
+        log_every: steps between progress-bar updates (each one reads the sums: one sync).
+    """
+    from tqdm import tqdm  # the text bar: tqdm.auto warns in notebooks without ipywidgets
+
+    proto = get_protocol(protocol, epochs)
+    check_choice("select", select, SELECT)
+    _check_int("seed", seed, 0)
+    _check_int("eval_every", eval_every, 1)
+    _check_int("log_every", log_every, 1)
+    if checkpoint_every is not None:
+        _check_int("checkpoint_every", checkpoint_every, 1)
+    dev = resolve_device(device)
+    dd = as_device_data(data, dataset, dev)
+    t_start = time.perf_counter()
+
+    torch.manual_seed(seed)
+    data_gen = torch.Generator(device=dev).manual_seed(seed)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        model.to(device=dev, memory_format=torch.channels_last)
+    else:
+        model.to(dev)
+    net = torch.compile(model) if compile else model
+
+    opt = torch.optim.SGD(model.parameters(), lr=proto.lr, momentum=proto.momentum,
+                          nesterov=proto.nesterov, weight_decay=proto.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(proto.milestones), gamma=proto.gamma)
+
+    config = {"protocol": asdict(proto), "seed": seed, "select": select, "dataset": dd.name}
+    history: list[dict] = []
+    best_acc, best_epoch, best_state = -math.inf, 0, None
+    start_epoch = 0
+    ckpt_path = None
+    if checkpoint_dir is not None:
+        ckpt_dir = Path(checkpoint_dir)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        ckpt_path = ckpt_dir / CHECKPOINT_NAME
+        every = checkpoint_every or 1
+        ckpt = load_checkpoint(ckpt_dir)
+        if ckpt is not None:
+            saved = {k: ckpt["config"][k] for k in config}
+            saved["protocol"] = {**saved["protocol"], "milestones": tuple(saved["protocol"]["milestones"])}
+            if saved != config:
+                raise ValueError(f"{ckpt_path} was written by a different run ({saved}); this run is "
+                                 f"{config}. Use another checkpoint_dir or delete the file.")
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            _set_rng_state(model, data_gen, ckpt["rng"])
+            history = list(ckpt["history"])
+            start_epoch = int(ckpt["epoch"])
+            best_acc, best_epoch = float(ckpt["best_acc"]), int(ckpt["best_epoch"])
+            best_state = ckpt.get("best_state")
+            t_start -= float(ckpt.get("wall_time_s", 0.0))
+
+    steps_per_epoch = dd.num_train_batches(proto.batch_size)
+    if proto.max_steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, proto.max_steps_per_epoch)
+
+    for epoch in range(start_epoch, proto.epochs):
+        model.train()
+        lr = opt.param_groups[0]["lr"]
+        loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
+        correct = torch.zeros((), dtype=torch.int64, device=dev)
+        seen = 0
+        t0 = time.perf_counter()
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{proto.epochs}", unit="step",
+                   disable=not progress, leave=False, dynamic_ncols=True)
+        batches = itertools.islice(dd.train_batches(proto.batch_size, data_gen), steps_per_epoch)
+        for step, (x, y) in enumerate(batches):
+            loss, n_correct = train_step(net, opt, x, y, dev)
+            b = y.shape[0]
+            loss_sum += loss * b
+            correct += n_correct
+            seen += b
+            bar.update(1)
+            if progress and (step + 1) % log_every == 0:  # logging point: one host sync
+                el = time.perf_counter() - t0
+                bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{int(correct) / seen:.3f}",
+                                img_s=f"{seen / el:.0f}")
+        train_loss, train_acc = float(loss_sum) / seen, int(correct) / seen   # syncs once
+        train_s = time.perf_counter() - t0
+        sched.step()
+        if not math.isfinite(train_loss):
+            bar.close()
+            raise FloatingPointError(f"training loss became {train_loss} in epoch {epoch + 1}")
+
+        test = {"loss": math.nan, "acc": math.nan}
+        if (epoch + 1) % eval_every == 0 or epoch + 1 == proto.epochs:
+            test = evaluate(net, dd, dev, proto.test_batch_size)
+            if select == "best_test" and test["acc"] > best_acc:
+                best_state = _cpu_state(model)
+            if test["acc"] > best_acc:
+                best_acc, best_epoch = test["acc"], epoch + 1
+        seconds = time.perf_counter() - t0
+        history.append({"epoch": epoch + 1, "lr": float(lr), "train_loss": train_loss,
+                        "train_acc": train_acc, "test_loss": float(test["loss"]),
+                        "test_acc": float(test["acc"]), "seconds": seconds,
+                        "images_per_s": seen / train_s if train_s > 0 else math.nan})
+        bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}",
+                        test_acc=f"{test['acc']:.3f}", img_s=f"{seen / max(train_s, 1e-9):.0f}")
+        bar.close()
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}/{proto.epochs}: lr {lr:.4g}  loss {train_loss:.4f}  "
+                       f"acc {train_acc:.4f}  test_acc {test['acc']:.4f}  "
+                       f"{seen / max(train_s, 1e-9):.0f} img/s  {seconds:.1f} s")
+
+        if ckpt_path is not None and ((epoch + 1) % every == 0 or epoch + 1 == proto.epochs):
+            _atomic_save({
+                "config": config, "epoch": epoch + 1, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "rng": _rng_state(model, data_gen), "history": history,
+                "best_acc": best_acc, "best_epoch": best_epoch, "best_state": best_state,
+                "wall_time_s": time.perf_counter() - t_start,
+            }, ckpt_path)
+
+    if select == "best_test":
+        if best_state is None:
+            warnings.warn("select='best_test' but no epoch was evaluated; keeping the final weights",
+                          stacklevel=2)
+        else:
+            model.load_state_dict(best_state)
+    model.eval()
+    hist = pd.DataFrame(history, columns=list(HISTORY_COLUMNS))
+    hist["epoch"] = hist["epoch"].astype("int64")
+    final = float(hist["test_acc"].iloc[-1]) if len(hist) else math.nan
+    return FitResult(model=model, history=hist, epochs_done=len(hist),
+                     wall_time_s=time.perf_counter() - t_start, final_test_acc=final,
+                     best_test_acc=best_acc if best_epoch else math.nan, best_epoch=best_epoch,
+                     select=select, protocol=proto, device=str(dev))

@@ -1,0 +1,270 @@
+"""The built book, opened in a real browser.
+
+The last test executes the two result chapters on small synthetic tables (the committed
+tables may be empty), so that the code paths that draw our runs are exercised too.
+
+Assumes the HTML was built by ``make book`` (``make test`` builds it first); builds it
+here when ``_build/html/index.html`` is missing. For every page of ``_toc.yml``: the page
+exists and loads in headless Chromium (Debian's ``chromium``), every ``<img>`` points to an
+existing non-empty file, no executed cell shows an error or a stderr stream, every notebook
+page whose executed notebook has figures shows them, and a screenshot is saved to
+``_build/screenshots/`` for a person to look at.
+"""
+from __future__ import annotations
+
+import html.parser
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+EXECUTED = ROOT / "_build" / "jupyter_execute"
+SHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = shutil.which("chromium")
+
+pytestmark = pytest.mark.slow
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's `chromium` is not installed (`apt-get install chromium`, "
+    "or `make browser`); the browser check needs it")
+
+
+def toc_pages() -> list[str]:
+    """Every document of _toc.yml, in order (paths without suffix)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+
+    def walk(entries):
+        for e in entries or []:
+            if "file" in e:
+                pages.append(e["file"])
+            walk(e.get("sections"))
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    walk(toc.get("chapters"))
+    return pages
+
+
+PAGES = toc_pages()
+
+
+class _Page(html.parser.HTMLParser):
+    """Collects <img> sources, error/stderr output elements and the text of cell outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.images: list[str] = []
+        self.bad_outputs: list[str] = []
+        self.output_text: list[str] = []
+        self.title = ""
+        self._stack: list[bool] = []   # per open element: inside a cell output?
+        self._in_title = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        classes = (a.get("class") or "").split()
+        inside = (self._stack[-1] if self._stack else False) or "cell_output" in classes
+        if tag == "img":
+            self.images.append(a.get("src", ""))
+        if ("stderr" in classes and "output" in classes) or "traceback" in classes or "ipythontb" in " ".join(classes):
+            self.bad_outputs.append(" ".join(classes))
+        if tag == "title":
+            self._in_title = True
+        if tag not in ("img", "br", "hr", "meta", "link", "input", "source", "col", "wbr", "area", "base"):
+            self._stack.append(inside)
+
+    def handle_endtag(self, tag):
+        if tag == "title":
+            self._in_title = False
+        if tag not in ("img", "br", "hr", "meta", "link", "input", "source", "col", "wbr", "area", "base") and self._stack:
+            self._stack.pop()
+
+    def handle_data(self, data):
+        if self._in_title:
+            self.title += data
+        if self._stack and self._stack[-1]:
+            self.output_text.append(data)
+
+
+def _build_if_missing():
+    if (HTML / "index.html").exists():
+        return
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", ".", "--path-output", ".", "-W", "-n", "--keep-going"]
+    env = dict(os.environ)
+    shared = ROOT.parent / "shared" / "data"   # the Makefile's default data location
+    if "BRIDGEOUT_DATA" not in env and shared.is_dir():
+        env["BRIDGEOUT_DATA"] = str(shared)
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800, env=env)
+    assert res.returncode == 0, f"jupyter-book build failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
+
+
+@pytest.fixture(scope="module")
+def browser_profile():
+    _build_if_missing()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bridgeout-chromium-") as d:
+        yield d
+
+
+def _chromium(profile: str, *args: str) -> subprocess.CompletedProcess:
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={profile}",
+           "--window-size=1280,2000", "--virtual-time-budget=4000", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HOME": profile})
+
+
+def _figures_in_executed_notebook(page: str) -> int:
+    nb = EXECUTED / f"{page}.ipynb"
+    if not nb.exists():
+        return 0
+    import nbformat
+    cells = nbformat.read(nb, as_version=4).cells
+    return sum("image/png" in o.get("data", {}) for c in cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+@needs_chromium
+@pytest.mark.parametrize("page", PAGES)
+def test_page_loads_with_its_figures_and_no_errors(page, browser_profile):
+    path = HTML / f"{page}.html"
+    assert path.is_file(), f"{page}: not built ({path} missing)"
+    parsed = _Page()
+    parsed.feed(path.read_text(encoding="utf-8"))
+
+    # every image resolves to an existing, non-empty file
+    local = []
+    for src in parsed.images:
+        url = urlparse(src)
+        if url.scheme in ("http", "https", "data"):
+            continue
+        target = (path.parent / unquote(url.path)).resolve()
+        assert target.is_file() and target.stat().st_size > 0, f"{page}: broken image {src!r}"
+        local.append(target)
+
+    # no error output, no stderr stream, no traceback text in any cell output
+    assert not parsed.bad_outputs, f"{page}: error/stderr outputs {parsed.bad_outputs}"
+    text = "".join(parsed.output_text)
+    assert "Traceback" not in text, f"{page}: a cell output shows a traceback"
+
+    # a notebook page shows at least the figures its executed notebook produced
+    n_fig = _figures_in_executed_notebook(page)
+    if n_fig:
+        shown = [p for p in local if "_images" in p.parts]
+        assert len(shown) >= max(1, n_fig), f"{page}: {n_fig} figures executed but {len(shown)} shown"
+
+    # the page loads in the browser: the DOM after scripts ran holds the article and its title
+    url = path.resolve().as_uri()
+    dom = _chromium(browser_profile, "--dump-dom", url)
+    assert dom.returncode == 0, f"{page}: chromium failed: {dom.stderr[-2000:]}"
+    assert "bd-article" in dom.stdout or "<article" in dom.stdout, f"{page}: no article in the rendered DOM"
+    heading = parsed.title.split("\u2014")[0].split("#")[0].strip()
+    assert heading and heading.split()[0] in dom.stdout, f"{page}: title {heading!r} not in the rendered DOM"
+
+    # a screenshot, for a person to look at (and a sanity check that something was painted)
+    shot = SHOTS / (page.replace("/", "__") + ".png")
+    shot.unlink(missing_ok=True)
+    res = _chromium(browser_profile, f"--screenshot={shot}", url)
+    assert res.returncode == 0 and shot.is_file(), f"{page}: no screenshot: {res.stderr[-2000:]}"
+    import matplotlib.image as mpimg
+    img = mpimg.imread(shot)
+    assert img.shape[0] >= 1000 and img.shape[1] >= 1000
+    assert float(img[..., :3].std()) > 0.02, f"{page}: the screenshot is blank"
+
+
+# --------------------------------------------------------------------------- result chapters
+def _synthetic_tables(root: Path) -> None:
+    """A few runs of each kind the result chapters distinguish, written with results.append
+    (so they pass the schema): published scale (VGG-16/CIFAR-10, 2 seeds), a reduced-scale
+    CPU grid with removal and several criteria, a q ablation, and MNIST teaching runs."""
+    import numpy as np
+    import pandas as pd
+
+    from bridgeout import results
+
+    rng = np.random.default_rng(0)
+    runs, rows = [], []
+
+    def add(model, dataset, reg, seed, grid, protocol="paper", epochs=230, width=1.0, n_train=50_000,
+            q=1.5, modes=("mask",), criteria=("l2",)):
+        params = dict(model=model, dataset=dataset, regularizer=reg, seed=seed, protocol=protocol,
+                      epochs=epochs, width=width, n_train=n_train, q=q)
+        rid = results.make_run_id(params)
+        runs.append(dict(run_id=rid, grid=grid, model=model, regularizer=reg, p=0.3, q=q, target_fraction=0.75,
+                         signed=False, dataset=dataset, protocol=protocol, epochs=epochs, epochs_done=epochs,
+                         width=width, n_train=n_train, n_test=10_000, seed=seed, select="final",
+                         final_test_acc=0.9, best_test_acc=0.91, best_epoch=epochs, wall_time_s=60.0,
+                         device="cpu", device_name="test cpu", torch_version="x", cuda_version="",
+                         git_commit="", git_dirty=False, date="2026-01-01T00:00:00Z", notebook=""))
+        for mode in modes:
+            for crit in criteria:
+                for f in np.arange(10) / 10:
+                    acc = float(np.clip(0.1 + 0.8 / (1 + np.exp(20 * (f - 0.45))) + 0.005 * rng.standard_normal(), 0, 1))
+                    removed = mode == "remove"
+                    rows.append(dict(run_id=rid, criterion=crit, scope="layer", mode=mode, fraction=f, test_acc=acc,
+                                     test_loss=1.0, params=1000, params_effective=int(1000 * (1 - f) ** 2),
+                                     flops=int(1e6 * (1 - f) ** 2) if removed else 10**6,
+                                     flops_effective=int(1e6 * (1 - f) ** 2),
+                                     latency_b1_ms=1 + 4 * (1 - f) ** 2 if removed else np.nan,
+                                     latency_b128_ms=10 + 90 * (1 - f) ** 2 if removed else np.nan,
+                                     recalibrate_bn=False, finetune_epochs=0))
+
+    for reg in ("bridgeout", "dropout", "weight_decay"):
+        for seed in (0, 1):
+            add("vgg16", "cifar10", reg, seed, "paper-cifar10")
+            add("vgg16", "cifar10", reg, seed, "cpu-cifar10", protocol="fast", epochs=10, width=0.25,
+                modes=("mask", "remove"), criteria=("l2", "l1", "random"))
+            add("lenet5", "mnist", reg, seed, "mnist-teaching", protocol="fast", epochs=3, n_train=60_000)
+    add("vgg16", "cifar10", "bridgeout", 0, "cpu-cifar10", protocol="fast", epochs=10, width=0.25, q=1.0)
+    pr = pd.DataFrame(rows)
+    for col in results.PRUNING_SCHEMA:
+        if col not in pr:
+            pr[col] = np.nan
+    results.append("runs", pd.DataFrame(runs)[list(results.RUNS_SCHEMA)], root=root)
+    results.append("pruning", pr[list(results.PRUNING_SCHEMA)], root=root)
+
+
+def _run(name: str) -> tuple[int, str]:
+    """Execute notebooks/<name>.ipynb in memory; return (number of figures, all text output)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    figures, text = 0, []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            assert out.output_type != "error", f"{name}: {out.get('ename')}: {out.get('evalue')}"
+            assert not (out.output_type == "stream" and out.name == "stderr"), f"{name}: stderr {out.text[:500]}"
+            data = out.get("data", {})
+            figures += "image/png" in data
+            text.append(out.get("text", "") + data.get("text/html", "") + data.get("text/markdown", ""))
+    return figures, "\n".join(text)
+
+
+def test_result_chapters_draw_synthetic_rows(tmp_path, monkeypatch):
+    _synthetic_tables(tmp_path)
+    monkeypatch.setenv("BRIDGEOUT_RESULTS", str(tmp_path))
+
+    figures, text = _run("reproduction")
+    # the six panels, the reduced-scale CPU grid, the MNIST teaching runs
+    assert figures == 3
+    assert "run at the published scale" in text and text.count("not run yet") == 5
+    assert "No panel has been run" not in text          # the delta table is there instead
+    assert "VGG-16 / CIFAR-10" in text and "Batch Bridgeout" in text
+
+    figures, text = _run("beyond")
+    # removal (one group), criteria (one group), the q ablation
+    assert figures == 3
+    assert "no runs with more than one value yet" in text  # p, target_fraction, signed
+    assert "No run has been pruned with `mode=" not in text

@@ -1,0 +1,332 @@
+"""Tests for bridgeout.train: protocols, fit (reproducibility, checkpoint/resume,
+model selection), evaluate, resolve_device. Small models on small synthetic data (CPU)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn as nn
+
+from bridgeout import data, train
+from bridgeout.models import build
+
+
+def _blobs(name="mnist", n_train=256, n_test=100, seed=0):
+    """Learnable synthetic images: noise plus a bright square whose position encodes the class."""
+    rng = np.random.default_rng(seed)
+    h, w, c = data.IMAGE_SHAPE[name]
+
+    def split(n):
+        y = np.arange(n) % 10
+        x = rng.integers(0, 60, (n, h, w, c)).astype(np.uint8)
+        for i, k in enumerate(y):
+            r, col = 2 + 8 * (k // 4), 2 + 7 * (k % 4)
+            x[i, r:r + 6, col:col + 6, :] = 250
+        return x, y.astype(np.int64)
+
+    return (*split(n_train), *split(n_test))
+
+
+def _lenet(seed=0, regularizer="bridgeout"):
+    torch.manual_seed(seed)
+    return build("lenet5", regularizer=regularizer)
+
+
+def _vgg(seed=0, regularizer="bridgeout"):
+    torch.manual_seed(seed)
+    return build("vgg16", regularizer=regularizer, width=1 / 16)
+
+
+TINY = train.Protocol(epochs=3, batch_size=32, milestones=(2,), max_steps_per_epoch=4)
+
+
+def _params_equal(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# -------------------------------------------------------------------------- protocols
+def test_paper_protocol_is_published():
+    p = train.PROTOCOLS["paper"]
+    assert (p.epochs, p.batch_size, p.test_batch_size) == (230, 128, 100)
+    assert (p.lr, p.momentum, p.nesterov, p.weight_decay, p.gamma) == (0.1, 0.9, True, 5e-4, 0.2)
+    assert p.milestones == (60, 120, 160, 200) and p.max_steps_per_epoch is None
+    assert p.lr_at(0) == 0.1 and p.lr_at(59) == 0.1
+    assert math.isclose(p.lr_at(60), 0.02) and math.isclose(p.lr_at(229), 0.1 * 0.2 ** 4)
+
+
+def test_fast_and_smoke():
+    f = train.PROTOCOLS["fast"]
+    assert f.epochs == 30 and f.milestones == (8, 16, 21, 26)
+    assert f.batch_size == 128 and f.weight_decay == 5e-4 and f.lr == 0.1
+    s = train.PROTOCOLS["smoke"]
+    assert s.epochs == 1 and s.max_steps_per_epoch == 3
+
+
+@pytest.mark.parametrize("epochs, milestones", [
+    (230, (60, 120, 160, 200)), (30, (8, 16, 21, 26)), (10, (3, 5, 7, 9)),
+    (2, (1,)), (1, ()), (460, (120, 240, 320, 400)),
+])
+def test_epochs_override_rescales(epochs, milestones):
+    p = train.get_protocol("paper", epochs=epochs)
+    assert p.epochs == epochs and p.milestones == milestones
+    assert all(b > a for a, b in zip(p.milestones, p.milestones[1:]))
+
+
+def test_get_protocol_errors():
+    with pytest.raises(ValueError, match="protocol.*'slow'.*'paper'"):
+        train.get_protocol("slow")
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1, got 0"):
+        train.get_protocol("paper", epochs=0)
+    with pytest.raises(ValueError, match="milestones must be strictly increasing"):
+        train.Protocol(epochs=5, milestones=(3, 2))
+    with pytest.raises(ValueError, match="lr must be a finite number > 0"):
+        train.Protocol(epochs=5, lr=0)
+    assert train.get_protocol(TINY) is TINY
+
+
+def test_resolve_device():
+    assert train.resolve_device("cpu") == torch.device("cpu")
+    expect = "cuda" if torch.cuda.is_available() else "cpu"
+    assert train.resolve_device("auto").type == expect
+    with pytest.raises(ValueError, match="device"):
+        train.resolve_device("bogus")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            train.resolve_device("cuda")
+
+
+# ---------------------------------------------------------------------------- evaluate
+def test_evaluate_matches_manual():
+    arrays = _blobs(n_test=57)
+    dd = data.DeviceData(arrays, "mnist")
+    model = _lenet(regularizer="weight_decay")
+    model.train()
+    res = train.evaluate(model, dd, batch_size=10)
+    assert model.training  # mode restored
+    model.eval()
+    with torch.no_grad():
+        out = model(dd.normalize(dd.x_test))
+    assert res["acc"] == int((out.argmax(1) == dd.y_test).sum()) / 57
+    assert res["loss"] == pytest.approx(nn.functional.cross_entropy(out, dd.y_test).item(), rel=1e-5)
+    assert 0.0 <= res["acc"] <= 1.0
+    assert train.evaluate(model, arrays, dataset="mnist")["acc"] == res["acc"]
+    with pytest.raises(ValueError, match="name is required"):
+        train.evaluate(model, arrays)
+
+
+# --------------------------------------------------------------------------------- fit
+def test_fit_learns_and_history():
+    arrays = _blobs(n_train=512)
+    proto = train.Protocol(epochs=3, batch_size=32, lr=0.05, milestones=(2,))
+    res = train.fit(_lenet(regularizer="weight_decay"), arrays, proto, dataset="mnist",
+                    progress=False, seed=1)
+    h = res.history
+    assert isinstance(h, pd.DataFrame) and list(h.columns) == list(train.HISTORY_COLUMNS)
+    assert h["epoch"].tolist() == [1, 2, 3]
+    assert h["lr"].tolist() == pytest.approx([0.05, 0.05, 0.01])
+    assert (h["images_per_s"] > 0).all() and (h["seconds"] > 0).all()
+    assert res.epochs_done == 3 and res.select == "final"
+    # 100 test images, chance 0.1 (sd 0.03): a learnt task is far above it
+    assert res.final_test_acc > 0.6
+    assert res.final_test_acc == h["test_acc"].iloc[-1]
+    assert res.best_test_acc == h["test_acc"].max() and res.best_epoch == int(h["test_acc"].idxmax()) + 1
+    assert not res.model.training
+    assert train.evaluate(res.model, arrays, dataset="mnist")["acc"] == res.final_test_acc
+
+
+def test_smoke_protocol_steps(monkeypatch):
+    calls = []
+    dd = data.DeviceData(_blobs(n_train=1000), "mnist")
+    model = _lenet()
+    orig = model.forward
+    monkeypatch.setattr(model, "forward", lambda x: (calls.append(x.shape[0]), orig(x))[1])
+    res = train.fit(model, dd, "smoke", progress=False)
+    train_calls = calls[:3]
+    assert train_calls == [128, 128, 128] and res.epochs_done == 1
+    assert sum(calls[3:]) == 100  # then the whole test set once, batch 100
+
+
+def test_eval_every():
+    res = train.fit(_lenet(), _blobs(), TINY, dataset="mnist", progress=False, eval_every=2)
+    acc = res.history["test_acc"]
+    assert math.isnan(acc[0]) and not math.isnan(acc[1]) and not math.isnan(acc[2])
+
+
+@pytest.mark.parametrize("make, name", [(_lenet, "mnist"), (_vgg, "cifar10")])
+def test_seeded_runs_are_bit_identical(make, name):
+    arrays = _blobs(name, n_train=128, n_test=20)
+    a = train.fit(make(0), arrays, TINY, dataset=name, seed=5, progress=False).model
+    b = train.fit(make(0), arrays, TINY, dataset=name, seed=5, progress=False).model
+    c = train.fit(make(0), arrays, TINY, dataset=name, seed=6, progress=False).model
+    assert _params_equal(a, b)
+    assert not _params_equal(a, c)
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("make, name, select", [
+    (_lenet, "mnist", "final"), (_vgg, "cifar10", "best_test"),
+])
+def test_resume_after_crash_is_exact(tmp_path, monkeypatch, make, name, select):
+    arrays = _blobs(name, n_train=128, n_test=20)
+    kw = dict(dataset=name, seed=3, progress=False, select=select)
+    full = train.fit(make(0), arrays, TINY, **kw)
+
+    # crash during epoch 3 (after its training, at its evaluation): checkpoint holds epoch 2
+    real_eval = train.evaluate
+    count = {"n": 0}
+
+    def crashing_eval(*a, **k):
+        count["n"] += 1
+        if count["n"] == 3:
+            raise _Crash("simulated crash")
+        return real_eval(*a, **k)
+
+    monkeypatch.setattr(train, "evaluate", crashing_eval)
+    with pytest.raises(_Crash):
+        train.fit(make(0), arrays, TINY, checkpoint_dir=tmp_path, **kw)
+    monkeypatch.setattr(train, "evaluate", real_eval)
+    assert train.load_checkpoint(tmp_path)["epoch"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == [train.CHECKPOINT_NAME]  # no temp files left
+
+    # resume in a "new process": a differently initialised model, the global RNG disturbed
+    torch.manual_seed(12345)
+    torch.rand(100)
+    resumed = train.fit(make(99), arrays, TINY, checkpoint_dir=tmp_path, **kw)
+    assert _params_equal(full.model, resumed.model)
+    assert resumed.epochs_done == 3
+    cols = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"]
+    pd.testing.assert_frame_equal(full.history[cols], resumed.history[cols])
+    assert resumed.best_epoch == full.best_epoch
+
+    # a finished run found in the checkpoint is returned as is, without training
+    again = train.fit(make(7), arrays, TINY, checkpoint_dir=tmp_path, **kw)
+    assert _params_equal(full.model, again.model) and again.epochs_done == 3
+
+
+def test_checkpoint_of_other_run_is_refused(tmp_path):
+    arrays = _blobs(n_train=64, n_test=20)
+    train.fit(_lenet(), arrays, TINY, dataset="mnist", seed=1, progress=False, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="different run"):
+        train.fit(_lenet(), arrays, TINY, dataset="mnist", seed=2, progress=False, checkpoint_dir=tmp_path)
+    (tmp_path / train.CHECKPOINT_NAME).write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="unreadable checkpoint"):
+        train.fit(_lenet(), arrays, TINY, dataset="mnist", seed=1, progress=False, checkpoint_dir=tmp_path)
+
+
+def test_checkpoint_every(tmp_path):
+    arrays = _blobs(n_train=64, n_test=20)
+    proto = train.Protocol(epochs=5, batch_size=32, milestones=(), max_steps_per_epoch=1)
+    saved = []
+    orig = train._atomic_save
+    train._atomic_save = lambda obj, path: (saved.append(obj["epoch"]), orig(obj, path))
+    try:
+        train.fit(_lenet(), arrays, proto, dataset="mnist", progress=False,
+                  checkpoint_dir=tmp_path, checkpoint_every=2)
+    finally:
+        train._atomic_save = orig
+    assert saved == [2, 4, 5]
+
+
+def test_select_best_test_loads_best_weights(monkeypatch):
+    """Scripted test accuracies 0.5, 0.9, 0.6: best_test returns the epoch-2 weights."""
+    arrays = _blobs(n_train=64, n_test=20)
+    snapshots, accs = [], iter([0.5, 0.9, 0.6])
+
+    def scripted(model, *a, **k):
+        snapshots.append({k2: v.clone() for k2, v in model.state_dict().items()})
+        return {"loss": 1.0, "acc": next(accs)}
+
+    monkeypatch.setattr(train, "evaluate", scripted)
+    res = train.fit(_lenet(), arrays, TINY, dataset="mnist", progress=False, select="best_test")
+    assert res.best_epoch == 2 and res.best_test_acc == 0.9 and res.final_test_acc == 0.6
+    state = res.model.state_dict()
+    assert all(torch.equal(state[k], snapshots[1][k]) for k in state)
+    assert not all(torch.equal(state[k], snapshots[2][k]) for k in state)
+    assert res.history["test_acc"].tolist() == [0.5, 0.9, 0.6]
+
+    accs = iter([0.5, 0.9, 0.6])
+    snapshots.clear()
+    res = train.fit(_lenet(), arrays, TINY, dataset="mnist", progress=False, select="final")
+    state = res.model.state_dict()
+    assert all(torch.equal(state[k], snapshots[2][k]) for k in state)
+
+
+def test_weight_decay_on_all_parameters():
+    """One SGD step with zero gradient: every parameter (biases too) shrinks by lr*wd."""
+    model = _lenet(regularizer="weight_decay")
+    proto = train.Protocol(epochs=1, batch_size=8, max_steps_per_epoch=1, momentum=0.0,
+                           nesterov=False, lr=0.1, weight_decay=0.5, milestones=())
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    # a model whose loss does not depend on parameters: scale output by 0
+    wrapped = nn.Sequential(model)
+    wrapped.register_forward_hook(lambda m, i, o: o * 0.0)
+    train.fit(wrapped, _blobs(n_train=8, n_test=10), proto, dataset="mnist", progress=False)
+    for k, v in model.named_parameters():
+        torch.testing.assert_close(v, before[k] * (1 - 0.1 * 0.5))
+
+
+def test_fit_argument_errors():
+    arrays = _blobs(n_train=32, n_test=10)
+    with pytest.raises(ValueError, match="select.*'last'"):
+        train.fit(_lenet(), arrays, TINY, dataset="mnist", select="last", progress=False)
+    with pytest.raises(ValueError, match="name is required"):
+        train.fit(_lenet(), arrays, TINY, progress=False)
+    with pytest.raises(ValueError, match="eval_every must be an integer >= 1"):
+        train.fit(_lenet(), arrays, TINY, dataset="mnist", eval_every=0, progress=False)
+
+
+def test_nonfinite_loss_raises():
+    model = _lenet(regularizer="weight_decay")
+    with torch.no_grad():
+        model.linear.bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="epoch 1"):
+        train.fit(model, _blobs(n_train=32, n_test=10), TINY, dataset="mnist", progress=False)
+
+
+def test_progress_output(capsys):
+    train.fit(_lenet(), _blobs(n_train=64, n_test=10), "smoke", dataset="mnist", progress=True)
+    err = capsys.readouterr()
+    text = err.out + err.err
+    assert "epoch 1/1" in text and "img/s" in text and "test_acc" in text
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
+def test_fit_on_cuda_bf16_channels_last():
+    res = train.fit(_vgg(), _blobs("cifar10", n_train=256, n_test=50), TINY, dataset="cifar10",
+                    device="cuda", progress=False)
+    p = next(res.model.parameters())
+    assert p.is_cuda and p.dtype == torch.float32
+    convs = [m for m in res.model.modules() if isinstance(m, nn.Conv2d)]
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    assert np.isfinite(res.history["train_loss"]).all()
+
+
+def test_throughput_benchmark_runs(tmp_path, monkeypatch):
+    """The benchmark script runs end to end (1 step; figures are not asserted, only sanity)."""
+    import importlib.util
+    from pathlib import Path
+
+    monkeypatch.setenv("BRIDGEOUT_DATA", str(tmp_path))  # no data here: random images
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "train_throughput.py"
+    spec = importlib.util.spec_from_file_location("train_throughput", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    table = mod.main(["--device", "cpu", "--models", "lenet5", "--regularizers", "weight_decay,bridgeout",
+                      "--steps", "1", "--warmup", "0", "--repeats", "1", "--n-train", "256",
+                      "--csv", str(tmp_path / "t.csv")])
+    assert table["regularizer"].tolist() == ["weight_decay", "bridgeout"]
+    assert (table["images_per_s"] > 0).all() and (table["ref_images_per_s"] > 0).all()
+    assert table["slowdown_vs_weight_decay_pct"].iloc[0] == 0.0
+    # projected paper run: 230 epochs of 60,000 MNIST images plus 10,000 test images each
+    r = table.iloc[0]
+    expect = 230 * (60000 / r.images_per_s + 10000 / r.eval_images_per_s) / 60
+    assert r.paper_run_min == pytest.approx(expect)
+    assert (tmp_path / "t.csv").is_file()
