@@ -14,7 +14,9 @@ For each model x regularizer this prints
   Normalize; MNIST: ToTensor, Normalize) on PIL images in a ``torch.utils.data.DataLoader``
   (shuffle, batch 128, ``--workers`` worker processes), a host->device copy per step and
   ``loss.item()`` per step; and the ratio ours / reference;
-* the Bridgeout (and other regularizers') slowdown relative to ``weight_decay``.
+* the Bridgeout (and other regularizers') slowdown relative to ``weight_decay``;
+* once per dataset, the input pipelines alone (no model): images/s of DeviceData batches vs
+  the DataLoader (plus the host->device copy).
 
 Usage::
 
@@ -196,6 +198,46 @@ def bench_reference(name, regularizer, arrays, dataset, device, steps, warmup, w
     return float(np.median(windows))
 
 
+def bench_pipeline(dataset, arrays, dd, device, steps, workers, repeats=1):
+    """Images/s of the input pipelines alone (no model): DeviceData batches (augmentation on
+    the device) vs the torchvision-transforms DataLoader plus the host->device copy."""
+    gen = torch.Generator(device=device).manual_seed(0)
+
+    def ours():
+        while True:
+            yield from dd.train_batches(PAPER.batch_size, gen, drop_last=True)
+
+    import torchvision.transforms as T
+
+    mean, std = bdata.NORMALIZATION[dataset]
+    tf = [T.ToTensor(), T.Normalize(mean, std)]
+    if bdata.PADDING[dataset]:
+        tf = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] + tf
+    loader = torch.utils.data.DataLoader(_PILDataset(arrays[0], arrays[1], T.Compose(tf)),
+                                         batch_size=PAPER.batch_size, shuffle=True, drop_last=True,
+                                         num_workers=workers, persistent_workers=workers > 0,
+                                         pin_memory=device.type == "cuda")
+
+    def ref():
+        while True:
+            for x, y in loader:
+                yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+    out = []
+    for it in (ours(), ref()):
+        next(it)
+        windows = []
+        for _ in range(repeats):
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                x, _ = next(it)
+            _sync(device)
+            windows.append(steps * PAPER.batch_size / (time.perf_counter() - t0))
+        out.append(float(np.median(windows)))
+    return tuple(out)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="vgg16,resnet,wrn28_10", help="comma-separated model names")
@@ -237,6 +279,10 @@ def main(argv=None):
             arrays, source = _arrays(dataset, args.n_train, 10000)
             cache[dataset] = (arrays, bdata.DeviceData(arrays, dataset, device))
             print(f"data: {source}: {len(arrays[1])} train / {len(arrays[3])} test images")
+            p_ours, p_ref = bench_pipeline(dataset, arrays, cache[dataset][1], device,
+                                           max(args.steps, 20), workers, args.repeats)
+            print(f"  input pipeline only ({dataset}): ours {p_ours:10.0f} img/s | reference "
+                  f"{p_ref:8.0f} img/s | ratio {p_ours / p_ref:.1f}x")
         arrays, dd = cache[dataset]
         width = 1.0 if name == "lenet5" else args.width
         n_epoch = 60000 if dataset == "mnist" else 50000

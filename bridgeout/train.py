@@ -48,7 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._validate import check_choice
-from .data import DeviceData, as_device_data
+from .data import as_device_data
 
 __all__ = ["Protocol", "PROTOCOLS", "SELECT", "HISTORY_COLUMNS", "get_protocol", "resolve_device",
            "evaluate", "fit", "train_step", "FitResult", "CHECKPOINT_NAME", "load_checkpoint"]

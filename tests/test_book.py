@@ -268,3 +268,59 @@ def test_result_chapters_draw_synthetic_rows(tmp_path, monkeypatch):
     assert figures == 3
     assert "no runs with more than one value yet" in text  # p, target_fraction, signed
     assert "No run has been pruned with `mode=" not in text
+
+
+# --------------------------------------------------------------------------- offline math
+_MATH_PAGES = [p for p in ("notebooks/theory", "book/method") if p in PAGES]
+_REMOTE_MATHJAX = __import__("re").compile(r"""(?:https?:)?//[^"'\s>]*mathjax""", __import__("re").I)
+
+
+def _has_local_mathjax_package() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("jupyter_server_mathjax") is not None
+
+
+def _math_elements(text: str) -> int:
+    return text.count('class="math notranslate nohighlight"')
+
+
+@pytest.mark.skipif(not _has_local_mathjax_package(),
+                    reason="jupyter-server-mathjax (book extra) is not installed; the book then uses the CDN")
+@pytest.mark.parametrize("page", PAGES)
+def test_math_pages_load_mathjax_from_the_book_itself(page):
+    """book/_ext/offline_mathjax.py: a page with equations loads MathJax from _static/mathjax/
+    (a file that exists in the build), and no page refers to a MathJax on the network."""
+    _build_if_missing()
+    path = HTML / f"{page}.html"
+    text = path.read_text(encoding="utf-8")
+    assert not _REMOTE_MATHJAX.search(text), f"{page}: refers to a remote MathJax: {_REMOTE_MATHJAX.search(text)[0]}"
+    if not _math_elements(text):
+        return
+    import re
+    srcs = re.findall(r'<script[^>]*src="([^"]*MathJax\.js[^"]*)"', text)
+    assert len(srcs) == 1, f"{page}: has equations but {len(srcs)} MathJax script tags"
+    url = urlparse(srcs[0])
+    assert url.scheme == "" and "config=TeX-AMS-MML_HTMLorMML-full" in url.query, srcs[0]
+    target = (path.parent / unquote(url.path)).resolve()
+    assert target.is_file() and target.stat().st_size > 10_000, f"{page}: {srcs[0]} is not in the build"
+    assert (target.parent / "config" / "TeX-AMS-MML_HTMLorMML-full.js").is_file()
+    assert "text/x-mathjax-config" in text and '"processClass"' in text, f"{page}: no MathJax 2 configuration"
+
+
+@needs_chromium
+@pytest.mark.skipif(not _has_local_mathjax_package(),
+                    reason="jupyter-server-mathjax (book extra) is not installed; the book then uses the CDN")
+@pytest.mark.parametrize("page", _MATH_PAGES)
+def test_equations_are_typeset_offline(page, browser_profile):
+    """In the browser (file://, no network needed) every equation of the page was typeset by
+    MathJax: each math element holds a MathJax frame, and no error frame is shown."""
+    path = HTML / f"{page}.html"
+    n_math = _math_elements(path.read_text(encoding="utf-8"))
+    assert n_math > 5, f"{page}: expected a page with equations, found {n_math}"
+    dom = _chromium(browser_profile, "--virtual-time-budget=15000", "--dump-dom", path.resolve().as_uri())
+    assert dom.returncode == 0, f"{page}: chromium failed: {dom.stderr[-2000:]}"
+    import re
+    frames = len(re.findall(r'id="MathJax-Element-\d+-Frame"', dom.stdout))
+    assert frames >= n_math, f"{page}: {frames} of {n_math} math elements typeset by MathJax"
+    errors = re.findall(r'class="merror"', dom.stdout)
+    assert not errors, f"{page}: MathJax shows {len(errors)} TeX error box(es)"

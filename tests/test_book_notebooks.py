@@ -78,6 +78,7 @@ THEORY_CHECKS = (
 )
 
 
+@pytest.mark.slow
 def test_theory_notebook_runs_and_its_exact_checks_hold(tmp_path):
     nb = _execute("theory.ipynb", tmp_path)
     assert _errors(nb) == []
