@@ -82,12 +82,7 @@ def _sgd(model):
 
 def bench_ours(name, regularizer, dd, device, steps, warmup, width, compile_, repeats=1):
     model = _model(name, regularizer, width, dd.num_classes)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        model.to(device=device, memory_format=torch.channels_last)
-    else:
-        model.to(device)
-    net = torch.compile(model) if compile_ else model
+    net = btrain.prepare_model(model, device, compile=compile_)
     opt = _sgd(model)
     gen = torch.Generator(device=device).manual_seed(0)
     model.train()

@@ -51,7 +51,7 @@ from ._validate import check_choice
 from .data import as_device_data
 
 __all__ = ["Protocol", "PROTOCOLS", "SELECT", "HISTORY_COLUMNS", "get_protocol", "resolve_device",
-           "evaluate", "fit", "train_step", "FitResult", "CHECKPOINT_NAME", "load_checkpoint"]
+           "evaluate", "fit", "prepare_model", "train_step", "FitResult", "CHECKPOINT_NAME", "load_checkpoint"]
 
 SELECT = ("final", "best_test")
 HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc",
@@ -202,6 +202,20 @@ def evaluate(model: nn.Module, data, device=None, batch_size: int = 100, *, data
 
 
 # ------------------------------------------------------------------------------- fit
+def prepare_model(model: nn.Module, device: torch.device, *, compile: bool = False) -> nn.Module:
+    """Move ``model`` (in place) to ``device`` for training and return the callable to train.
+
+    On CUDA the weights become channels_last and cuDNN autotuning is switched on (a global
+    setting); ``compile=True`` returns ``torch.compile(model)`` (the parameters stay shared).
+    """
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        model.to(device=device, memory_format=torch.channels_last)
+    else:
+        model.to(device)
+    return torch.compile(model) if compile else model
+
+
 def train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """One SGD step on a batch: forward (bf16 autocast and channels_last on CUDA),
@@ -321,12 +335,7 @@ def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, 
 
     torch.manual_seed(seed)
     data_gen = torch.Generator(device=dev).manual_seed(seed)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        model.to(device=dev, memory_format=torch.channels_last)
-    else:
-        model.to(dev)
-    net = torch.compile(model) if compile else model
+    net = prepare_model(model, dev, compile=compile)
 
     opt = torch.optim.SGD(model.parameters(), lr=proto.lr, momentum=proto.momentum,
                           nesterov=proto.nesterov, weight_decay=proto.weight_decay)

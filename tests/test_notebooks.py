@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import nbformat
-import numpy as np
 import pandas as pd
 import papermill as pm
 import pytest
@@ -22,24 +21,10 @@ from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
 from bridgeout import results
+from synthetic import write_synthetic_mnist
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
-
-
-def write_synthetic_mnist(folder: Path, n_train=64, n_test=64, seed=0) -> Path:
-    """A tiny MNIST-layout archive: class c has a bright band at rows 2c..2c+2."""
-    rng = np.random.default_rng(seed)
-    arrays = {}
-    for split, n in (("train", n_train), ("test", n_test)):
-        y = np.arange(n) % 10
-        x = rng.integers(0, 60, size=(n, 28, 28), dtype=np.uint8)
-        for c in range(10):
-            x[y == c, 2 * c:2 * c + 3, :] = 250
-        arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y.astype(np.uint8)
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez(folder / "mnist.npz", **arrays)
-    return folder
 
 
 def train_and_prune_smoke(tmp: Path) -> dict:
