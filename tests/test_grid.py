@@ -88,7 +88,7 @@ def test_shipped_specs_expand_and_validate(spec):
     if spec.stem.startswith("paper-"):
         assert {(c["model"], c["regularizer"]) for c in cells} == {
             (m, r) for m in ("vgg16", "resnet", "wrn28_10") for r in ("bridgeout", "dropout", "weight_decay")}
-        assert all(c["protocol"] == "paper" and c["select"] == "best_test" and c["device"] == "auto"
+        assert all(c["protocol"] == "paper" and c["select"] == "final" and c["device"] == "auto"
                    and c["prune_modes"] == ["mask", "remove"] for c in cells)
     if spec.stem == "cpu-cifar10":
         assert {(c["model"], c["width"]) for c in cells} == {("vgg16", 0.25), ("resnet", 0.5)}
