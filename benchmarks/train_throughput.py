@@ -3,7 +3,8 @@
 For each model x regularizer this prints
 
 * ours: images/s of :func:`bridgeout.train.train_step` on :class:`bridgeout.data.DeviceData`
-  batches (data and augmentation on the device; bf16 autocast + channels_last on CUDA;
+  batches (data and augmentation on the device; channels_last weights and inputs unless
+  ``--nchw``; bf16 autocast on CUDA;
   ``--compile`` adds torch.compile), timed over ``--steps`` steps after ``--warmup`` steps,
   with one device synchronisation at each end of the timed window;
 * eval images/s of :func:`bridgeout.train.evaluate`-style test batches (batch 100);
@@ -80,9 +81,10 @@ def _sgd(model):
                            nesterov=PAPER.nesterov, weight_decay=PAPER.weight_decay)
 
 
-def bench_ours(name, regularizer, dd, device, steps, warmup, width, compile_, repeats=1):
+def bench_ours(name, regularizer, dd, device, steps, warmup, width, compile_, repeats=1,
+               channels_last=True):
     model = _model(name, regularizer, width, dd.num_classes)
-    net = btrain.prepare_model(model, device, compile=compile_)
+    net = btrain.prepare_model(model, device, compile=compile_, channels_last=channels_last)
     opt = _sgd(model)
     gen = torch.Generator(device=device).manual_seed(0)
     model.train()
@@ -95,14 +97,14 @@ def bench_ours(name, regularizer, dd, device, steps, warmup, width, compile_, re
     loss_sum = torch.zeros((), device=device)
     for _ in range(warmup):
         x, y = next(it)
-        loss, _ = btrain.train_step(net, opt, x, y, device)
+        loss, _ = btrain.train_step(net, opt, x, y, device, channels_last)
     windows = []
     for _ in range(repeats):
         _sync(device)
         t0 = time.perf_counter()
         for _ in range(steps):
             x, y = next(it)
-            loss, _ = btrain.train_step(net, opt, x, y, device)
+            loss, _ = btrain.train_step(net, opt, x, y, device, channels_last)
             loss_sum += loss
         _sync(device)
         windows.append(steps * PAPER.batch_size / (time.perf_counter() - t0))
@@ -117,13 +119,13 @@ def bench_ours(name, regularizer, dd, device, steps, warmup, width, compile_, re
     with torch.no_grad():
         x, y = next(tb)
         with btrain._autocast(device):
-            net(btrain._prepare_input(x, device))
+            net(btrain._prepare_input(x, channels_last))
         _sync(device)
         t0, n = time.perf_counter(), 0
         for _ in range(eval_batches - 1):
             x, y = next(tb)
             with btrain._autocast(device):
-                net(btrain._prepare_input(x, device))
+                net(btrain._prepare_input(x, channels_last))
             n += y.shape[0]
         _sync(device)
     eval_ips = n / (time.perf_counter() - t0)
@@ -245,6 +247,8 @@ def main(argv=None):
     ap.add_argument("--width", type=float, default=1.0, help="channel multiplier (lenet5 keeps 1.0)")
     ap.add_argument("--compile", action="store_true", help="torch.compile our model")
     ap.add_argument("--no-reference", action="store_true", help="skip the reference-style loop")
+    ap.add_argument("--nchw", action="store_true", help="NCHW weights and inputs (the engine's CPU "
+                    "layout before channels_last became the default; the 'before' figure)")
     ap.add_argument("--workers", type=int, default=None,
                     help="DataLoader workers of the reference loop (default: 0 on CPU, 8 on CUDA)")
     ap.add_argument("--n-train", type=int, default=None, help="training images held (default: all)")
@@ -265,6 +269,7 @@ def main(argv=None):
     print(f"device: {dev_name} | torch {torch.__version__} | {args.repeats} x {args.steps} steps "
           f"(+{args.warmup} warm-up), "
           f"batch {PAPER.batch_size} | width {args.width} | compile {args.compile} | "
+          f"layout {'NCHW' if args.nchw else 'channels_last'} | "
           f"reference workers {workers}")
 
     cache, rows = {}, []
@@ -283,7 +288,8 @@ def main(argv=None):
         n_epoch = 60000 if dataset == "mnist" else 50000
         for reg in regs:
             ips, eval_ips, n_params = bench_ours(name, reg, dd, device, args.steps, args.warmup,
-                                                 width, args.compile, args.repeats)
+                                                 width, args.compile, args.repeats,
+                                                 channels_last=not args.nchw)
             ref = math.nan
             if not args.no_reference:
                 ref = bench_reference(name, reg, arrays, dataset, device, args.steps, args.warmup,

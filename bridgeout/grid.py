@@ -88,6 +88,7 @@ PARAMETERS: dict = {
     "prune_modes": ["mask", "remove"],
     "prune_criteria": ["l2"],
     "prune_scopes": ["layer"],
+    "prune_recalibrate_bn": [False],
     "fractions": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
     "latency": True,
     "grid": "",
@@ -206,6 +207,12 @@ def validate_params(params: Mapping) -> dict:
     out["prune_modes"] = _names("prune_modes", p["prune_modes"], k["modes"])
     out["prune_criteria"] = _names("prune_criteria", p["prune_criteria"], k["criteria"])
     out["prune_scopes"] = _names("prune_scopes", p["prune_scopes"], k["scopes"])
+    rb = p["prune_recalibrate_bn"]
+    if (isinstance(rb, str) or not isinstance(rb, Sequence) or len(rb) == 0
+            or not all(isinstance(v, bool) for v in rb) or len(set(rb)) != len(rb)):
+        raise ValueError(f"prune_recalibrate_bn must be a non-empty list of distinct booleans "
+                         f"([False], [True] or [False, True]), got {rb!r}")
+    out["prune_recalibrate_bn"] = list(rb)
     fr = p["fractions"]
     if isinstance(fr, str) or not isinstance(fr, Sequence) or len(fr) == 0:
         raise ValueError(f"fractions must be a non-empty list of numbers in [0, 1), got {fr!r}")
@@ -261,12 +268,25 @@ def train_model(params: Mapping, model, dd, *, progress: bool = True):
 
 
 def sweep_model(params: Mapping, model, dd, *, progress: bool = True) -> pd.DataFrame:
-    """Prune the trained model at every fraction with :func:`bridgeout.prune.sweep`."""
+    """Prune the trained model at every fraction with :func:`bridgeout.prune.sweep`, once
+    per value of ``prune_recalibrate_bn`` (False: the published one-shot sweep; True: the
+    same sweep with BatchNorm statistics re-estimated after pruning); rows concatenated."""
     from . import prune
-    return prune.sweep(model, dd, fractions=tuple(params["fractions"]), criteria=tuple(params["prune_criteria"]),
-                       scopes=tuple(params["prune_scopes"]), modes=tuple(params["prune_modes"]),
-                       device=dd.device, latency=params["latency"], dataset=params["dataset"],
-                       seed=params["seed"], progress=progress)
+    parts = [prune.sweep(model, dd, fractions=tuple(params["fractions"]),
+                         criteria=tuple(params["prune_criteria"]), scopes=tuple(params["prune_scopes"]),
+                         modes=tuple(params["prune_modes"]), recalibrate_bn=recal, device=dd.device,
+                         latency=params["latency"] and not recal, dataset=params["dataset"],
+                         seed=params["seed"], progress=progress)
+             for recal in params.get("prune_recalibrate_bn", [False])]
+    return pd.concat(parts, ignore_index=True)
+
+
+def filter_rows(model) -> pd.DataFrame:
+    """The trained model's per-filter norms and BatchNorm scales
+    (:func:`bridgeout.filters.filter_table` of its noise-free twin)."""
+    from . import filters
+    from .nn import plain
+    return filters.filter_table(plain(model))
 
 
 def _planned_epochs(params: Mapping) -> int:
@@ -276,7 +296,8 @@ def _planned_epochs(params: Mapping) -> int:
 
 def result_tables(params: Mapping, fit, sweep: pd.DataFrame, dd, provenance: Mapping | None = None
                   ) -> dict[str, pd.DataFrame]:
-    """The run's rows for ``runs``, ``pruning`` and ``history``, validated against the schemas."""
+    """The run's rows for ``runs``, ``pruning``, ``history`` and ``filters`` (of
+    ``fit.model``), validated against the schemas."""
     prov = dict(provenance) if provenance is not None else results.provenance(dd.device)
     run_id = params["run_id"]
     row = {
@@ -304,23 +325,26 @@ def result_tables(params: Mapping, fit, sweep: pd.DataFrame, dd, provenance: Map
         if col not in pr.columns:
             pr[col] = math.nan
     pr = pr[[c for c in results.PRUNING_SCHEMA]]
+    filt = filter_rows(fit.model)
+    filt.insert(0, "run_id", run_id)
     return {name: results.validate(name, df, source=f"{name} rows of run {run_id}")
-            for name, df in (("runs", runs), ("pruning", pr), ("history", hist))}
+            for name, df in (("runs", runs), ("pruning", pr), ("history", hist), ("filters", filt))}
 
 
 def save_tables(tables: Mapping[str, pd.DataFrame], results_dir) -> dict[str, int]:
     """Append a run's rows; returns rows added per table.
 
-    ``history`` and ``pruning`` first (replacing rows a crashed earlier attempt of the same
-    run may have left), ``runs`` last: a run is finished once its ``runs.csv`` row exists,
+    ``history``, ``pruning`` and ``filters`` first (replacing rows a crashed earlier attempt
+    of the same run may have left), ``runs`` last: a run is finished once its ``runs.csv`` row exists,
     which is what the grid runner checks. Each append is atomic and idempotent.
     """
     root = _repo_path(results_dir)
     run_ids = set(tables["runs"]["run_id"])
     done = set(results.load("runs", root)["run_id"])
     counts = {}
-    for name in ("history", "pruning"):
-        counts[name] = 0 if run_ids <= done else results.append(name, tables[name], root, replace=True)
+    for name in ("history", "pruning", "filters"):
+        if name in tables:
+            counts[name] = 0 if run_ids <= done else results.append(name, tables[name], root, replace=True)
     counts["runs"] = results.append("runs", tables["runs"], root)
     return counts
 
@@ -616,45 +640,100 @@ def run_grid(spec, *, only: str | None = None, retry_failed: bool = False, dry_r
             print(f"  [{status[c['run_id']]:>6}] {c['run_id']}", file=out)
         return 0
 
-    failed_now = []
+    failed_now, skipped = [], []
     bar = tqdm(todo, desc=spec.name, unit="cell", file=out, dynamic_ncols=True, disable=not todo)
     for i, cell in enumerate(bar, 1):
         rid = cell["run_id"]
         bar.set_postfix_str(rid)
-        tqdm.write(f"[{i}/{len(todo)}] running {rid}", file=out)
-        t0 = time.perf_counter()
-        output = spec.runs_dir / f"{rid}.ipynb"
-        try:
-            if log_output:
-                _execute(spec.notebook, output, cell, log_output=True)
-            else:
-                _execute(spec.notebook, output, cell)
-            if rid not in set(results.load("runs", spec.results_dir)["run_id"]):
-                raise RuntimeError(f"the notebook ran to the end but wrote no row for {rid} to "
-                                   f"{_rel(results.path('runs', spec.results_dir))}")
-        except Exception as err:  # noqa: BLE001 - a failing cell must not stop the grid
-            msg = _error_text(err)
-            failed_now.append(rid)
-            tqdm.write(f"[{i}/{len(todo)}] FAILED {rid} after {time.perf_counter() - t0:.0f} s: {msg}", file=out)
-            failures = failures[failures["run_id"] != rid]
-            row = {"run_id": rid, "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                   "error": msg, "notebook": cell["notebook_path"]}
-            failures = pd.concat([failures, pd.DataFrame([row], columns=_FAILURE_COLUMNS)], ignore_index=True)
-            results.atomic_write_csv(_failures_path(spec), failures)
+        claim = _claim(spec, rid)
+        if claim is None:
+            skipped.append(rid)
+            tqdm.write(f"[{i}/{len(todo)}] skipped {rid}: another runner holds it", file=out)
             continue
-        tqdm.write(f"[{i}/{len(todo)}] done {rid} in {time.perf_counter() - t0:.0f} s", file=out)
-        if rid in set(failures["run_id"]):
-            failures = failures[failures["run_id"] != rid]
-            if len(failures):
-                results.atomic_write_csv(_failures_path(spec), failures)
-            else:
-                _failures_path(spec).unlink()
+        try:
+            if rid in set(results.load("runs", spec.results_dir)["run_id"]):
+                skipped.append(rid)
+                tqdm.write(f"[{i}/{len(todo)}] skipped {rid}: finished by another runner", file=out)
+                continue
+            failed = _run_cell(spec, cell, i, len(todo), log_output, out)
+        finally:
+            _release(claim)
+        if failed:
+            failed_now.append(rid)
     bar.close()
     n_bad = len(failed_now) + n_failed_before
-    print(f"{spec.name}: {len(todo) - len(failed_now)} ran, {len(failed_now)} failed now"
+    print(f"{spec.name}: {len(todo) - len(failed_now) - len(skipped)} ran, {len(failed_now)} failed now"
+          f"{f', {len(skipped)} left to other runners' if skipped else ''}"
           f"{f', {n_failed_before} failed before (skipped)' if n_failed_before else ''}"
           f"{f'; see {_rel(_failures_path(spec))}' if n_bad else ''}", file=out)
     return 1 if n_bad else 0
+
+
+def _claim(spec: GridSpec, run_id: str):
+    """Claim a cell for this process: an exclusive, non-blocking ``flock`` on
+    ``runs_dir/.claims/<run_id>.lock`` (returns the open file, or None when another runner
+    holds it). The kernel releases the lock when the process dies, so a crashed runner's
+    claim never outlives it; ``flock`` is local to one machine (on a shared filesystem
+    use one runner per machine and disjoint ``--only`` patterns)."""
+    import fcntl
+    d = spec.runs_dir / ".claims"
+    d.mkdir(parents=True, exist_ok=True)
+    fh = open(d / f"{run_id}.lock", "a+")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        return None
+    return fh
+
+
+def _release(fh) -> None:
+    import fcntl
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    finally:
+        fh.close()
+
+
+def _run_cell(spec: GridSpec, cell: Mapping, i: int, n: int, log_output: bool, out) -> bool:
+    """Execute one claimed cell; record or clear its failure in ``failures.csv`` (read and
+    rewritten under the table lock, so concurrent runners keep each other's rows).
+    Returns True when the cell failed."""
+    from tqdm.auto import tqdm
+    rid = cell["run_id"]
+    tqdm.write(f"[{i}/{n}] running {rid}", file=out)
+    t0 = time.perf_counter()
+    output = spec.runs_dir / f"{rid}.ipynb"
+    error = None
+    try:
+        if log_output:
+            _execute(spec.notebook, output, cell, log_output=True)
+        else:
+            _execute(spec.notebook, output, cell)
+        if rid not in set(results.load("runs", spec.results_dir)["run_id"]):
+            raise RuntimeError(f"the notebook ran to the end but wrote no row for {rid} to "
+                               f"{_rel(results.path('runs', spec.results_dir))}")
+    except Exception as err:  # noqa: BLE001 - a failing cell must not stop the grid
+        error = _error_text(err)
+        tqdm.write(f"[{i}/{n}] FAILED {rid} after {time.perf_counter() - t0:.0f} s: {error}", file=out)
+    else:
+        tqdm.write(f"[{i}/{n}] done {rid} in {time.perf_counter() - t0:.0f} s", file=out)
+    path = _failures_path(spec)
+    with results._locked(path):
+        failures = _load_failures(spec)
+        known = rid in set(failures["run_id"])
+        failures = failures[failures["run_id"] != rid]
+        if error is not None:
+            row = {"run_id": rid, "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   "error": error, "notebook": cell["notebook_path"]}
+            failures = pd.concat([failures, pd.DataFrame([row], columns=_FAILURE_COLUMNS)], ignore_index=True)
+            results.atomic_write_csv(path, failures)
+        elif known:
+            if len(failures):
+                results.atomic_write_csv(path, failures)
+            else:
+                path.unlink()
+    return error is not None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -552,7 +552,8 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], batch_size: in
     """Median wall time in milliseconds of one eval-mode forward pass of a random batch
     ``(batch_size, *input_shape)`` on ``device`` (default: the model's), after ``warmup``
     untimed passes; CUDA is synchronised before and after each timed pass.  Float32 (the
-    convs use TF32 where PyTorch's defaults allow it); on CUDA the input is channels-last.
+    convs use TF32 where PyTorch's defaults allow it); the input is channels-last when the
+    model's weights are.
     Defaults: 5 warm-up and 20 timed passes on CUDA, 1 and 5 elsewhere."""
     device = torch.device(device) if device is not None else _model_device(model)
     w_default, r_default = _LATENCY_RUNS.get(device.type, _LATENCY_RUNS["cpu"])
@@ -560,8 +561,10 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], batch_size: in
     repeats = r_default if repeats is None else int(repeats)
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats!r}")
+    from .train import channels_last_model
+
     x = torch.randn(batch_size, *input_shape, device=device)
-    if device.type == "cuda" and x.dim() == 4:
+    if x.dim() == 4 and channels_last_model(model):
         x = x.contiguous(memory_format=torch.channels_last)
     times = []
     with _EvalMode(model), torch.inference_mode():
@@ -579,18 +582,17 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], batch_size: in
 # --------------------------------------------------------------------------- evaluation
 def _evaluate(model: nn.Module, data, batch_size: int) -> dict:
     """Test loss and accuracy with :func:`bridgeout.train.evaluate` (the project's single
-    evaluation loop: device-resident batches, no grad, sums read once; bf16 autocast and
-    channels-last inputs on CUDA, plain float32 on the CPU)."""
+    evaluation loop: device-resident batches, no grad, sums read once; bf16 autocast on
+    CUDA, float32 on the CPU; channels-last inputs for channels-last weights)."""
     from .train import evaluate
 
     return evaluate(model, data, data.device, batch_size)
 
 
 def _for_device(model: nn.Module, device: torch.device) -> nn.Module:
-    """Channels-last weights on CUDA (matches the channels-last inputs of the evaluation)."""
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    return model
+    """Channels-last weights (the layout of training, on CPU and CUDA alike; the evaluation
+    then feeds channels-last inputs)."""
+    return model.to(memory_format=torch.channels_last)
 
 
 @torch.no_grad()

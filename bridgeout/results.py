@@ -1,6 +1,6 @@
 """Result tables: schema, validation, atomic idempotent appends and provenance.
 
-Every experiment run writes rows into three tidy CSV tables in ``data/results/`` (one
+Every experiment run writes rows into four tidy CSV tables in ``data/results/`` (one
 observation per row), joined by ``run_id``:
 
 * ``runs.csv`` -- one row per *finished* run: its parameters, summary accuracies and the
@@ -8,7 +8,9 @@ observation per row), joined by ``run_id``:
 * ``pruning.csv`` -- one row per (run, criterion, scope, mode, pruned fraction): what
   :func:`bridgeout.prune.sweep` measured (:data:`PRUNING_SCHEMA`);
 * ``history.csv`` -- one row per (run, epoch): the training curve from
-  :func:`bridgeout.train.fit` (:data:`HISTORY_SCHEMA`).
+  :func:`bridgeout.train.fit` (:data:`HISTORY_SCHEMA`);
+* ``filters.csv`` -- one row per (run, conv layer, output filter) of the trained network:
+  filter norm and the following BatchNorm's scale and shift (:data:`FILTERS_SCHEMA`).
 
 The schemas are dicts ``column -> (dtype, description)`` with dtype one of ``"str"``,
 ``"int"``, ``"float"`` or ``"bool"``; ``data/results/README.md`` documents them (and a test
@@ -18,7 +20,7 @@ checks that the README and the dicts agree).
 the CSV line and the column when a column is missing or unexpected, a value has the
 wrong type or is out of range (accuracies and fractions outside [0, 1], unknown model /
 regularizer / dataset names) or a key is duplicated (``runs``: ``run_id``; ``pruning``:
-``run_id, criterion, scope, mode, fraction, recalibrate_bn, finetune_epochs``; ``history``: ``run_id, epoch``).
+``run_id, criterion, scope, mode, fraction, recalibrate_bn, finetune_epochs``; ``history``: ``run_id, epoch``; ``filters``: ``run_id, layer, filter``).
 
 :func:`append` is *atomic*: the new table is written to a temporary file in the same
 directory, flushed and ``fsync``-ed, then moved over the old one with :func:`os.replace`
@@ -49,7 +51,7 @@ import pandas as pd
 from ._validate import check_choice
 
 __all__ = [
-    "RUNS_SCHEMA", "PRUNING_SCHEMA", "HISTORY_SCHEMA", "SCHEMAS", "KEYS", "TABLES",
+    "RUNS_SCHEMA", "PRUNING_SCHEMA", "HISTORY_SCHEMA", "FILTERS_SCHEMA", "SCHEMAS", "KEYS", "TABLES",
     "REPO_ROOT", "default_root", "path", "empty", "validate", "load", "append",
     "provenance", "make_run_id", "load_joined", "atomic_write_csv",
 ]
@@ -57,7 +59,7 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 RUNS_SCHEMA: dict[str, tuple[str, str]] = {
-    "run_id": ("str", "Unique, readable id of the run (`make_run_id`); joins the three tables."),
+    "run_id": ("str", "Unique, readable id of the run (`make_run_id`); joins the four tables."),
     "grid": ("str", "Name of the grid spec that launched the run (empty when run by hand)."),
     "model": ("str", "Architecture name (`bridgeout.models.MODELS`)."),
     "regularizer": ("str", "Regularizer (`bridgeout.models.REGULARIZERS`)."),
@@ -66,7 +68,7 @@ RUNS_SCHEMA: dict[str, tuple[str, str]] = {
     "target_fraction": ("float", "Targeted fraction in (0, 1] of kernels (bridgeout) or channels (dropout)."),
     "signed": ("bool", "Whether the bridgeout noise carries the sign(W) factor."),
     "dataset": ("str", "Dataset name (`bridgeout.data.DATASETS`)."),
-    "protocol": ("str", "Training protocol (`paper`, `fast` or `smoke`, see `bridgeout.train`)."),
+    "protocol": ("str", "Training protocol (`paper`, `fast`, `cpu` or `smoke`, see `bridgeout.train`)."),
     "epochs": ("int", "Planned number of epochs (the protocol's, or the override)."),
     "epochs_done": ("int", "Epochs actually trained."),
     "width": ("float", "Channel-width multiplier of the model (1 = published width)."),
@@ -122,12 +124,23 @@ HISTORY_SCHEMA: dict[str, tuple[str, str]] = {
     "images_per_s": ("float", "Training throughput, images per second."),
 }
 
-SCHEMAS = {"runs": RUNS_SCHEMA, "pruning": PRUNING_SCHEMA, "history": HISTORY_SCHEMA}
+FILTERS_SCHEMA: dict[str, tuple[str, str]] = {
+    "run_id": ("str", "Run (`runs.run_id`) whose final (selected) weights are described."),
+    "layer": ("str", "Qualified name of the Conv2d (e.g. `features.0.conv`)."),
+    "filter": ("int", "Output-filter index in the layer, 0-based."),
+    "norm": ("float", "L2 norm of the filter's weights (the published pruning criterion)."),
+    "gamma": ("float", "Scale of the BatchNorm fed by this conv, for this channel (empty when none)."),
+    "beta": ("float", "Shift of that BatchNorm for this channel (empty when none)."),
+}
+
+SCHEMAS = {"runs": RUNS_SCHEMA, "pruning": PRUNING_SCHEMA, "history": HISTORY_SCHEMA,
+           "filters": FILTERS_SCHEMA}
 TABLES = tuple(SCHEMAS)
 KEYS = {
     "runs": ("run_id",),
     "pruning": ("run_id", "criterion", "scope", "mode", "fraction", "recalibrate_bn", "finetune_epochs"),
     "history": ("run_id", "epoch"),
+    "filters": ("run_id", "layer", "filter"),
 }
 
 # Columns that may be empty / NaN. Everything else is required.
@@ -137,6 +150,7 @@ _NULLABLE = {
                 "flops_effective", "params",
                 "prune_s", "adjust_s", "eval_s", "cost_s"},
     "history": {"lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "images_per_s"},
+    "filters": {"gamma", "beta"},
 }
 # Closed [low, high] ranges, or (low, high, "open_high").
 _UNIT = (0.0, 1.0)
@@ -155,6 +169,7 @@ _RANGES = {
     "history": {"epoch": (1, math.inf), "train_acc": _UNIT, "test_acc": _UNIT, "lr": (0.0, math.inf),
                 "seconds": (0.0, math.inf), "images_per_s": (0.0, math.inf),
                 "train_loss": (0.0, math.inf), "test_loss": (0.0, math.inf)},
+    "filters": {"filter": (0, math.inf), "norm": (0.0, math.inf)},
 }
 _PROTOCOL_NAMES = ("paper", "fast", "smoke")
 _SELECT_NAMES = ("final", "best_test")
@@ -336,7 +351,7 @@ def validate(table: str, df: pd.DataFrame, *, source: str | None = None, first_l
 def load(table: str, root=None) -> pd.DataFrame:
     """Read and validate ``<root>/<table>.csv``; an absent file is an empty table.
 
-    ``table`` is ``"runs"``, ``"pruning"`` or ``"history"``; ``root`` defaults to
+    ``table`` is ``"runs"``, ``"pruning"``, ``"history"`` or ``"filters"``; ``root`` defaults to
     :func:`default_root`. Raises ``ValueError`` (file, line, column) on malformed content.
     """
     p = path(table, root)
@@ -509,7 +524,8 @@ def _slug(v) -> str:
 def make_run_id(params: Mapping) -> str:
     """A deterministic, readable run id, e.g. ``mnist-lenet5-w1-bridgeout-fast-e3-s0-1a2b3c``.
 
-    Readable part: dataset, model, width, regularizer, protocol, ``e<epochs>`` (only when
+    Readable part: dataset, model, width, regularizer (for bridgeout / sparseout followed by
+    ``q<q>`` when q is not 1.5 and ``signed`` when signed), protocol, ``e<epochs>`` (only when
     an epochs override is given), ``n<n_train>`` (only for a training subset), ``s<seed>``.
     The last six hex digits are the SHA-256 of the canonical JSON of all parameters except
     those in :data:`NON_IDENTITY` (device, paths, grid name), so two runs that compute the
@@ -523,7 +539,13 @@ def make_run_id(params: Mapping) -> str:
     ident = {k: v for k, v in params.items() if k not in NON_IDENTITY}
     digest = hashlib.sha256(json.dumps(_canonical(ident), sort_keys=True).encode()).hexdigest()[:6]
     parts = [_slug(params["dataset"]), _slug(params["model"]), f"w{_slug(float(params.get('width', 1.0) or 1.0))}",
-             _slug(params["regularizer"]), _slug(params["protocol"])]
+             _slug(params["regularizer"])]
+    if params["regularizer"] in ("bridgeout", "sparseout"):   # the noise's form, when not the default
+        if params.get("q") is not None and float(params["q"]) != 1.5:
+            parts.append(f"q{_slug(float(params['q']))}")
+        if params.get("signed"):
+            parts.append("signed")
+    parts.append(_slug(params["protocol"]))
     if params.get("epochs") is not None:
         parts.append(f"e{_slug(params['epochs'])}")
     if params.get("n_train") is not None:
@@ -541,8 +563,8 @@ def load_joined(root=None, table: str = "pruning") -> pd.DataFrame:
     regularizer, dataset, protocol, width, epochs, seed, ...). Rows whose run is not (yet)
     in ``runs.csv`` are dropped: only finished runs are shown.
     """
-    if table not in ("pruning", "history"):
-        raise ValueError(f"table must be 'pruning' or 'history' to join with runs, got {table!r}")
+    if table not in ("pruning", "history", "filters"):
+        raise ValueError(f"table must be 'pruning', 'history' or 'filters' to join with runs, got {table!r}")
     rows = load(table, root)
     runs = load("runs", root)
     run_cols = ["run_id"] + [c for c in runs.columns if c not in rows.columns]

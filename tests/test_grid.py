@@ -82,7 +82,7 @@ def test_shipped_specs_expand_and_validate(spec):
     cells = grid.expand(grid.load_spec(spec))
     assert len({c["run_id"] for c in cells}) == len(cells)
     assert all(c["grid"] == spec.stem and c["notebook_path"].endswith(f"{c['run_id']}.ipynb") for c in cells)
-    expected = {"paper-cifar10": 9, "paper-cifar100": 9, "cpu-cifar10": 6, "cpu-cifar10-e12": 3,
+    expected = {"paper-cifar10": 9, "paper-cifar100": 9, "cpu-cifar10": 6, "cpu-cifar10-e12": 3, "cpu-cifar10-vgg": 12,
                 "mnist-teaching": 9, "smoke": 1}
     assert len(cells) == expected[spec.stem]
     if spec.stem.startswith("paper-"):

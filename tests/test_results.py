@@ -54,7 +54,14 @@ def history_df(run_id="r1", epochs=2) -> pd.DataFrame:
                          for e in range(1, epochs + 1)])
 
 
-FRAMES = {"runs": lambda rid="r1": runs_df(rid), "pruning": pruning_df, "history": history_df}
+def filters_df(run_id="r1") -> pd.DataFrame:
+    return pd.DataFrame([{"run_id": run_id, "layer": layer, "filter": f, "norm": 0.5 + f,
+                          "gamma": math.nan if layer == "head" else 1.0 - 0.1 * f, "beta": 0.0}
+                         for layer in ("features.0.conv", "head") for f in range(3)])
+
+
+FRAMES = {"runs": lambda rid="r1": runs_df(rid), "pruning": pruning_df, "history": history_df,
+          "filters": filters_df}
 
 
 # --------------------------------------------------------------------------- schema docs
