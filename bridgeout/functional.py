@@ -190,10 +190,16 @@ def _keep_scale(shape, like: Tensor, p: float, generator) -> Tensor:
     """The single uniform draw of every function here, as ``m / (1 - p)`` in ``like.dtype``.
 
     ``u = torch.rand(shape)`` (float32 for half/bfloat16), ``m = u < 1 - p``; returns 0 where
-    dropped and ``1/(1-p)`` where kept (a fresh tensor the caller may modify).
+    dropped and ``1/(1-p)`` where kept (a fresh tensor the caller may modify), stored
+    channels_last when ``like`` is a channels_last 4-D tensor of that shape (same values).
     """
     dtype = torch.float32 if like.dtype in _LOW_PRECISION else like.dtype
     u = torch.rand(shape, generator=generator, device=like.device, dtype=dtype)
+    if like.dim() == 4 and tuple(shape) == tuple(like.shape) and not like.is_contiguous() \
+            and like.is_contiguous(memory_format=torch.channels_last):
+        # the same draws, laid out like ``like`` (NHWC), so that the noisy tensor keeps the
+        # layout of the weights / activations and the conv needs no reorder
+        u = u.contiguous(memory_format=torch.channels_last)
     u.lt_(1.0 - p)
     if u.dtype != like.dtype:
         u = u.to(like.dtype)

@@ -394,3 +394,22 @@ def test_non_finite_weight(bad):
 def test_bad_shapes_per_sample():
     with pytest.raises(ValueError, match="x must be"):
         BF.bridgeout_linear_per_sample(torch.randn(3, 5), torch.randn(2, 4), None, 0.3, 1.5)
+
+
+@pytest.mark.parametrize("q, signed", [(1.5, False), (2.0, True), (1.0, True)])
+def test_bridgeout_keeps_channels_last_layout_and_values(q, signed):
+    """A channels_last weight gets the same noise values (drawn in the logical shape) and a
+    channels_last noisy weight, so the conv that follows needs no reorder; forward and
+    gradient equal the NCHW computation bit for bit."""
+    torch.manual_seed(0)
+    w = (0.1 * torch.randn(8, 6, 3, 3)).requires_grad_(True)
+    w_cl = w.detach().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    outs = []
+    for weight in (w, w_cl):
+        torch.manual_seed(7)
+        out = BF.bridgeout(weight, 0.3, q, 0.75, signed)
+        out.backward(torch.arange(out.numel(), dtype=out.dtype).view(out.shape))
+        outs.append(out)
+    assert outs[1].is_contiguous(memory_format=torch.channels_last) and not outs[1].is_contiguous()
+    assert torch.equal(outs[0], outs[1]) and torch.equal(w.grad, w_cl.grad)
+    assert not torch.equal(outs[0], w)  # noise was applied

@@ -1,0 +1,226 @@
+"""The regularizer comparison of one grid: arms, per-run tables, the outcome, its figures.
+
+An *arm* is a regularizer with its noise form: the four arms of the paper's comparison are
+
+========================  ================================================================
+``weight_decay``          weight decay only (every arm has weight decay 5e-4)
+``dropout``               targeted Dropout on activations (p, target fraction 0.75)
+``bridgeout``             Batch Bridgeout, unsigned, q = 1.5 (the repository README's command)
+``targeted_dropconnect``  signed Bridgeout with q = 2: targeted DropConnect, the path the
+                          authors' scripts take with their default ``--act_norm None``
+========================  ================================================================
+
+:func:`load` reads a grid's rows from the result tables with their arm attached;
+:func:`accuracy` gives one row per (run, pruned fraction); :func:`summary` the mean, sd and
+number of seeds per arm and fraction; :func:`training_check` says per run whether it trained
+(and whether its training accuracy levelled off before the last decay); :func:`outcome`
+compares Bridgeout with both baselines. The figures draw a thin line per seed behind the
+mean, so a seed that behaves differently stays visible.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["ARMS", "ARM_LABELS", "ARM_COLORS", "arm_of", "load", "accuracy", "summary",
+           "training_check", "outcome", "plot_training", "plot_pruning", "plot_filter_norms",
+           "arm_handles"]
+
+#: Arms in display order, with their legend labels.
+ARM_LABELS = {
+    "weight_decay": "weight decay only",
+    "dropout": "targeted Dropout",
+    "bridgeout": "Batch Bridgeout (q = 1.5)",
+    "targeted_dropconnect": "targeted DropConnect (signed, q = 2)",
+}
+ARMS = tuple(ARM_LABELS)
+#: Okabe-Ito colours, those of :data:`bridgeout.plots.PALETTE` for the shared regularizers.
+ARM_COLORS = {"weight_decay": "#009E73", "dropout": "#E69F00", "bridgeout": "#0072B2",
+              "targeted_dropconnect": "#CC79A7"}
+ARM_MARKERS = {"weight_decay": "^", "dropout": "s", "bridgeout": "o", "targeted_dropconnect": "D"}
+
+
+def arm_of(regularizer: str, q: float, signed: bool) -> str:
+    """The arm of a run: ``bridgeout`` with ``signed`` and ``q == 2`` is
+    ``targeted_dropconnect``; other Bridgeout forms are ``bridgeout-q<q>[-signed]`` unless
+    unsigned q = 1.5; other regularizers are their own arm."""
+    if regularizer != "bridgeout":
+        return regularizer
+    if bool(signed) and math.isclose(float(q), 2.0):
+        return "targeted_dropconnect"
+    if not signed and math.isclose(float(q), 1.5):
+        return "bridgeout"
+    return f"bridgeout-q{float(q):g}{'-signed' if signed else ''}"
+
+
+def _with_arm(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    out["arm"] = [arm_of(r, q, s) for r, q, s in zip(out["regularizer"], out["q"], out["signed"])]
+    return out
+
+
+def load(grid: str, root=None) -> dict[str, pd.DataFrame]:
+    """The grid's finished runs from the result tables, each row with its ``arm``:
+    ``{"runs", "pruning", "history", "filters"}`` (the last three joined with their run's
+    parameters by :func:`bridgeout.results.load_joined`)."""
+    from . import results
+    runs = results.load("runs", root)
+    runs = _with_arm(runs[runs["grid"] == grid])
+    out = {"runs": runs.reset_index(drop=True)}
+    for table in ("pruning", "history", "filters"):
+        j = results.load_joined(root, table)
+        out[table] = _with_arm(j[j["grid"] == grid]).reset_index(drop=True)
+    return out
+
+
+def accuracy(pruning: pd.DataFrame, *, mode: str = "mask", recalibrate_bn: bool = False,
+             criterion: str = "l2", scope: str = "layer") -> pd.DataFrame:
+    """One row per (run, fraction) of one pruning variant: ``run_id, arm, seed, fraction,
+    test_acc`` (sorted), one-shot (no fine-tuning)."""
+    sel = pruning[(pruning["mode"] == mode) & (pruning["recalibrate_bn"].astype(bool) == recalibrate_bn)
+                  & (pruning["criterion"] == criterion) & (pruning["scope"] == scope)
+                  & (pruning["finetune_epochs"] == 0)]
+    cols = ["run_id", "arm", "seed", "fraction", "test_acc"]
+    return sel[cols].sort_values(["arm", "seed", "fraction"]).reset_index(drop=True)
+
+
+def summary(acc: pd.DataFrame, fractions: Iterable[float] | None = None) -> pd.DataFrame:
+    """Mean, sample sd (NaN for one seed) and number of seeds per (arm, fraction)."""
+    a = acc if fractions is None else acc[acc["fraction"].round(4).isin([round(f, 4) for f in fractions])]
+    g = a.groupby(["arm", "fraction"], sort=False)["test_acc"]
+    out = g.agg(mean="mean", sd="std", n="count").reset_index()
+    order = {k: i for i, k in enumerate(ARMS)}
+    out["_o"] = out["arm"].map(lambda k: order.get(k, len(order)))
+    return out.sort_values(["_o", "fraction"]).drop(columns="_o").reset_index(drop=True)
+
+
+def training_check(history: pd.DataFrame, runs: pd.DataFrame, *, chance: float = 0.1,
+                   margin: float = 0.05, flat: float = 0.02) -> pd.DataFrame:
+    """Per run: did it train? Columns ``run_id, arm, seed, final_train_acc, final_test_acc,
+    plateau_change, levelled, at_chance``.
+
+    ``plateau_change`` is the change of training accuracy over the last two epochs before
+    the last learning-rate decay (the end of the second-to-last lr phase); ``levelled`` is
+    ``|plateau_change| <= flat``. ``at_chance``: final test accuracy within ``margin`` of
+    ``chance``."""
+    rows = []
+    for rid, h in history.sort_values("epoch").groupby("run_id", sort=False):
+        r = runs[runs["run_id"] == rid].iloc[0]
+        lrs = h["lr"].to_numpy(float)
+        last_phase_start = int(np.flatnonzero(~np.isclose(lrs, lrs[-1]))[-1]) + 1 if \
+            (~np.isclose(lrs, lrs[-1])).any() else len(lrs)
+        pre = h["train_acc"].to_numpy(float)[:last_phase_start]
+        change = float(pre[-1] - pre[-3]) if len(pre) >= 3 else math.nan
+        rows.append({"run_id": rid, "arm": r["arm"], "seed": int(r["seed"]),
+                     "final_train_acc": float(h["train_acc"].iloc[-1]),
+                     "final_test_acc": float(r["final_test_acc"]), "plateau_change": change,
+                     "levelled": bool(abs(change) <= flat) if math.isfinite(change) else False,
+                     "at_chance": bool(r["final_test_acc"] <= chance + margin)})
+    return pd.DataFrame(rows)
+
+
+def outcome(summ: pd.DataFrame, *, arm: str = "bridgeout", baselines: Sequence[str] = ("weight_decay", "dropout"),
+            fractions: Sequence[float] = (0.2, 0.3, 0.4, 0.5)) -> pd.DataFrame:
+    """At each fraction, ``arm``'s mean minus the best baseline mean, and whether ``arm`` is
+    ahead of every baseline (``ahead``) and by more than the larger seed sd of the two
+    (``clearly_ahead``). Fractions missing for any arm are left out."""
+    rows = []
+    for f in fractions:
+        at = summ[np.isclose(summ["fraction"], f)].set_index("arm")
+        if arm not in at.index or not all(b in at.index for b in baselines):
+            continue
+        best = max(baselines, key=lambda b: at.loc[b, "mean"])
+        diff = float(at.loc[arm, "mean"] - at.loc[best, "mean"])
+        sd = np.nanmax([at.loc[arm, "sd"], at.loc[best, "sd"]]) if at["sd"].notna().any() else math.nan
+        rows.append({"fraction": f, "arm_mean": float(at.loc[arm, "mean"]), "best_baseline": best,
+                     "baseline_mean": float(at.loc[best, "mean"]), "difference": diff,
+                     "ahead": diff > 0, "clearly_ahead": bool(math.isfinite(sd) and diff > sd),
+                     "n": int(at["n"].min())})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------ figures
+def arm_handles(arms: Iterable[str], *, seeds: bool = True):
+    """Legend proxies: one per arm drawn, then (``seeds``) what thin and thick lines mean."""
+    from matplotlib.lines import Line2D
+    arms = [a for a in ARMS if a in set(arms)] + sorted(set(arms) - set(ARMS))
+    h = [Line2D([], [], color=ARM_COLORS.get(a, "0.3"), marker=ARM_MARKERS.get(a, "o"), lw=2.2,
+                label=ARM_LABELS.get(a, a)) for a in arms]
+    if seeds:
+        h.append(Line2D([], [], color="0.3", lw=0.8, alpha=0.6, label="one seed"))
+        h.append(Line2D([], [], color="0.3", lw=2.2, label="mean over seeds"))
+    return h
+
+
+def _per_seed(ax, frame: pd.DataFrame, x: str, y: str, arm: str, *, scale=100.0, marker=True):
+    color = ARM_COLORS.get(arm, "0.3")
+    for _, g in frame.groupby("seed"):
+        g = g.sort_values(x)
+        ax.plot(g[x] * (100 if x == "fraction" else 1), scale * g[y], color=color, lw=0.8, alpha=0.55)
+    mean = frame.groupby(x, sort=True)[y].mean()
+    ax.plot(mean.index * (100 if x == "fraction" else 1), scale * mean.to_numpy(), color=color, lw=2.2,
+            marker=ARM_MARKERS.get(arm, "o") if marker else None, ms=4)
+
+
+def plot_training(axes, history: pd.DataFrame):
+    """Training accuracy (left axis) and test accuracy (right axis) per epoch: a thin line
+    per seed, the mean thick, one colour per arm."""
+    ax_tr, ax_te = axes
+    for arm in [a for a in ARMS if a in set(history["arm"])]:
+        h = history[history["arm"] == arm]
+        _per_seed(ax_tr, h, "epoch", "train_acc", arm, marker=False)
+        _per_seed(ax_te, h.dropna(subset=["test_acc"]), "epoch", "test_acc", arm, marker=False)
+    decays = history.sort_values("epoch").drop_duplicates("epoch")
+    lr = decays["lr"].to_numpy(float)
+    for e in decays["epoch"].to_numpy()[1:][~np.isclose(lr[1:], lr[:-1])]:
+        for ax in axes:
+            ax.axvline(e - 0.5, color="0.6", lw=0.8, ls=":")
+    ax_tr.set(xlabel="epoch", ylabel="training accuracy (%)\n(with noise and augmentation)",
+              title="training")
+    ax_te.set(xlabel="epoch", ylabel="test accuracy (%)", title="test (noise off)")
+
+
+def plot_pruning(ax, acc: pd.DataFrame, paper_curve: pd.DataFrame | None = None, *, title: str | None = None):
+    """Test accuracy against filters pruned per layer: a thin line per seed, the mean thick;
+    the published curve of the same model dashed (a different scale: shape only)."""
+    for arm in [a for a in ARMS if a in set(acc["arm"])] + sorted(set(acc["arm"]) - set(ARMS)):
+        _per_seed(ax, acc[acc["arm"] == arm], "fraction", "test_acc", arm)
+    if paper_curve is not None and len(paper_curve):
+        for reg, arm in (("bridgeout", "bridgeout"), ("dropout", "dropout"), ("weight_decay", "weight_decay")):
+            pc = paper_curve[paper_curve["regularizer"] == reg].sort_values("fraction")
+            if len(pc):
+                ax.plot(100 * pc["fraction"], 100 * pc["accuracy"], color=ARM_COLORS[arm], ls="--", lw=1.2,
+                        marker=ARM_MARKERS[arm], mfc="white", ms=3.5, alpha=0.9)
+    ax.set(xlabel="filters pruned in each layer (%)", ylabel="test accuracy (%)", xlim=(-3, 93), ylim=(0, 100))
+    ax.set_xticks(range(0, 100, 20))
+    if title:
+        ax.set_title(title)
+
+
+def plot_filter_norms(axes, filters: pd.DataFrame):
+    """Left: the distribution (ECDF) of every filter's L2 norm divided by the largest norm
+    of its layer, pooled over layers and seeds, per arm (log scale: a mass of filters near
+    zero is what the paper's explanation predicts for Bridgeout). Right: the same for the
+    |gamma| of the BatchNorm after each conv, divided by its layer's largest |gamma|."""
+    ax_n, ax_g = axes
+    f = filters.copy()
+    keys = ["run_id", "layer"]
+    f["rel_norm"] = f["norm"] / f.groupby(keys)["norm"].transform("max")
+    f["abs_gamma"] = f["gamma"].abs()
+    f["rel_gamma"] = f["abs_gamma"] / f.groupby(keys)["abs_gamma"].transform("max")
+    for arm in [a for a in ARMS if a in set(f["arm"])]:
+        sub = f[f["arm"] == arm]
+        for ax, col in ((ax_n, "rel_norm"), (ax_g, "rel_gamma")):
+            v = np.sort(sub[col].dropna().to_numpy(float))
+            if len(v):
+                v = np.clip(v, 1e-4, None)
+                ax.step(v, 100 * np.arange(1, len(v) + 1) / len(v), where="post",
+                        color=ARM_COLORS.get(arm, "0.3"), lw=1.8)
+    for ax, what in ((ax_n, "filter L2 norm / layer max"), (ax_g, "|BatchNorm γ| / layer max")):
+        ax.set_xscale("log")
+        ax.set(xlabel=what, ylabel="filters at or below (%)", xlim=(1e-4, 1.05), ylim=(0, 100))
+    ax_n.set_title("filter norms")
+    ax_g.set_title("BatchNorm scales")
