@@ -48,7 +48,7 @@ import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -82,6 +82,7 @@ PARAMETERS: dict = {
     "n_test": None,
     "seed": 0,
     "select": "final",
+    "quirks": [],
     "device": "auto",
     "data_root": None,
     "results_dir": "data/results",
@@ -193,6 +194,8 @@ def validate_params(params: Mapping) -> dict:
     out["n_test"] = _int("n_test", p["n_test"], 1, none_ok=True)
     out["seed"] = _int("seed", p["seed"], 0)
     out["select"] = check_choice("select", p["select"], k["select"])
+    from .quirks import check_quirks
+    out["quirks"] = check_quirks(p["quirks"], out["model"])
     device = _str("device", p["device"], empty_ok=False)
     if device != "auto":
         import torch
@@ -246,14 +249,19 @@ def load_data(params: Mapping):
 
 
 def build_model(params: Mapping, num_classes: int):
-    """Seed the global RNG with ``params['seed']`` and build the initialised model."""
+    """Seed the global RNG with ``params['seed']`` and build the initialised model (then, with
+    the ``legacy_bn_init`` quirk, BatchNorm weights U(0, 1) from the same RNG)."""
     import torch
 
     from . import models
+    from .quirks import legacy_bn_init_
     torch.manual_seed(params["seed"])
-    return models.build(params["model"], num_classes, params["regularizer"], width=params["width"],
-                        p=params["p"], q=params["q"], target_fraction=params["target_fraction"],
-                        signed=params["signed"])
+    model = models.build(params["model"], num_classes, params["regularizer"], width=params["width"],
+                         p=params["p"], q=params["q"], target_fraction=params["target_fraction"],
+                         signed=params["signed"])
+    if "legacy_bn_init" in params.get("quirks", ()):
+        legacy_bn_init_(model)
+    return model
 
 
 def train_model(params: Mapping, model, dd, *, progress: bool = True):
@@ -262,7 +270,10 @@ def train_model(params: Mapping, model, dd, *, progress: bool = True):
     ckpt = params["checkpoint_dir"]
     if ckpt is not None:
         ckpt = str(_repo_path(ckpt) / params["run_id"])
-    return train.fit(model, dd, params["protocol"], epochs=params["epochs"], select=params["select"],
+    proto = train.get_protocol(params["protocol"], epochs=params["epochs"])
+    if "momentum_reset" in params.get("quirks", ()):
+        proto = replace(proto, reset_optimizer_each_epoch=True)
+    return train.fit(model, dd, proto, select=params["select"],
                      device=params["device"], seed=params["seed"], dataset=params["dataset"],
                      checkpoint_dir=ckpt, progress=progress)
 
@@ -275,6 +286,7 @@ def sweep_model(params: Mapping, model, dd, *, progress: bool = True) -> pd.Data
     parts = [prune.sweep(model, dd, fractions=tuple(params["fractions"]),
                          criteria=tuple(params["prune_criteria"]), scopes=tuple(params["prune_scopes"]),
                          modes=tuple(params["prune_modes"]), recalibrate_bn=recal, device=dd.device,
+                         bn_scales="bn_scale_pruning" in params.get("quirks", ()),
                          latency=params["latency"] and not recal, dataset=params["dataset"],
                          seed=params["seed"], progress=progress)
              for recal in params.get("prune_recalibrate_bn", [False])]
@@ -307,7 +319,7 @@ def result_tables(params: Mapping, fit, sweep: pd.DataFrame, dd, provenance: Map
         "dataset": params["dataset"], "protocol": params["protocol"],
         "epochs": _planned_epochs(params), "epochs_done": int(fit.epochs_done),
         "width": params["width"], "n_train": int(len(dd.y_train)), "n_test": int(len(dd.y_test)),
-        "seed": params["seed"], "select": params["select"],
+        "seed": params["seed"], "select": params["select"], "quirks": ";".join(params.get("quirks", [])),
         "final_test_acc": float(fit.final_test_acc), "best_test_acc": float(fit.best_test_acc),
         "best_epoch": int(fit.best_epoch), "wall_time_s": float(fit.wall_time_s),
         "device": prov["device"], "device_name": prov["device_name"],

@@ -680,7 +680,7 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
           modes: Iterable[str] = ("mask",), recalibrate_bn: bool | int = False,
           finetune_epochs: int = 0, device=None, latency: bool = True,
           dataset: str | None = None, seed: int = 0, progress: bool = True,
-          batch_size: int = 1000):
+          batch_size: int = 1000, bn_scales: bool = False):
     """Prune ``model`` at every ``(criterion, scope, mode, fraction)`` and evaluate it.
 
     One shot, no retraining unless asked: every pruned model starts from ``model``'s
@@ -704,6 +704,9 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
             unpruned model (rows with fraction 0); NaN elsewhere.
         seed: seeds the ``"random"`` criterion, BN re-estimation and fine-tuning.
         progress: show a tqdm bar.
+        bn_scales: also zero, in mask rows, the smallest-``|gamma|`` fraction of the BatchNorm
+            scales the published pruner reached (the ``bn_scale_pruning`` quirk,
+            :func:`bridgeout.quirks.prune_bn_scales_`); remove rows are unaffected.
         batch_size: evaluation batch size.  Evaluation is
             :func:`bridgeout.train.evaluate` on the device-resident test set (bf16 autocast
             and channels-last on CUDA, float32 on the CPU).
@@ -732,6 +735,9 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
     scopes = _check_seq("scopes", scopes, lambda v: check_choice("scope", v, SCOPES))
     modes = _check_seq("modes", modes, lambda v: check_choice("mode", v, MODES))
     recal_batches = _check_recal(recalibrate_bn)
+    if not isinstance(bn_scales, bool):
+        raise ValueError(f"bn_scales must be True or False, got {bn_scales!r}")
+    from .quirks import prune_bn_scales_
     if isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, (int, np.integer)) \
             or finetune_epochs < 0:
         raise ValueError(f"finetune_epochs must be an integer >= 0, got {finetune_epochs!r}")
@@ -815,6 +821,8 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
                         selection = _mask_selection_from_scores(convs, conv_scores, fraction,
                                                                 criterion, scope)
                         pruned = _apply_mask(work, selection)
+                        if bn_scales:
+                            prune_bn_scales_(pruned, fraction)
                     else:
                         selection = None
                         sel = plan.select(group_scores, fraction, criterion, scope)

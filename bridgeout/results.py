@@ -76,6 +76,7 @@ RUNS_SCHEMA: dict[str, tuple[str, str]] = {
     "n_test": ("int", "Number of test images used (accuracies below are on these)."),
     "seed": ("int", "Seed of initialisation, data order, augmentation and noise."),
     "select": ("str", "Which weights were pruned: `final` epoch or `best_test` (best test accuracy, as published)."),
+    "quirks": ("str", "Published-code quirks switched on (`bridgeout.quirks.QUIRKS`, `;`-separated; empty: none)."),
     "final_test_acc": ("float", "Test accuracy in [0, 1] after the last epoch."),
     "best_test_acc": ("float", "Best test accuracy in [0, 1] over the epochs."),
     "best_epoch": ("int", "Epoch (1-based) of the best test accuracy."),
@@ -143,9 +144,13 @@ KEYS = {
     "filters": ("run_id", "layer", "filter"),
 }
 
+#: Nullable columns added after tables were first written: a table without them loads with
+#: them empty (and is written back with them on the next append).
+LATER_COLUMNS = {"runs": ("quirks",)}
+
 # Columns that may be empty / NaN. Everything else is required.
 _NULLABLE = {
-    "runs": {"grid", "cuda_version", "git_commit", "device_name", "notebook", "best_test_acc"},
+    "runs": {"grid", "cuda_version", "git_commit", "device_name", "notebook", "best_test_acc", "quirks"},
     "pruning": {"test_loss", "latency_b1_ms", "latency_b128_ms", "params_effective", "flops",
                 "flops_effective", "params",
                 "prune_s", "adjust_s", "eval_s", "cost_s"},
@@ -362,6 +367,9 @@ def load(table: str, root=None) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise ValueError(f"{p}: not a readable CSV table ({err})") from None
     raw = raw.astype(object).where(raw.notna(), None)
+    for col in LATER_COLUMNS.get(table, ()):   # tables written before the column existed
+        if col not in raw.columns:
+            raw.insert(list(SCHEMAS[table]).index(col), col, None)
     return validate(table, raw, source=str(p))
 
 
@@ -500,6 +508,11 @@ NON_IDENTITY = frozenset({"device", "data_root", "results_dir", "notebook_path",
                           "checkpoint_dir"})
 
 
+#: Parameters added after runs were first recorded, with the value they implicitly had
+#: before: left out of the hash when they have it, so earlier run ids stay valid.
+LATER_DEFAULTS = {"prune_recalibrate_bn": [False], "quirks": []}
+
+
 def _canonical(v):
     if isinstance(v, Mapping):
         return {str(k): _canonical(x) for k, x in sorted(v.items())}
@@ -528,7 +541,8 @@ def make_run_id(params: Mapping) -> str:
     ``q<q>`` when q is not 1.5 and ``signed`` when signed), protocol, ``e<epochs>`` (only when
     an epochs override is given), ``n<n_train>`` (only for a training subset), ``s<seed>``.
     The last six hex digits are the SHA-256 of the canonical JSON of all parameters except
-    those in :data:`NON_IDENTITY` (device, paths, grid name), so two runs that compute the
+    those in :data:`NON_IDENTITY` (device, paths, grid name) and those of
+    :data:`LATER_DEFAULTS` at their implicit value, so two runs that compute the
     same thing get the same id and any other difference (p, q, fractions, ...) changes it.
     """
     if not isinstance(params, Mapping):
@@ -536,7 +550,8 @@ def make_run_id(params: Mapping) -> str:
     for k in ("dataset", "model", "regularizer", "protocol", "seed"):
         if k not in params:
             raise ValueError(f"params must contain {k!r} to make a run id; got keys {sorted(params)}")
-    ident = {k: v for k, v in params.items() if k not in NON_IDENTITY}
+    ident = {k: v for k, v in params.items() if k not in NON_IDENTITY
+             and not (k in LATER_DEFAULTS and _canonical(v) == LATER_DEFAULTS[k])}
     digest = hashlib.sha256(json.dumps(_canonical(ident), sort_keys=True).encode()).hexdigest()[:6]
     parts = [_slug(params["dataset"]), _slug(params["model"]), f"w{_slug(float(params.get('width', 1.0) or 1.0))}",
              _slug(params["regularizer"])]

@@ -42,7 +42,7 @@ import numbers
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import pandas as pd
@@ -75,6 +75,9 @@ class Protocol:
     The learning rate during epoch ``e`` (0-based) is ``lr * gamma ** k`` where ``k`` is the
     number of milestones ``<= e`` (PyTorch's ``MultiStepLR`` stepped once per epoch).
     ``max_steps_per_epoch`` truncates each epoch (tests); ``None`` runs full epochs.
+    ``reset_optimizer_each_epoch`` clears the optimizer's state (the momentum buffers) at the
+    start of every epoch after the first, as re-creating the optimizer every epoch does in
+    the published ``main.py`` (the ``momentum_reset`` quirk of :mod:`bridgeout.quirks`).
     """
 
     epochs: int
@@ -87,12 +90,16 @@ class Protocol:
     milestones: tuple = (60, 120, 160, 200)
     gamma: float = 0.2
     max_steps_per_epoch: int | None = None
+    reset_optimizer_each_epoch: bool = False
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "test_batch_size"):
             _check_int(name, getattr(self, name), 1)
         if self.max_steps_per_epoch is not None:
             _check_int("max_steps_per_epoch", self.max_steps_per_epoch, 1)
+        if not isinstance(self.reset_optimizer_each_epoch, bool):
+            raise ValueError(f"reset_optimizer_each_epoch must be True or False, "
+                             f"got {self.reset_optimizer_each_epoch!r}")
         for name in ("lr", "gamma"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
@@ -379,7 +386,10 @@ def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, 
         ckpt = load_checkpoint(ckpt_dir)
         if ckpt is not None:
             saved = {k: ckpt["config"][k] for k in config}
-            saved["protocol"] = {**saved["protocol"], "milestones": tuple(saved["protocol"]["milestones"])}
+            # fields added to Protocol later take their default in older checkpoints
+            defaults = {f.name: f.default for f in fields(Protocol) if f.default is not MISSING}
+            saved["protocol"] = {**defaults, **saved["protocol"],
+                                 "milestones": tuple(saved["protocol"]["milestones"])}
             if saved != config:
                 raise ValueError(f"{ckpt_path} was written by a different run ({saved}); this run is "
                                  f"{config}. Use another checkpoint_dir or delete the file.")
@@ -399,6 +409,8 @@ def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, 
 
     for epoch in range(start_epoch, proto.epochs):
         model.train()
+        if proto.reset_optimizer_each_epoch and epoch > 0:
+            opt.state.clear()          # a fresh optimizer: no momentum carried over
         lr = opt.param_groups[0]["lr"]
         loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
         correct = torch.zeros((), dtype=torch.int64, device=dev)

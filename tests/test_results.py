@@ -23,7 +23,7 @@ def run_row(run_id="r1", **kw) -> dict:
         "run_id": run_id, "grid": "g", "model": "lenet5", "regularizer": "bridgeout", "p": 0.3, "q": 1.5,
         "target_fraction": 0.75, "signed": False, "dataset": "mnist", "protocol": "smoke", "epochs": 1,
         "epochs_done": 1, "width": 1.0, "n_train": 64, "n_test": 32, "seed": 0, "select": "final",
-        "final_test_acc": 0.5, "best_test_acc": 0.625, "best_epoch": 1, "wall_time_s": 1.25, "device": "cpu",
+        "quirks": "", "final_test_acc": 0.5, "best_test_acc": 0.625, "best_epoch": 1, "wall_time_s": 1.25, "device": "cpu",
         "device_name": "cpu", "torch_version": "2.x", "cuda_version": "", "git_commit": "abc", "git_dirty": True,
         "date": "2026-01-01T00:00:00Z", "notebook": "data/runs/g/r1.ipynb",
     }
@@ -295,3 +295,18 @@ def test_load_joined_merges_parameters_of_finished_runs(tmp_path):
     assert {"model", "width", "protocol", "seed"} <= set(j.columns)
     h = results.load_joined(tmp_path, table="history")
     assert len(h) == 0 and "model" in h.columns
+
+
+def test_table_written_before_a_later_column_loads_with_it_empty(tmp_path):
+    """runs.csv files written before the `quirks` column existed load with it empty, and the
+    next append writes it; any other missing column is still refused."""
+    old = runs_df("a").drop(columns=["quirks"])
+    old.to_csv(tmp_path / "runs.csv", index=False)
+    back = results.load("runs", tmp_path)
+    assert list(back.columns) == list(results.RUNS_SCHEMA) and back["quirks"].fillna("").eq("").all()
+    results.append("runs", runs_df("b", quirks="momentum_reset"), tmp_path)
+    assert "quirks" in (tmp_path / "runs.csv").read_text().splitlines()[0].split(",")
+    assert list(results.load("runs", tmp_path)["quirks"].fillna("")) == ["", "momentum_reset"]
+    runs_df("c").drop(columns=["seed"]).to_csv(tmp_path / "runs.csv", index=False)
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['seed'\]"):
+        results.load("runs", tmp_path)

@@ -1,0 +1,87 @@
+"""Tests for bridgeout.comparison: arms, per-run checks, the outcome, the figures."""
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from bridgeout import comparison  # noqa: E402
+
+
+@pytest.mark.parametrize("reg, q, signed, arm", [
+    ("bridgeout", 1.5, False, "bridgeout"), ("bridgeout", 2.0, True, "targeted_dropconnect"),
+    ("bridgeout", 2.0, False, "bridgeout-q2"), ("bridgeout", 1.0, True, "bridgeout-q1-signed"),
+    ("dropout", 1.5, False, "dropout"), ("weight_decay", 2.0, True, "weight_decay"),
+])
+def test_arm_of(reg, q, signed, arm):
+    assert comparison.arm_of(reg, q, signed) == arm
+
+
+def _acc():
+    rows = []
+    for arm, base in (("weight_decay", 0.9), ("dropout", 0.85), ("bridgeout", 0.8)):
+        for seed in (0, 1):
+            for f in (0.0, 0.2, 0.3, 0.5):
+                drop = {"weight_decay": 1.5, "dropout": 1.2, "bridgeout": 0.3}[arm] * f
+                rows.append({"run_id": f"{arm}{seed}", "arm": arm, "seed": seed, "fraction": f,
+                             "test_acc": base - drop + 0.01 * seed})
+    return pd.DataFrame(rows)
+
+
+def test_summary_and_outcome():
+    s = comparison.summary(_acc())
+    assert list(s["arm"].unique()) == ["weight_decay", "dropout", "bridgeout"]   # display order
+    row = s[(s["arm"] == "bridgeout") & np.isclose(s["fraction"], 0.5)].iloc[0]
+    assert math.isclose(row["mean"], 0.8 - 0.15 + 0.005) and row["n"] == 2
+    assert math.isclose(row["sd"], np.std([0.65, 0.66], ddof=1))
+    out = comparison.outcome(s).set_index("fraction")
+    # at 20 %: WD 0.60+, DO 0.61+, BB 0.74+: ahead; at 0 % (not asked) WD is ahead
+    assert list(out.index) == [0.2, 0.3, 0.5]
+    assert out["ahead"].all() and out["clearly_ahead"].all()
+    assert math.isclose(out.loc[0.2, "difference"], (0.8 - 0.06) - (0.85 - 0.24))
+    assert out.loc[0.2, "best_baseline"] == "dropout"
+    # Bridgeout behind everywhere -> not ahead
+    worse = s.assign(mean=np.where(s["arm"] == "bridgeout", 0.0, s["mean"]))
+    assert not comparison.outcome(worse)["ahead"].any()
+    # an arm missing -> no comparison rows
+    assert comparison.outcome(s[s["arm"] != "dropout"]).empty
+
+
+def _history(train_acc, lrs):
+    return pd.DataFrame({"run_id": "r", "epoch": range(1, len(lrs) + 1), "lr": lrs, "train_acc": train_acc,
+                         "test_acc": train_acc, "arm": "bridgeout", "seed": 0})
+
+
+def test_training_check_levelled_and_chance():
+    lrs = [0.1] * 4 + [0.02] * 2 + [0.004] * 2
+    runs = pd.DataFrame({"run_id": ["r"], "arm": ["bridgeout"], "seed": [0], "final_test_acc": [0.8]})
+    flat = comparison.training_check(_history([.3, .5, .6, .7, .78, .79, .80, .81], lrs), runs).iloc[0]
+    # the last decay is before epoch 7: the epochs before it are 1-6, the change over the last
+    # two of them is acc[6] - acc[4] (epochs 6 and 4)
+    assert flat["plateau_change"] == pytest.approx(0.79 - 0.70)
+    assert not flat["levelled"]            # still rising by 9 points before the last decay
+    lev = comparison.training_check(_history([.3, .5, .6, .78, .785, .79, .80, .81], lrs), runs).iloc[0]
+    assert lev["plateau_change"] == pytest.approx(0.79 - 0.78) and lev["levelled"]
+    assert comparison.training_check(_history([.1] * 8, lrs), runs.assign(final_test_acc=0.12)).iloc[0]["at_chance"]
+    assert not lev["at_chance"]
+
+
+def test_figures_draw_a_line_per_seed_and_the_mean():
+    acc = _acc()
+    fig, ax = plt.subplots()
+    comparison.plot_pruning(ax, acc)
+    assert len(ax.lines) == 3 * (2 + 1)          # two seeds + the mean, per arm
+    plt.close(fig)
+    filt = pd.DataFrame({"run_id": "a", "layer": "c", "filter": range(4), "norm": [1, 0.5, 0.01, 0.2],
+                         "gamma": [1, -0.5, 0.0, 0.2], "beta": 0.0, "arm": "bridgeout"})
+    fig, axes = plt.subplots(1, 2)
+    comparison.plot_filter_norms(axes, filt)
+    x, y = axes[0].lines[0].get_data()
+    assert np.allclose(x, [0.01, 0.2, 0.5, 1.0]) and np.allclose(y, [25, 50, 75, 100])
+    plt.close(fig)
