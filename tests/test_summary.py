@@ -1,0 +1,52 @@
+"""Tests for bridgeout.summary: the book's at-a-glance sentences come from the tables."""
+from __future__ import annotations
+
+import pandas as pd
+
+from bridgeout import results, summary
+
+from test_results import history_df, pruning_df, run_row
+
+
+def _write(root, arms_acc):
+    runs, pr, hist = [], [], []
+    for i, (reg, q, signed, acc) in enumerate(arms_acc):
+        rid = f"r{i}"
+        runs.append(run_row(rid, grid=summary.CPU_GRID, model="vgg16", dataset="cifar10", regularizer=reg,
+                            q=q, signed=signed, protocol="cpu", epochs=26, n_train=50000,
+                            final_test_acc=acc, seed=0))
+        p = pruning_df(rid, fractions=(0.0, 0.2, 0.3, 0.4, 0.5))
+        p["test_acc"] = [max(0.0, acc - f * (0.3 if reg == "bridgeout" and not signed else 1.2)) for f in p["fraction"]]
+        pr.append(p)
+        h = history_df(rid, epochs=4)
+        h["lr"] = [0.1, 0.1, 0.1, 0.02]
+        h["train_acc"] = [0.5, 0.7, 0.7, 0.8]
+        hist.append(h)
+    results.append("runs", pd.DataFrame(runs), root)
+    results.append("pruning", pd.concat(pr), root)
+    results.append("history", pd.concat(hist), root)
+
+
+def test_at_a_glance_without_runs(tmp_path):
+    g = summary.at_a_glance(tmp_path)
+    assert "nothing" in g["paper_scale"] and "0 of 12 runs" in g["cpu"]
+    assert "no CPU-scale result yet" in g["outcome"] and "no run yet" in g["teaching"]
+
+
+def test_at_a_glance_states_what_the_tables_hold(tmp_path):
+    _write(tmp_path, [("weight_decay", 1.5, False, 0.88), ("dropout", 1.5, False, 0.86),
+                      ("bridgeout", 1.5, False, 0.84), ("bridgeout", 2.0, True, 0.87)])
+    g = summary.at_a_glance(tmp_path)
+    assert "4 of 12 runs finished" in g["cpu"] and "26 epochs" in g["cpu"]
+    assert "weight decay only 88.0 %" in g["outcome"] and "Batch Bridgeout (q = 1.5) 84.0 %" in g["outcome"]
+    # at 30 %: WD 0.88 - 0.36 = 52.0, BB 0.84 - 0.09 = 75.0
+    assert "weight decay only 52.0 %" in g["outcome"] and "Batch Bridgeout (q = 1.5) 75.0 %" in g["outcome"]
+    assert "ahead of both weight decay and Dropout at 4 of 4" in g["outcome"]
+    assert "10,166 steps" in g["hard"] and "26 instead of 230 epochs" in g["differs"]
+
+
+def test_at_a_glance_refuses_to_compare_runs_at_chance(tmp_path):
+    _write(tmp_path, [("weight_decay", 1.5, False, 0.88), ("dropout", 1.5, False, 0.10),
+                      ("bridgeout", 1.5, False, 0.11), ("bridgeout", 2.0, True, 0.87)])
+    out = summary.at_a_glance(tmp_path)["outcome"]
+    assert "2 of 4 runs ended near chance" in out and "ahead" not in out
