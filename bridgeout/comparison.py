@@ -178,8 +178,7 @@ def plot_training(axes, history: pd.DataFrame):
     for e in decays["epoch"].to_numpy()[1:][~np.isclose(lr[1:], lr[:-1])]:
         for ax in axes:
             ax.axvline(e - 0.5, color="0.6", lw=0.8, ls=":")
-    ax_tr.set(xlabel="epoch", ylabel="training accuracy (%)\n(with noise and augmentation)",
-              title="training")
+    ax_tr.set(xlabel="epoch", ylabel="training accuracy (%)", title="training (noise on)")
     ax_te.set(xlabel="epoch", ylabel="test accuracy (%)", title="test (noise off)")
 
 

@@ -202,7 +202,7 @@ def _synthetic_tables(root: Path) -> None:
         runs.append(dict(run_id=rid, grid=grid, model=model, regularizer=reg, p=0.3, q=q, target_fraction=0.75,
                          signed=False, dataset=dataset, protocol=protocol, epochs=epochs, epochs_done=epochs,
                          width=width, n_train=n_train, n_test=10_000, seed=seed, select="final",
-                         final_test_acc=0.9, best_test_acc=0.91, best_epoch=epochs, wall_time_s=60.0,
+                         quirks="", final_test_acc=0.9, best_test_acc=0.91, best_epoch=epochs, wall_time_s=60.0,
                          device="cpu", device_name="test cpu", torch_version="x", cuda_version="",
                          git_commit="", git_dirty=False, date="2026-01-01T00:00:00Z", notebook=""))
         for mode in modes:
@@ -221,16 +221,63 @@ def _synthetic_tables(root: Path) -> None:
     for reg in ("bridgeout", "dropout", "weight_decay"):
         for seed in (0, 1):
             add("vgg16", "cifar10", reg, seed, "paper-cifar10")
-            add("vgg16", "cifar10", reg, seed, "cpu-cifar10", protocol="fast", epochs=10, width=0.25,
+            add("vgg16", "cifar10", reg, seed, "cpu-other", protocol="fast", epochs=10, width=0.25,
                 modes=("mask", "remove"), criteria=("l2", "l1", "random"))
             add("lenet5", "mnist", reg, seed, "mnist-teaching", protocol="fast", epochs=3, n_train=60_000)
-    add("vgg16", "cifar10", "bridgeout", 0, "cpu-cifar10", protocol="fast", epochs=10, width=0.25, q=1.0)
+    add("vgg16", "cifar10", "bridgeout", 0, "cpu-other", protocol="fast", epochs=10, width=0.25, q=1.0)
     pr = pd.DataFrame(rows)
     for col in results.PRUNING_SCHEMA:
         if col not in pr:
             pr[col] = np.nan
     results.append("runs", pd.DataFrame(runs)[list(results.RUNS_SCHEMA)], root=root)
     results.append("pruning", pr[list(results.PRUNING_SCHEMA)], root=root)
+    _synthetic_cpu_comparison(root)
+
+
+def _synthetic_cpu_comparison(root: Path) -> None:
+    """Two seeds of three of the four arms of the CPU comparison grid (targeted DropConnect
+    missing), with training histories and filter tables."""
+    import numpy as np
+    import pandas as pd
+
+    from bridgeout import results, summary
+
+    runs, rows, hist, filt = [], [], [], []
+    arms = {"weight_decay": (1.5, False, 1.2), "dropout": (1.5, False, 1.0), "bridgeout": (1.5, False, 0.4)}
+    for reg, (q, signed, slope) in arms.items():
+        for seed in (0, 1):
+            rid = f"cpu-{reg}-{seed}"
+            runs.append(dict(run_id=rid, grid=summary.CPU_GRID, model="vgg16", regularizer=reg, p=0.3, q=q,
+                             target_fraction=0.75, signed=signed, dataset="cifar10", protocol="cpu", epochs=26,
+                             epochs_done=26, width=0.25, n_train=50_000, n_test=10_000, seed=seed,
+                             select="final", quirks="", final_test_acc=0.85 + 0.01 * seed, best_test_acc=0.86,
+                             best_epoch=26, wall_time_s=1800.0, device="cpu", device_name="test cpu",
+                             torch_version="x", cuda_version="", git_commit="", git_dirty=False,
+                             date="2026-01-01T00:00:00Z", notebook=""))
+            for recal in (False, True):
+                for f in np.arange(10) / 10:
+                    rows.append(dict(run_id=rid, criterion="l2", scope="layer", mode="mask", fraction=f,
+                                     test_acc=float(np.clip(0.85 - slope * f + 0.01 * seed + 0.05 * recal, 0.1, 1)),
+                                     test_loss=1.0, recalibrate_bn=recal, finetune_epochs=0))
+            for e in range(1, 27):
+                lr = 0.1 * 0.2 ** sum(m <= e - 1 for m in (7, 14, 18, 23))
+                hist.append(dict(run_id=rid, epoch=e, lr=lr, train_acc=min(0.95, 0.3 + 0.03 * e),
+                                 test_acc=min(0.9, 0.3 + 0.025 * e), train_loss=1.0, test_loss=1.0))
+            for layer in ("features.0.conv", "features.1.conv"):
+                for i in range(8):
+                    filt.append(dict(run_id=rid, layer=layer, filter=i, norm=0.05 + 0.1 * i, gamma=0.1 * i, beta=0.0))
+    pr = pd.DataFrame(rows)
+    for col in results.PRUNING_SCHEMA:
+        if col not in pr:
+            pr[col] = np.nan
+    h = pd.DataFrame(hist)
+    for col in results.HISTORY_SCHEMA:
+        if col not in h:
+            h[col] = np.nan
+    results.append("runs", pd.DataFrame(runs)[list(results.RUNS_SCHEMA)], root=root)
+    results.append("pruning", pr[list(results.PRUNING_SCHEMA)], root=root)
+    results.append("history", h[list(results.HISTORY_SCHEMA)], root=root)
+    results.append("filters", pd.DataFrame(filt), root=root)
 
 
 def _run(name: str) -> tuple[int, str]:
@@ -247,8 +294,11 @@ def _run(name: str) -> tuple[int, str]:
             assert out.output_type != "error", f"{name}: {out.get('ename')}: {out.get('evalue')}"
             assert not (out.output_type == "stream" and out.name == "stderr"), f"{name}: stderr {out.text[:500]}"
             data = out.get("data", {})
-            figures += "image/png" in data
-            text.append(out.get("text", "") + data.get("text/html", "") + data.get("text/markdown", ""))
+            figures += "image/png" in data or "image/svg+xml" in data
+            glued = {k.split("papermill.record/")[-1]: v for k, v in data.items() if "papermill.record/" in k}
+            figures += "image/svg+xml" in glued or "image/png" in glued
+            text.append(out.get("text", "") + data.get("text/html", "") + data.get("text/markdown", "")
+                        + glued.get("text/markdown", ""))
     return figures, "\n".join(text)
 
 
@@ -257,15 +307,22 @@ def test_result_chapters_draw_synthetic_rows(tmp_path, monkeypatch):
     monkeypatch.setenv("BRIDGEOUT_RESULTS", str(tmp_path))
 
     figures, text = _run("reproduction")
-    # the six panels, the reduced-scale CPU grid, the MNIST teaching runs
-    assert figures == 3
+    # the six panels, the CPU comparison's three glued figures, the reduced-scale CPU grid,
+    # the MNIST teaching runs
+    assert figures == 6
     assert "run at the published scale" in text and text.count("not run yet") == 5
+    assert "6 of 12 runs finished" in text and "targeted DropConnect (signed, q = 2) 0" in text
+    # at 30 %: WD 0.85 - 0.36 (+0.01 seed 1) -> 49.5 mean; BB 0.85 - 0.12 -> 73.5
+    assert "weight decay only 49.5 ± 0.7" in text and "Batch Bridgeout (q = 1.5) 73.5 ± 0.7" in text
+    assert "Not every arm has a run yet" not in text     # Bridgeout vs both baselines is drawn
+    assert "keeps more accuracy than both baselines at 4 of 4 fractions" in text
     assert "No panel has been run" not in text          # the delta table is there instead
     assert "VGG-16 / CIFAR-10" in text and "Batch Bridgeout" in text
 
     figures, text = _run("beyond")
-    # removal (one group), criteria (one group), the q ablation
-    assert figures == 3
+    # removal (one group), criteria (one group), the q ablation, BatchNorm recalibration (the
+    # CPU comparison's re-estimated sweep)
+    assert figures == 4
     assert "no runs with more than one value yet" in text  # p, target_fraction, signed
     assert "No run has been pruned with `mode=" not in text
 
