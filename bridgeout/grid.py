@@ -34,7 +34,9 @@ Two halves:
   skipped, so a grid can be stopped and restarted. A failing cell is recorded in
   ``runs_dir/failures.csv`` with its error and the others still run; previously failed
   cells are skipped unless ``--retry-failed``. The exit status is 1 when any selected cell
-  failed (now or before), 2 for a bad spec, 0 otherwise.
+  failed (now or before), 2 for a bad spec, an unreadable table or an ``--only`` pattern
+  that matches no cell, 130 when interrupted (Ctrl-C or SIGTERM; rerun to resume), 0
+  otherwise.
 """
 from __future__ import annotations
 
@@ -85,7 +87,7 @@ PARAMETERS: dict = {
     "quirks": [],
     "device": "auto",
     "data_root": None,
-    "results_dir": "data/results",
+    "results_dir": "data/results/scratch",
     "prune_modes": ["mask", "remove"],
     "prune_criteria": ["l2"],
     "prune_scopes": ["layer"],
@@ -273,9 +275,11 @@ def train_model(params: Mapping, model, dd, *, progress: bool = True):
     proto = train.get_protocol(params["protocol"], epochs=params["epochs"])
     if "momentum_reset" in params.get("quirks", ()):
         proto = replace(proto, reset_optimizer_each_epoch=True)
+    owner = {k: params.get(k) for k in ("run_id", "model", "width", "regularizer", "p", "q", "target_fraction",
+                                        "signed", "seed", "n_train", "quirks")}
     return train.fit(model, dd, proto, select=params["select"],
                      device=params["device"], seed=params["seed"], dataset=params["dataset"],
-                     checkpoint_dir=ckpt, progress=progress)
+                     checkpoint_dir=ckpt, progress=progress, checkpoint_owner=owner)
 
 
 def sweep_model(params: Mapping, model, dd, *, progress: bool = True) -> pd.DataFrame:
@@ -631,8 +635,9 @@ def run_grid(spec, *, only: str | None = None, retry_failed: bool = False, dry_r
     spec = spec if isinstance(spec, GridSpec) else load_spec(spec)
     cells = [c for c in expand(spec) if _matches(c["run_id"], only)]
     if not cells:
-        print(f"{spec.name}: no cell matches --only {only!r}", file=out)
-        return 0
+        print(f"{spec.name}: no cell matches --only {only!r}; its run ids are "
+              f"{', '.join(c['run_id'] for c in expand(spec)[:3])}, ...", file=out)
+        return 2
     done = set(results.load("runs", spec.results_dir)["run_id"])
     failures = _load_failures(spec)
     failed_before = set(failures["run_id"])
@@ -759,15 +764,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--log-output", action="store_true", help="echo each notebook's output (training "
                     "progress) to the terminal while it runs")
     args = ap.parse_args(argv)
+    import signal
+
+    def _terminate(signum, frame):  # SIGTERM ends the runner like Ctrl-C
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return run_grid(args.spec, only=args.only, retry_failed=args.retry_failed, dry_run=args.dry_run,
                         log_output=args.log_output)
+    except KeyboardInterrupt:
+        print("\ninterrupted; rerun the same command to resume (finished cells are kept, the "
+              "interrupted one starts again from its last checkpoint)", file=sys.stderr)
+        return 130
     except SpecError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except ValueError as err:  # a corrupt result table
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -299,7 +299,19 @@ def _mask_selection(model: nn.Module, fraction: float, criterion: str, scope: st
 
 def _conv_scores(convs, criterion: str, seed: int) -> list[torch.Tensor]:
     gen = _generator(seed)
-    return [filter_scores(m.weight, criterion, generator=gen).cpu() for _, m in convs]
+    scores = [filter_scores(m.weight, criterion, generator=gen).cpu() for _, m in convs]
+    _check_scores_finite([n for n, _ in convs], scores, criterion)
+    return scores
+
+
+def _check_scores_finite(names, scores, criterion: str) -> None:
+    """Refuse non-finite pruning scores (a NaN weight would otherwise make its filter
+    silently never pruned)."""
+    for name, s in zip(names, scores):
+        bad = torch.nonzero(~torch.isfinite(s)).flatten()
+        if len(bad):
+            raise ValueError(f"layer {name!r}: the {criterion} scores of filters {bad.tolist()[:10]} are not "
+                             f"finite (NaN or inf weights); a network with such weights cannot be ranked")
 
 
 def _mask_selection_from_scores(convs, scores, fraction, criterion, scope):
@@ -421,6 +433,8 @@ class RemovalPlan:
             elif criterion == "orthogonality":
                 total = total / count.clamp_min(1)
             out.append(total)
+        _check_scores_finite([g.convs[0][0] if g.convs else f"group {i}" for i, g in enumerate(self.groups)],
+                             out, criterion)
         return out
 
     def select(self, importances: Sequence[torch.Tensor], fraction: float, criterion: str,

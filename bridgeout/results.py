@@ -176,6 +176,8 @@ _RANGES = {
                 "train_loss": (0.0, math.inf), "test_loss": (0.0, math.inf)},
     "filters": {"filter": (0, math.inf), "norm": (0.0, math.inf)},
 }
+#: Text columns with a fixed format: (pattern, what it must be).
+_FORMATS = {"date": (re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"), "a UTC date YYYY-MM-DDTHH:MM:SSZ")}
 _PROTOCOL_NAMES = ("paper", "fast", "smoke")
 _SELECT_NAMES = ("final", "best_test")
 _MODE_NAMES = ("mask", "remove")
@@ -338,6 +340,8 @@ def validate(table: str, df: pd.DataFrame, *, source: str | None = None, first_l
             if col in choices and x not in choices[col]:
                 raise ValueError(f"{where}, line {line}, column {col!r}: unknown name {v!r}; "
                                  f"known: {', '.join(map(repr, choices[col]))}")
+            if col in _FORMATS and not _FORMATS[col][0].match(x):
+                raise ValueError(f"{where}, line {line}, column {col!r}: {v!r} is not {_FORMATS[col][1]}")
             values.append(x)
         out[col] = pd.Series(values, dtype=_PANDAS_DTYPE[dtype], index=df.index)
     typed = pd.DataFrame(out, index=df.index).reset_index(drop=True)
@@ -362,6 +366,7 @@ def load(table: str, root=None) -> pd.DataFrame:
     p = path(table, root)
     if not p.exists():
         return empty(table)
+    _check_complete(p)
     try:
         raw = pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
@@ -371,6 +376,26 @@ def load(table: str, root=None) -> pd.DataFrame:
         if col not in raw.columns:
             raw.insert(list(SCHEMAS[table]).index(col), col, None)
     return validate(table, raw, source=str(p))
+
+
+def _check_complete(p: Path) -> None:
+    """Refuse a table whose last line is cut: every table this module writes ends with a
+    newline, so a file that does not was truncated by something else (a full disk, a copy
+    interrupted); reading it would silently drop or mangle the last row, and the next append
+    would make that permanent."""
+    size = p.stat().st_size
+    if size == 0:
+        return
+    with open(p, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        last = fh.read(1)
+        if last != b"\n":
+            fh.seek(0)
+            n = fh.read().count(b"\n") + 1
+            raise ValueError(f"{p}, line {n}: the last line is incomplete (the file does not end with a "
+                             f"newline): it was cut while being written. Restore the file (e.g. "
+                             f"`git checkout -- {p.name}` in its folder) or delete that line; nothing "
+                             f"was changed")
 
 
 # --------------------------------------------------------------------------- writing

@@ -320,13 +320,23 @@ def load_checkpoint(checkpoint_dir) -> dict | None:
                          f"delete it to start over") from err
 
 
+def _canonical_owner(owner) -> dict | None:
+    """The checkpoint owner as plain, comparable values (lists, not tuples)."""
+    if owner is None:
+        return None
+    out = {}
+    for k, v in dict(owner).items():
+        out[str(k)] = list(v) if isinstance(v, (list, tuple)) else v
+    return out
+
+
 def _cpu_state(module: nn.Module) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
 def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, select: str = "final",
         device="auto", seed: int = 0, dataset: str | None = None, compile: bool = False,
-        channels_last: bool = True, checkpoint_dir=None, checkpoint_every: int | None = None, progress: bool = True,
+        channels_last: bool = True, checkpoint_dir=None, checkpoint_owner: dict | None = None, checkpoint_every: int | None = None, progress: bool = True,
         eval_every: int = 1, log_every: int = 50) -> FitResult:
     """Train ``model`` on ``data`` with a protocol; return a :class:`FitResult`.
 
@@ -348,6 +358,10 @@ def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, 
             ``checkpoint_every`` epochs (default 1) and after the last epoch, atomically
             (temporary file + :func:`os.replace`), and a run finding one resumes from it. A
             checkpoint of a different protocol, seed or select raises ``ValueError``.
+        checkpoint_owner: what the checkpoint belongs to (e.g. the run id, model, width,
+            regularizer and noise settings), stored in it and compared on resume: a
+            checkpoint written for anything else is refused with a ``ValueError`` naming the
+            file (a checkpoint written before owners were recorded is accepted).
         progress: a tqdm bar per epoch showing loss, accuracy and images/s.
         eval_every: evaluate on the test set every this many epochs (and after the last).
         log_every: steps between progress-bar updates (each one reads the sums: one sync).
@@ -373,7 +387,8 @@ def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, 
                           nesterov=proto.nesterov, weight_decay=proto.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(proto.milestones), gamma=proto.gamma)
 
-    config = {"protocol": asdict(proto), "seed": seed, "select": select, "dataset": dd.name}
+    config = {"protocol": asdict(proto), "seed": seed, "select": select, "dataset": dd.name,
+              "owner": _canonical_owner(checkpoint_owner)}
     history: list[dict] = []
     best_acc, best_epoch, best_state = -math.inf, 0, None
     start_epoch = 0
@@ -385,7 +400,8 @@ def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, 
         every = checkpoint_every or 1
         ckpt = load_checkpoint(ckpt_dir)
         if ckpt is not None:
-            saved = {k: ckpt["config"][k] for k in config}
+            # keys a checkpoint predates (the owner) are taken as matching
+            saved = {k: ckpt["config"].get(k, config[k]) for k in config}
             # fields added to Protocol later take their default in older checkpoints
             defaults = {f.name: f.default for f in fields(Protocol) if f.default is not MISSING}
             saved["protocol"] = {**defaults, **saved["protocol"],

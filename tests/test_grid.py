@@ -289,3 +289,28 @@ def test_wheelhouse_platform_tags_and_errors(tmp_path):
     bad.write_text("# comment\nnumpy==2.0\ntorch>=2\n")
     with pytest.raises(ValueError, match=r"req.txt, line 3: expected 'name==version'"):
         wheelhouse.read_lock(bad)
+
+
+def test_only_matching_nothing_is_an_error(ran_grid):
+    log = io.StringIO()
+    assert grid.run_grid(ran_grid["spec"], only="no-such-run", out=log) == 2
+    assert "no cell matches --only 'no-such-run'" in log.getvalue()
+
+
+def test_notebook_default_results_dir_is_not_the_committed_tables():
+    assert grid.PARAMETERS["results_dir"] == "data/results/scratch"
+    ignored = (grid.REPO_ROOT / ".gitignore").read_text().splitlines()
+    assert "data/results/scratch/" in ignored
+
+
+def test_sigterm_interrupts_with_130(monkeypatch, capsys):
+    import os
+    import signal
+
+    def fake_run_grid(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(grid, "run_grid", fake_run_grid)
+    assert grid.main([str(NOTEBOOK)]) == 130
+    assert "interrupted; rerun the same command to resume" in capsys.readouterr().err

@@ -443,3 +443,15 @@ def test_finetune_keeps_masked_filters_zero(data):
     convs = dict(P.prunable_convs(tuned))
     assert all(type(m) is nn.Conv2d and isinstance(m.weight, nn.Parameter) for m in convs.values())
     assert any(not torch.equal(convs[n].weight, before[n]) for n in before)   # it trained
+
+
+def test_non_finite_weights_are_refused_naming_the_layer():
+    import torch
+    from bridgeout.models import build
+    torch.manual_seed(0)
+    m = build("vgg16", width=0.125)
+    with torch.no_grad():
+        m.features[1].conv.weight[3, 0, 0, 0] = float("nan")
+    for mode in ("mask", "remove"):
+        with pytest.raises(ValueError, match=r"features.1.conv.*filters \[3\] are not finite"):
+            P.prune(m, 0.5, mode=mode)

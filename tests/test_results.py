@@ -310,3 +310,21 @@ def test_table_written_before_a_later_column_loads_with_it_empty(tmp_path):
     runs_df("c").drop(columns=["seed"]).to_csv(tmp_path / "runs.csv", index=False)
     with pytest.raises(ValueError, match=r"missing column\(s\) \['seed'\]"):
         results.load("runs", tmp_path)
+
+
+def test_truncated_table_is_refused_and_left_alone(tmp_path):
+    results.append("runs", runs_df("a", "b"), tmp_path)
+    p = tmp_path / "runs.csv"
+    data = p.read_bytes()
+    p.write_bytes(data[:-25])                     # cut inside the last row's values
+    cut = p.read_bytes()
+    with pytest.raises(ValueError, match=r"runs.csv, line 3: the last line is incomplete"):
+        results.load("runs", tmp_path)
+    with pytest.raises(ValueError, match="the last line is incomplete"):
+        results.append("runs", runs_df("c"), tmp_path)
+    assert p.read_bytes() == cut                   # never rewritten
+
+
+def test_badly_formatted_date_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"column 'date': '2026/01/01' is not a UTC date"):
+        results.append("runs", runs_df("a", date="2026/01/01"), tmp_path)

@@ -405,3 +405,20 @@ def test_fit_layout_follows_channels_last():
         conv = next(m for m in res.model.modules() if isinstance(m, nn.Conv2d))
         assert conv.weight.is_contiguous(memory_format=torch.channels_last) == cl
         assert train.channels_last_model(res.model) == cl
+
+
+def test_checkpoint_of_another_owner_is_refused(tmp_path):
+    arrays = _blobs("mnist", n_train=64, n_test=20)
+    proto = train.Protocol(epochs=1, batch_size=32, milestones=())
+    owner = {"run_id": "a", "regularizer": "bridgeout", "q": 1.5}
+    train.fit(_lenet(0), arrays, proto, dataset="mnist", device="cpu", progress=False,
+              checkpoint_dir=tmp_path, checkpoint_owner=owner)
+    before = (tmp_path / train.CHECKPOINT_NAME).read_bytes()
+    with pytest.raises(ValueError, match=r"checkpoint.pt was written by a different run"):
+        train.fit(_lenet(0), arrays, proto, dataset="mnist", device="cpu", progress=False,
+                  checkpoint_dir=tmp_path, checkpoint_owner={**owner, "regularizer": "dropout"})
+    assert (tmp_path / train.CHECKPOINT_NAME).read_bytes() == before
+    # the same owner resumes (here: the run is already complete)
+    res = train.fit(_lenet(0), arrays, proto, dataset="mnist", device="cpu", progress=False,
+                    checkpoint_dir=tmp_path, checkpoint_owner=dict(owner))
+    assert res.epochs_done == 1
