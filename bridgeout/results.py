@@ -53,7 +53,7 @@ from ._validate import check_choice
 __all__ = [
     "RUNS_SCHEMA", "PRUNING_SCHEMA", "HISTORY_SCHEMA", "FILTERS_SCHEMA", "SCHEMAS", "KEYS", "TABLES",
     "REPO_ROOT", "default_root", "path", "empty", "validate", "load", "append",
-    "provenance", "make_run_id", "load_joined", "atomic_write_csv",
+    "provenance", "make_run_id", "load_joined", "atomic_write_csv", "merge",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -609,3 +609,26 @@ def load_joined(root=None, table: str = "pruning") -> pd.DataFrame:
     runs = load("runs", root)
     run_cols = ["run_id"] + [c for c in runs.columns if c not in rows.columns]
     return rows.merge(runs[run_cols], on="run_id", how="inner", validate="many_to_one")
+
+
+def merge(src, dst=None) -> dict[str, int]:
+    """Add the finished runs of the tables in folder ``src`` (another worktree, a copy
+    brought back from a GPU node) to the tables in ``dst`` (default :func:`default_root`).
+
+    Only runs with a ``runs.csv`` row in ``src`` are taken; for each, its rows of every
+    other table come along (replacing any rows of that run already in ``dst``, as a
+    re-run would), then its ``runs`` row. Runs already finished in ``dst`` are skipped.
+    Every row is validated first; returns the rows added per table.
+    """
+    src_runs = load("runs", src)
+    done = set(load("runs", dst)["run_id"])
+    new = src_runs[~src_runs["run_id"].isin(done)]
+    ids = set(new["run_id"])
+    added = {}
+    for table in ("history", "pruning", "filters"):
+        rows = load(table, src)
+        rows = rows[rows["run_id"].isin(ids)]
+        added[table] = append(table, rows, dst, replace=True) if len(rows) else 0
+    added["runs"] = append("runs", new, dst) if len(new) else 0
+    return added
+

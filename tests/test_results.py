@@ -328,3 +328,19 @@ def test_truncated_table_is_refused_and_left_alone(tmp_path):
 def test_badly_formatted_date_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"column 'date': '2026/01/01' is not a UTC date"):
         results.append("runs", runs_df("a", date="2026/01/01"), tmp_path)
+
+
+def test_merge_adds_finished_runs_only(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    results.append("runs", runs_df("a"), dst)
+    results.append("history", history_df("a"), dst)
+    results.append("runs", runs_df("a", "b"), src)
+    results.append("history", pd.concat([history_df("a", epochs=5), history_df("b", epochs=3),
+                                         history_df("unfinished", epochs=2)]), src)
+    results.append("pruning", pruning_df("b"), src)
+    added = results.merge(src, dst)
+    assert added == {"history": 3, "pruning": 2, "filters": 0, "runs": 1}
+    h = results.load("history", dst)
+    assert sorted(h["run_id"].unique()) == ["a", "b"]          # "unfinished" left behind
+    assert (h["run_id"] == "a").sum() == 2                      # a was done in dst: untouched
+    assert results.merge(src, dst) == {"history": 0, "pruning": 0, "filters": 0, "runs": 0}
