@@ -99,6 +99,7 @@ def _order(names: Iterable[str]) -> list[str]:
 def pruning_curve(ax, ours: pd.DataFrame | None, paper: pd.DataFrame | None = None, *,
                   regularizers: Sequence[str] | None = None, value: str = "test_acc",
                   spread: str = "range", paper_label: str = "paper", legend: bool = True,
+                  per_run: bool = True,
                   title: str | None = None, ylim: tuple[float, float] | None = (0, 100)):
     """Accuracy (%) against filters pruned per layer (%), ours solid, the paper's dashed.
 
@@ -119,6 +120,9 @@ def pruning_curve(ax, ours: pd.DataFrame | None, paper: pd.DataFrame | None = No
         Legend suffix of the paper's curves.
     legend : bool
         Draw a per-axes legend (for grids of panels use one :func:`legend_handles` legend).
+    per_run : bool
+        Also draw each run (``run_id``) as a thin line behind the mean, when there are
+        several, so that a run unlike the others stays visible.
     ylim : (low, high) in percent, or None for matplotlib's automatic limits.
 
     Returns
@@ -164,6 +168,11 @@ def pruning_curve(ax, ours: pd.DataFrame | None, paper: pd.DataFrame | None = No
                     sd = np.nan_to_num(100 * st["std"].to_numpy(float))
                     lo, hi = y - sd, y + sd
                 n = int(st["n"].max())
+                if per_run and n > 1 and "run_id" in ours.columns:
+                    for _, run in ours[ours["regularizer"] == reg].groupby("run_id"):
+                        run = run.sort_values("fraction")
+                        ax.plot(100 * run["fraction"].to_numpy(float), 100 * run[value].to_numpy(float),
+                                color=color, lw=0.7, alpha=0.5)
                 ax.plot(x, y, color=color, ls="-", lw=2.0, marker=marker, ms=5,
                         label=f"{label} (ours, n={n})")
                 if n > 1:
@@ -217,7 +226,7 @@ def legend_handles(regularizers: Iterable[str], *, ours: bool = True, paper: boo
                       label=LABELS.get(r, r)) for r in _order(regularizers)]
     if ours:
         handles.append(Line2D([], [], color="0.25", ls="-", lw=2, marker="o", ms=5,
-                              label="ours: mean over seeds, band = range"))
+                              label="ours: mean over seeds (thin: each seed; band: range)"))
     if paper:
         handles.append(Line2D([], [], color="0.25", ls="--", lw=1.4, marker="o", mfc="white", ms=4,
                               label=paper_label))

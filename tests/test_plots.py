@@ -102,3 +102,20 @@ def test_legend_handles_and_titles():
     assert [x.get_label() for x in h][:2] == ["Batch Bridgeout", "Dropout"]  # palette order
     assert len(h) == 3
     assert plots.panel_title("wrn28_10", "cifar100") == "WRN-28-10 / CIFAR-100"
+
+
+def test_pruning_curve_draws_each_run_thin_behind_the_mean():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    rows = pd.DataFrame([{"run_id": f"r{s}", "regularizer": "bridgeout", "seed": s, "fraction": f,
+                          "test_acc": 0.9 - f * (0.5 + 0.1 * s)} for s in range(3) for f in (0.0, 0.5)])
+    for per_run, expected in ((True, 3 + 1), (False, 1)):
+        fig, ax = plt.subplots()
+        plots.pruning_curve(ax, rows, per_run=per_run)
+        assert len(ax.lines) == expected
+        thin = [ln for ln in ax.lines if ln.get_linewidth() < 1]
+        assert len(thin) == expected - 1
+        plt.close(fig)
