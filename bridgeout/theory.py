@@ -38,6 +38,7 @@ from . import functional as BF
 from ._validate import check_fraction, check_positive, check_probability
 
 __all__ = [
+    "bn_filter_scale_check",
     "noise_variance",
     "bridge_penalty",
     "bridge_penalty_grad",
@@ -366,3 +367,48 @@ def fraction_small(w: Tensor, threshold: float) -> float:
     threshold = check_positive("threshold", threshold)
     w = w.detach()
     return float((w.abs() < threshold).double().mean()) if w.numel() else float("nan")
+
+
+@torch.no_grad()
+def bn_filter_scale_check(scales=(0.1, 0.3, 1.0, 3.0, 10.0), *, q: float = 1.5, p: float = 0.3,
+                          signed: bool = False, n_draws: int = 2000, seed: int = 0) -> "pd.DataFrame":
+    """What BatchNorm after a conv does to Bridgeout's pressure on a filter's norm.
+
+    A conv (3 -> 4 channels, 3x3) followed by ``BatchNorm2d`` in training mode (batch
+    statistics), fixed random inputs (8 x 3 x 8 x 8); the loss is the mean squared error of
+    the BatchNorm output to the noise-free output (so the clean loss is 0 and the noisy loss
+    is the distortion the noise causes). Filter 0's weights are multiplied by each
+    ``c`` in ``scales``; every weight of the conv gets Bridgeout noise (target fraction 1).
+    Returns one row per ``c``: ``clean_loss`` (no noise: the same for every ``c`` up to
+    rounding, since BatchNorm removes the filter's scale), ``noisy_loss`` (mean over
+    ``n_draws`` noise draws from :func:`bridgeout.functional.bridgeout`) and its standard
+    error ``noisy_se``, and ``relative_noise``, the noise's standard deviation relative to
+    filter 0's weights, ``sqrt(p/(1-p)) * mean |w|^(q/2-1)``.
+    """
+    import pandas as pd
+
+    from . import functional as BF
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(8, 3, 8, 8, generator=g, dtype=torch.float64)
+    w0 = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64) * 0.2
+
+    def out(w):
+        y = torch.nn.functional.conv2d(x, w, padding=1)
+        return torch.nn.functional.batch_norm(y, None, None, training=True, eps=1e-12)
+
+    target = out(w0)
+
+    def loss(w):
+        return float(((out(w) - target) ** 2).mean())
+
+    rows = []
+    for c in scales:
+        w = w0.clone()
+        w[0] *= c
+        gc = torch.Generator().manual_seed(seed + 1)     # the same draws for every c
+        draws = torch.tensor([loss(BF.bridgeout(w, p, q, 1.0, signed, generator=gc)) for _ in range(n_draws)])
+        rel = (p / (1 - p)) ** 0.5 * float(w[0].abs().pow(q / 2 - 1).mean())
+        rows.append({"c": float(c), "clean_loss": loss(w), "noisy_loss": float(draws.mean()),
+                     "noisy_se": float(draws.std() / n_draws ** 0.5), "relative_noise": rel})
+    return pd.DataFrame(rows)
+

@@ -186,3 +186,16 @@ def test_fraction_small():
     assert math.isnan(T.fraction_small(torch.empty(0), 0.1))
     with pytest.raises(ValueError, match="threshold"):
         T.fraction_small(w, -1.0)
+
+
+def test_bn_filter_scale_check():
+    """BatchNorm removes a filter's scale; Bridgeout's q = 1.5 noise does not (its distortion
+    falls as the filter grows, by many standard errors); DropConnect (signed q = 2) is
+    scale-free (the same draws give the same distortion for every scale)."""
+    bb = T.bn_filter_scale_check((0.1, 1.0, 10.0), q=1.5, n_draws=400)
+    assert bb["clean_loss"].abs().max() < 1e-12
+    d = bb["noisy_loss"].to_numpy()
+    assert d[0] - d[1] > 5 * bb["noisy_se"][0] and d[1] - d[2] > 5 * bb["noisy_se"][1]
+    dc = T.bn_filter_scale_check((0.1, 1.0, 10.0), q=2.0, signed=True, n_draws=400)
+    assert dc["noisy_loss"].max() - dc["noisy_loss"].min() < 1e-9 * dc["noisy_loss"].max()
+    assert (dc["relative_noise"] - (0.3 / 0.7) ** 0.5).abs().max() < 1e-12
