@@ -215,11 +215,13 @@ def plot_filter_norms(axes, filters: pd.DataFrame):
         for ax, col in ((ax_n, "rel_norm"), (ax_g, "rel_gamma")):
             v = np.sort(sub[col].dropna().to_numpy(float))
             if len(v):
-                v = np.clip(v, 1e-4, None)
+                v = np.clip(v, 1e-4, None)          # exact zeros drawn at the axis' floor
                 ax.step(v, 100 * np.arange(1, len(v) + 1) / len(v), where="post",
                         color=ARM_COLORS.get(arm, "0.3"), lw=1.8)
+    low = np.nanmin(f[["rel_norm", "rel_gamma"]].to_numpy(float)) if len(f) else 1e-2
+    low = 10 ** np.floor(np.log10(max(min(low, 1e-2), 1e-4)))     # at least two decades shown
     for ax, what in ((ax_n, "filter L2 norm / layer max"), (ax_g, "|BatchNorm γ| / layer max")):
         ax.set_xscale("log")
-        ax.set(xlabel=what, ylabel="filters at or below (%)", xlim=(1e-4, 1.05), ylim=(0, 100))
+        ax.set(xlabel=what, ylabel="filters at or below (%)", xlim=(low, 1.05), ylim=(0, 100))
     ax_n.set_title("filter norms")
     ax_g.set_title("BatchNorm scales")
