@@ -73,7 +73,6 @@ fraction, so a sweep does not re-trace the network; the plan replays exactly the
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -84,6 +83,8 @@ import torch
 from torch import nn
 
 from ._validate import check_choice
+from .costs import _EvalMode, _conv_filter_costs, _model_device, count_flops, count_parameters, measure_latency
+from .repair import _check_recal, _finetune, recalibrate_batchnorm
 
 __all__ = [
     "CRITERIA",
@@ -120,9 +121,7 @@ SWEEP_COLUMNS = (
 )
 
 _EPS = 1e-12
-_BN_RECAL_BATCHES = 50   # batches of 128 training images for recalibrate_bn=True
 # (warm-up runs, timed runs) for latency, per device type
-_LATENCY_RUNS = {"cuda": (5, 20), "cpu": (1, 5)}
 
 
 # --------------------------------------------------------------------------- validation
@@ -253,12 +252,6 @@ def _require_convs(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
     return convs
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def default_example_input(model: nn.Module) -> torch.Tensor:
     """A ``(1, C, H, W)`` zero tensor for tracing: ``C`` = the first conv's input channels,
     ``H = W = 28`` when ``C == 1`` (MNIST/LeNet-5) else 32 (CIFAR)."""
@@ -266,23 +259,6 @@ def default_example_input(model: nn.Module) -> torch.Tensor:
     c = convs[0][1].in_channels
     size = 28 if c == 1 else 32
     return torch.zeros(1, c, size, size, device=_model_device(model))
-
-
-class _EvalMode:
-    """Context: the model in eval mode, every module's flag restored afterwards."""
-
-    def __init__(self, model: nn.Module):
-        self.model = model
-
-    def __enter__(self):
-        self.flags = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-        return self.model
-
-    def __exit__(self, *exc):
-        for m, flag in self.flags:
-            m.training = flag
-        return False
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -518,81 +494,6 @@ def prune(model: nn.Module, fraction: float, criterion: str = "l2", scope: str =
 
 
 # --------------------------------------------------------------------------- costs
-def count_parameters(model: nn.Module) -> int:
-    """Number of scalar parameters (shared tensors once; buffers excluded)."""
-    return sum(p.numel() for p in model.parameters())
-
-
-def count_flops(model: nn.Module, example_input: torch.Tensor) -> int:
-    """Forward FLOPs of ``model`` on ``example_input`` counted by
-    :class:`torch.utils.flop_counter.FlopCounterMode` (a multiply-add counts 2; convs,
-    matmuls, ... -- element-wise ops, BN and pooling are not counted).  Eval mode."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with _EvalMode(model), torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        model(example_input.to(_model_device(model)))
-    return int(counter.get_total_flops())
-
-
-def _conv_filter_costs(model: nn.Module, example_input: torch.Tensor):
-    """Per conv: (FLOPs per output filter, weights per output filter) for one input."""
-    convs = prunable_convs(model)
-    shapes = {}
-    hooks = [m.register_forward_hook(
-        lambda mod, inp, out, name=name: shapes.__setitem__(name, out.shape[-2:]))
-        for name, m in convs]
-    try:
-        with _EvalMode(model), torch.inference_mode():
-            model(example_input.to(_model_device(model)))
-    finally:
-        for h in hooks:
-            h.remove()
-    costs = {}
-    for name, m in convs:
-        per_filter = m.weight[0].numel()
-        h, w = shapes.get(name, (0, 0))
-        costs[name] = (2 * per_filter * int(h) * int(w), per_filter)
-    return costs
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def measure_latency(model: nn.Module, input_shape: Sequence[int], batch_size: int,
-                    device=None, *, warmup: int | None = None, repeats: int | None = None
-                    ) -> float:
-    """Median wall time in milliseconds of one eval-mode forward pass of a random batch
-    ``(batch_size, *input_shape)`` on ``device`` (default: the model's), after ``warmup``
-    untimed passes; CUDA is synchronised before and after each timed pass.  Float32 (the
-    convs use TF32 where PyTorch's defaults allow it); the input is channels-last when the
-    model's weights are.
-    Defaults: 5 warm-up and 20 timed passes on CUDA, 1 and 5 elsewhere."""
-    device = torch.device(device) if device is not None else _model_device(model)
-    w_default, r_default = _LATENCY_RUNS.get(device.type, _LATENCY_RUNS["cpu"])
-    warmup = w_default if warmup is None else int(warmup)
-    repeats = r_default if repeats is None else int(repeats)
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats!r}")
-    from .train import channels_last_model
-
-    x = torch.randn(batch_size, *input_shape, device=device)
-    if x.dim() == 4 and channels_last_model(model):
-        x = x.contiguous(memory_format=torch.channels_last)
-    times = []
-    with _EvalMode(model), torch.inference_mode():
-        for _ in range(warmup):
-            model(x)
-        for _ in range(repeats):
-            _sync(device)
-            t0 = time.perf_counter()
-            model(x)
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-    return 1000.0 * float(np.median(times))
-
-
 # --------------------------------------------------------------------------- evaluation
 def _evaluate(model: nn.Module, data, batch_size: int) -> dict:
     """Test loss and accuracy with :func:`bridgeout.train.evaluate` (the project's single
@@ -609,66 +510,6 @@ def _for_device(model: nn.Module, device: torch.device) -> nn.Module:
     return model.to(memory_format=torch.channels_last)
 
 
-@torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, data, batches: int = _BN_RECAL_BATCHES,
-                          batch_size: int = 128, seed: int = 0) -> nn.Module:
-    """Re-estimate every BatchNorm's running statistics in place and return ``model``.
-
-    Running mean/var are reset and then set to the cumulative average (``momentum=None``)
-    of the batch statistics of ``batches`` augmented training batches of ``batch_size``,
-    forwarded in train mode (shuffling and augmentation seeded with ``seed``).  Other
-    modules' train/eval flags and BN momenta are restored afterwards.
-    """
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return model
-    momenta = [m.momentum for m in bns]
-    flags = [(m, m.training) for m in model.modules()]
-    gen = torch.Generator(device=data.device).manual_seed(int(seed))
-    try:
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None
-        model.train()
-        for i, (x, _) in enumerate(data.train_batches(batch_size, gen, augment=True)):
-            if i >= batches:
-                break
-            model(x)
-    finally:
-        for m, mom in zip(bns, momenta):
-            m.momentum = mom
-        for m, flag in flags:
-            m.training = flag
-    return model
-
-
-def _finetune(model: nn.Module, data, epochs: int, selection, seed: int, device) -> nn.Module:
-    """Short fine-tuning with :func:`bridgeout.train.fit` (``"fast"`` protocol shape, lr
-    0.01); in mask mode the zeroed filters are held at zero by
-    :func:`torch.nn.utils.prune.custom_from_mask` during training."""
-    from torch.nn.utils import prune as tprune
-
-    from . import train
-
-    mods = dict(model.named_modules())
-    masked = []
-    if selection:
-        for name, idxs in selection.items():
-            conv = mods[name]
-            mask = torch.ones_like(conv.weight)
-            mask[idxs.to(mask.device)] = 0
-            tprune.custom_from_mask(conv, "weight", mask)
-            masked.append(name)
-    protocol = dataclasses.replace(train.get_protocol("fast", epochs=epochs), lr=0.01)
-    result = train.fit(model, data, protocol, device=device, seed=seed, progress=False,
-                       eval_every=epochs)
-    out = result.model
-    mods = dict(out.named_modules())
-    for name in masked:
-        tprune.remove(mods[name], "weight")
-    return out.eval()
-
-
 # --------------------------------------------------------------------------- sweep
 def _resolve_device(device, data):
     if device is not None:
@@ -679,14 +520,6 @@ def _resolve_device(device, data):
     if dev is not None:
         return torch.device(dev)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _check_recal(value) -> int:
-    if isinstance(value, bool):
-        return _BN_RECAL_BATCHES if value else 0
-    if isinstance(value, (int, np.integer)) and value >= 0:
-        return int(value)
-    raise ValueError(f"recalibrate_bn must be a bool or a number of batches >= 0, got {value!r}")
 
 
 def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS,
@@ -751,121 +584,36 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
     recal_batches = _check_recal(recalibrate_bn)
     if not isinstance(bn_scales, bool):
         raise ValueError(f"bn_scales must be True or False, got {bn_scales!r}")
-    from .quirks import prune_bn_scales_
     if isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, (int, np.integer)) \
             or finetune_epochs < 0:
         raise ValueError(f"finetune_epochs must be an integer >= 0, got {finetune_epochs!r}")
     _require_convs(model)
     device = _resolve_device(device, data)
     data = as_device_data(data, dataset, device)
+    run = _Sweep(model, data, device, recal_batches=recal_batches, finetune_epochs=int(finetune_epochs),
+                 latency=latency, seed=seed, batch_size=batch_size, bn_scales=bn_scales)
 
-    base = _for_device(_plain_copy(model).to(device).eval(), device)
-    example = data.normalize(data.x_test[:1])
-    input_shape = tuple(example.shape[1:])
-    base_state = {k: v.clone() for k, v in base.state_dict().items()}
-
-    dense_params = count_parameters(base)
-    dense_flops = count_flops(base, example)
-    filter_costs = _conv_filter_costs(base, example)
-    convs = prunable_convs(base)
-
-    total = len(criteria) * len(scopes) * len(modes) * len(fractions)
     bar = None
     if progress:
         from tqdm import tqdm  # the text bar: tqdm.auto warns in notebooks without ipywidgets
-        bar = tqdm(total=total, desc="prune sweep", leave=False)
-
-    cache: dict = {}
-
-    def adjust(m, selection):
-        if recal_batches:
-            recalibrate_batchnorm(m, data, recal_batches, seed=seed)
-        if finetune_epochs:
-            m = _finetune(m, data, int(finetune_epochs), selection, seed, device)
-        return m
-
-    def latencies(m):
-        return (measure_latency(m, input_shape, 1, device),
-                measure_latency(m, input_shape, 128, device))
-
-    def unpruned():
-        """Evaluation (and latency) of the unpruned model, computed once."""
-        if "row" not in cache:
-            t0 = time.perf_counter()
-            m = adjust(copy.deepcopy(base), None) if (recal_batches or finetune_epochs) else base
-            t1 = time.perf_counter()
-            ev = _evaluate(m, data, batch_size)
-            t2 = time.perf_counter()
-            lat = latencies(m) if latency else (math.nan, math.nan)
-            t3 = time.perf_counter()
-            cache["row"] = dict(test_acc=ev["acc"], test_loss=ev["loss"], params=dense_params,
-                                params_effective=dense_params, flops=dense_flops,
-                                flops_effective=dense_flops, latency_b1_ms=lat[0],
-                                latency_b128_ms=lat[1], prune_s=0.0, adjust_s=t1 - t0,
-                                eval_s=t2 - t1, cost_s=t3 - t2)
-            return dict(cache["row"])
-        return {**cache["row"], "adjust_s": 0.0, "eval_s": 0.0, "cost_s": 0.0}
-
-    plan = None
-    work = None
+        bar = tqdm(total=len(criteria) * len(scopes) * len(modes) * len(fractions), desc="prune sweep",
+                   leave=False)
     rows = []
     for criterion in criteria:
-        conv_scores = _conv_scores(convs, criterion, seed) if "mask" in modes else None
+        conv_scores = _conv_scores(run.convs, criterion, seed) if "mask" in modes else None
         for scope in scopes:
             for mode in modes:
-                if mode == "remove" and plan is None and any(f > 0 for f in fractions):
-                    plan = RemovalPlan(base, example)
-                group_scores = (plan.importances(base, criterion, seed)
-                                if mode == "remove" and plan is not None else None)
+                group_scores = (run.plan().importances(run.base, criterion, seed)
+                                if mode == "remove" and any(f > 0 for f in fractions) else None)
                 for fraction in fractions:
                     row = dict(criterion=criterion, scope=scope, mode=mode, fraction=fraction,
-                               recalibrate_bn=bool(recal_batches),
-                               finetune_epochs=int(finetune_epochs))
+                               recalibrate_bn=bool(recal_batches), finetune_epochs=int(finetune_epochs))
                     if fraction == 0.0:
-                        row.update(unpruned())
-                        rows.append(row)
-                        if bar is not None:
-                            bar.update()
-                        continue
-                    t0 = time.perf_counter()
-                    if mode == "mask":
-                        if work is None:
-                            work = copy.deepcopy(base)
-                        work.load_state_dict(base_state)
-                        selection = _mask_selection_from_scores(convs, conv_scores, fraction,
-                                                                criterion, scope)
-                        pruned = _apply_mask(work, selection)
-                        if bn_scales:
-                            prune_bn_scales_(pruned, fraction)
+                        row.update(run.unpruned())
+                    elif mode == "mask":
+                        row.update(run.mask_row(conv_scores, fraction, criterion, scope))
                     else:
-                        selection = None
-                        sel = plan.select(group_scores, fraction, criterion, scope)
-                        pruned = _for_device(plan.apply(base, sel), device)
-                    t1 = time.perf_counter()
-                    pruned = adjust(pruned, selection)
-                    if mode == "mask" and pruned is not work:
-                        work = None
-                    t2 = time.perf_counter()
-                    ev = _evaluate(pruned, data, batch_size)
-                    t3 = time.perf_counter()
-                    if mode == "mask":
-                        zero_flops = sum(len(i) * filter_costs[n][0] for n, i in selection.items())
-                        zero_params = sum(len(i) * filter_costs[n][1] for n, i in selection.items())
-                        costs = dict(params=dense_params,
-                                     params_effective=dense_params - zero_params,
-                                     flops=dense_flops, flops_effective=dense_flops - zero_flops,
-                                     latency_b1_ms=math.nan, latency_b128_ms=math.nan)
-                    else:
-                        n_params = count_parameters(pruned)
-                        n_flops = count_flops(pruned, example)
-                        lat = latencies(pruned) if latency else (math.nan, math.nan)
-                        costs = dict(params=n_params, params_effective=n_params, flops=n_flops,
-                                     flops_effective=n_flops, latency_b1_ms=lat[0],
-                                     latency_b128_ms=lat[1])
-                        del pruned
-                    t4 = time.perf_counter()
-                    row.update(test_acc=ev["acc"], test_loss=ev["loss"], **costs,
-                               prune_s=t1 - t0, adjust_s=t2 - t1, eval_s=t3 - t2, cost_s=t4 - t3)
+                        row.update(run.remove_row(group_scores, fraction, criterion, scope))
                     rows.append(row)
                     if bar is not None:
                         bar.update()
@@ -876,3 +624,109 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
     df[int_cols] = df[int_cols].astype("int64")
     df["fraction"] = df["fraction"].astype("float64")
     return df
+
+
+class _Sweep:
+    """The state one :func:`sweep` shares between its rows: the plain base model on the
+    device (and its weights, restored before every mask row), the dense costs, the
+    per-filter costs, the removal plan (traced on first use) and the unpruned row (evaluated
+    once). Each ``*_row`` method returns the measured columns of one row."""
+
+    def __init__(self, model, data, device, *, recal_batches, finetune_epochs, latency, seed, batch_size,
+                 bn_scales):
+        self.data, self.device, self.seed, self.batch_size = data, device, seed, batch_size
+        self.recal_batches, self.finetune_epochs = recal_batches, finetune_epochs
+        self.latency, self.bn_scales = latency, bn_scales
+        self.base = _for_device(_plain_copy(model).to(device).eval(), device)
+        self.example = data.normalize(data.x_test[:1])
+        self.input_shape = tuple(self.example.shape[1:])
+        self.base_state = {k: v.clone() for k, v in self.base.state_dict().items()}
+        self.dense_params = count_parameters(self.base)
+        self.dense_flops = count_flops(self.base, self.example)
+        self.filter_costs = _conv_filter_costs(self.base, self.example)
+        self.convs = prunable_convs(self.base)
+        self._plan = None
+        self._work = None
+        self._unpruned = None
+
+    def plan(self) -> "RemovalPlan":
+        if self._plan is None:
+            self._plan = RemovalPlan(self.base, self.example)
+        return self._plan
+
+    def adjust(self, m, selection):
+        """BatchNorm re-estimation and fine-tuning, as asked (the pruned model, possibly new)."""
+        if self.recal_batches:
+            recalibrate_batchnorm(m, self.data, self.recal_batches, seed=self.seed)
+        if self.finetune_epochs:
+            m = _finetune(m, self.data, self.finetune_epochs, selection, self.seed, self.device)
+        return m
+
+    def latencies(self, m) -> tuple[float, float]:
+        if not self.latency:
+            return math.nan, math.nan
+        return (measure_latency(m, self.input_shape, 1, self.device),
+                measure_latency(m, self.input_shape, 128, self.device))
+
+    def unpruned(self) -> dict:
+        """Evaluation (and latency) of the unpruned model, computed once; later fraction-0
+        rows share it with zero times."""
+        if self._unpruned is not None:
+            return {**self._unpruned, "adjust_s": 0.0, "eval_s": 0.0, "cost_s": 0.0}
+        t0 = time.perf_counter()
+        m = (self.adjust(copy.deepcopy(self.base), None) if (self.recal_batches or self.finetune_epochs)
+             else self.base)
+        t1 = time.perf_counter()
+        ev = _evaluate(m, self.data, self.batch_size)
+        t2 = time.perf_counter()
+        lat = self.latencies(m)
+        t3 = time.perf_counter()
+        self._unpruned = dict(test_acc=ev["acc"], test_loss=ev["loss"], params=self.dense_params,
+                              params_effective=self.dense_params, flops=self.dense_flops,
+                              flops_effective=self.dense_flops, latency_b1_ms=lat[0], latency_b128_ms=lat[1],
+                              prune_s=0.0, adjust_s=t1 - t0, eval_s=t2 - t1, cost_s=t3 - t2)
+        return dict(self._unpruned)
+
+    def mask_row(self, conv_scores, fraction, criterion, scope) -> dict:
+        """Zero the selected filters of a reused working copy (weights restored first)."""
+        from .quirks import prune_bn_scales_
+        t0 = time.perf_counter()
+        if self._work is None:
+            self._work = copy.deepcopy(self.base)
+        self._work.load_state_dict(self.base_state)
+        selection = _mask_selection_from_scores(self.convs, conv_scores, fraction, criterion, scope)
+        pruned = _apply_mask(self._work, selection)
+        if self.bn_scales:
+            prune_bn_scales_(pruned, fraction)
+        t1 = time.perf_counter()
+        pruned = self.adjust(pruned, selection)
+        if pruned is not self._work:          # fine-tuning returned another module
+            self._work = None
+        t2 = time.perf_counter()
+        ev = _evaluate(pruned, self.data, self.batch_size)
+        t3 = time.perf_counter()
+        zero_flops = sum(len(i) * self.filter_costs[n][0] for n, i in selection.items())
+        zero_params = sum(len(i) * self.filter_costs[n][1] for n, i in selection.items())
+        return dict(test_acc=ev["acc"], test_loss=ev["loss"], params=self.dense_params,
+                    params_effective=self.dense_params - zero_params, flops=self.dense_flops,
+                    flops_effective=self.dense_flops - zero_flops, latency_b1_ms=math.nan,
+                    latency_b128_ms=math.nan, prune_s=t1 - t0, adjust_s=t2 - t1, eval_s=t3 - t2,
+                    cost_s=time.perf_counter() - t3)
+
+    def remove_row(self, group_scores, fraction, criterion, scope) -> dict:
+        """Physically remove the selected channels from a fresh copy of the base model."""
+        t0 = time.perf_counter()
+        plan = self.plan()
+        pruned = _for_device(plan.apply(self.base, plan.select(group_scores, fraction, criterion, scope)),
+                             self.device)
+        t1 = time.perf_counter()
+        pruned = self.adjust(pruned, None)
+        t2 = time.perf_counter()
+        ev = _evaluate(pruned, self.data, self.batch_size)
+        t3 = time.perf_counter()
+        n_params = count_parameters(pruned)
+        n_flops = count_flops(pruned, self.example)
+        lat = self.latencies(pruned)
+        return dict(test_acc=ev["acc"], test_loss=ev["loss"], params=n_params, params_effective=n_params,
+                    flops=n_flops, flops_effective=n_flops, latency_b1_ms=lat[0], latency_b128_ms=lat[1],
+                    prune_s=t1 - t0, adjust_s=t2 - t1, eval_s=t3 - t2, cost_s=time.perf_counter() - t3)

@@ -1,0 +1,87 @@
+"""Cheap repair after pruning: BatchNorm re-estimation and short fine-tuning.
+
+The repair side of :mod:`bridgeout.prune` (:func:`bridgeout.prune.sweep` calls these when
+``recalibrate_bn`` / ``finetune_epochs`` ask for it). Re-exported by :mod:`bridgeout.prune`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["recalibrate_batchnorm", "finetune"]
+
+_BN_RECAL_BATCHES = 50   # batches of 128 training images for recalibrate_bn=True
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, data, batches: int = _BN_RECAL_BATCHES,
+                          batch_size: int = 128, seed: int = 0) -> nn.Module:
+    """Re-estimate every BatchNorm's running statistics in place and return ``model``.
+
+    Running mean/var are reset and then set to the cumulative average (``momentum=None``)
+    of the batch statistics of ``batches`` augmented training batches of ``batch_size``,
+    forwarded in train mode (shuffling and augmentation seeded with ``seed``).  Other
+    modules' train/eval flags and BN momenta are restored afterwards.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return model
+    momenta = [m.momentum for m in bns]
+    flags = [(m, m.training) for m in model.modules()]
+    gen = torch.Generator(device=data.device).manual_seed(int(seed))
+    try:
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+        model.train()
+        for i, (x, _) in enumerate(data.train_batches(batch_size, gen, augment=True)):
+            if i >= batches:
+                break
+            model(x)
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        for m, flag in flags:
+            m.training = flag
+    return model
+
+
+def _finetune(model: nn.Module, data, epochs: int, selection, seed: int, device) -> nn.Module:
+    """Short fine-tuning with :func:`bridgeout.train.fit` (``"fast"`` protocol shape, lr
+    0.01); in mask mode the zeroed filters are held at zero by
+    :func:`torch.nn.utils.prune.custom_from_mask` during training."""
+    from torch.nn.utils import prune as tprune
+
+    from . import train
+
+    mods = dict(model.named_modules())
+    masked = []
+    if selection:
+        for name, idxs in selection.items():
+            conv = mods[name]
+            mask = torch.ones_like(conv.weight)
+            mask[idxs.to(mask.device)] = 0
+            tprune.custom_from_mask(conv, "weight", mask)
+            masked.append(name)
+    protocol = dataclasses.replace(train.get_protocol("fast", epochs=epochs), lr=0.01)
+    result = train.fit(model, data, protocol, device=device, seed=seed, progress=False,
+                       eval_every=epochs)
+    out = result.model
+    mods = dict(out.named_modules())
+    for name in masked:
+        tprune.remove(mods[name], "weight")
+    return out.eval()
+
+
+finetune = _finetune
+
+
+def _check_recal(value) -> int:
+    if isinstance(value, bool):
+        return _BN_RECAL_BATCHES if value else 0
+    if isinstance(value, (int, np.integer)) and value >= 0:
+        return int(value)
+    raise ValueError(f"recalibrate_bn must be a bool or a number of batches >= 0, got {value!r}")
