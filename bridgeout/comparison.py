@@ -35,12 +35,16 @@ ARM_LABELS = {
     "dropout": "targeted Dropout",
     "bridgeout": "Batch Bridgeout (q = 1.5)",
     "targeted_dropconnect": "targeted DropConnect (signed, q = 2)",
+    "slimming": "Network Slimming (L1 on γ)",
+    "group_lasso": "group lasso (SSL)",
 }
-ARMS = tuple(ARM_LABELS)
+#: The paper's comparison (the two sparsity penalties are extra arms, drawn after these).
+ARMS = ("weight_decay", "dropout", "bridgeout", "targeted_dropconnect")
 #: Okabe-Ito colours, those of :data:`bridgeout.plots.PALETTE` for the shared regularizers.
 ARM_COLORS = {"weight_decay": "#009E73", "dropout": "#E69F00", "bridgeout": "#0072B2",
-              "targeted_dropconnect": "#CC79A7"}
-ARM_MARKERS = {"weight_decay": "^", "dropout": "s", "bridgeout": "o", "targeted_dropconnect": "D"}
+              "targeted_dropconnect": "#CC79A7", "slimming": "#D55E00", "group_lasso": "#56B4E9"}
+ARM_MARKERS = {"weight_decay": "^", "dropout": "s", "bridgeout": "o", "targeted_dropconnect": "D",
+               "slimming": "v", "group_lasso": "P"}
 
 
 def arm_of(regularizer: str, q: float, signed: bool) -> str:

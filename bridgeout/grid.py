@@ -76,6 +76,7 @@ PARAMETERS: dict = {
     "q": 1.5,
     "target_fraction": 0.75,
     "signed": False,
+    "lam": None,
     "dataset": "mnist",
     "protocol": "smoke",
     "epochs": None,
@@ -184,6 +185,13 @@ def validate_params(params: Mapping) -> dict:
     out["q"] = check_positive("q", p["q"])
     out["target_fraction"] = check_fraction("target_fraction", p["target_fraction"])
     out["signed"] = _bool("signed", p["signed"])
+    lam = p["lam"]
+    if lam is not None and (isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam > 0):
+        raise ValueError(f"lam must be None or a number > 0 (the slimming / group_lasso strength), got {lam!r}")
+    if lam is not None and out["regularizer"] not in ("slimming", "group_lasso"):
+        raise ValueError(f"lam is the strength of the slimming / group_lasso penalties; regularizer "
+                         f"{out['regularizer']!r} takes none, got lam={lam!r}")
+    out["lam"] = None if lam is None else float(lam)
     out["dataset"] = check_choice("dataset", p["dataset"], k["datasets"])
     if (out["model"] == "lenet5") != (out["dataset"] == "mnist"):
         raise ValueError(f"model {out['model']!r} does not fit dataset {out['dataset']!r}: lenet5 takes "
@@ -260,7 +268,7 @@ def build_model(params: Mapping, num_classes: int):
     torch.manual_seed(params["seed"])
     model = models.build(params["model"], num_classes, params["regularizer"], width=params["width"],
                          p=params["p"], q=params["q"], target_fraction=params["target_fraction"],
-                         signed=params["signed"])
+                         signed=params["signed"], lam=params.get("lam"))
     if "legacy_bn_init" in params.get("quirks", ()):
         legacy_bn_init_(model)
     return model
@@ -320,6 +328,7 @@ def result_tables(params: Mapping, fit, sweep: pd.DataFrame, dd, provenance: Map
         "run_id": run_id, "grid": params["grid"], "model": params["model"],
         "regularizer": params["regularizer"], "p": params["p"], "q": params["q"],
         "target_fraction": params["target_fraction"], "signed": params["signed"],
+        "lam": getattr(fit.model, "sparsity_lambda", None),
         "dataset": params["dataset"], "protocol": params["protocol"],
         "epochs": _planned_epochs(params), "epochs_done": int(fit.epochs_done),
         "width": params["width"], "n_train": int(len(dd.y_train)), "n_test": int(len(dd.y_test)),

@@ -42,6 +42,10 @@ Regularizer placement (``regularizer=``), as in the published experiments:
                    dropout places.
 ``"weight_decay"`` plain layers only (weight decay itself is set by the optimizer
                    of every protocol).
+``"slimming"``     plain layers; the training loss adds ``lam * sum |gamma|`` over the
+                   BatchNorms after the convs (Network Slimming, :mod:`bridgeout.sparsity`).
+``"group_lasso"``  plain layers; the training loss adds ``lam * sum_f ||W_f||_2`` over
+                   every conv's output filters (SSL, :mod:`bridgeout.sparsity`).
 =================  ==========================================================
 
 Every architecture has the same module tree and parameter names for every
@@ -106,7 +110,7 @@ __all__ = [
 ]
 
 MODELS = ("vgg16", "resnet", "wrn28_10", "wrn", "lenet5")
-REGULARIZERS = ("bridgeout", "dropout", "weight_decay", "sparseout", "dropconnect")
+REGULARIZERS = ("bridgeout", "dropout", "weight_decay", "sparseout", "dropconnect", "slimming", "group_lasso")
 WEIGHT_REGULARIZERS = ("bridgeout", "dropconnect")
 ACTIVATION_REGULARIZERS = ("dropout", "sparseout")
 
@@ -401,7 +405,7 @@ def _check_int(name, value, minimum):
 def build(name: str, num_classes: int = 10, regularizer: str = "weight_decay", *,
           width: float = 1.0, in_channels: int | None = None, p: float = 0.3,
           q: float = 1.5, target_fraction: float = 0.75, signed: bool = False,
-          depth: int = 28, widen_factor: int = 10) -> nn.Module:
+          depth: int = 28, widen_factor: int = 10, lam: float | None = None) -> nn.Module:
     """Build an initialised model.
 
     Args:
@@ -419,6 +423,8 @@ def build(name: str, num_classes: int = 10, regularizer: str = "weight_decay", *
             Bridgeout experiments use none.
         depth, widen_factor: WRN depth ``6n + 4`` (>= 10) and widen factor (>= 1),
             for ``name="wrn"``.
+        lam: strength of the ``slimming`` / ``group_lasso`` penalty (default
+            :data:`bridgeout.sparsity.DEFAULT_LAMBDA`); must be None for the others.
 
     Returns:
         the model in training mode, on the CPU, initialised as published
@@ -462,4 +468,10 @@ def build(name: str, num_classes: int = 10, regularizer: str = "weight_decay", *
                            in_channels=in_channels)
     model.arch = name
     model.regularizer = regularizer
+    from . import sparsity
+    if regularizer in sparsity.PENALTIES:
+        sparsity.attach(model, regularizer, lam)
+    elif lam is not None:
+        raise ValueError(f"lam is the strength of the slimming / group_lasso penalties; regularizer "
+                         f"{regularizer!r} takes none, got lam={lam!r}")
     return init_weights(model)

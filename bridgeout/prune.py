@@ -21,6 +21,10 @@ an *importance* :math:`s_f`; the filters with the **smallest** importance are pr
   to the other filters of the layer, the zero diagonal included in the mean).  The
   importance is :math:`s_f = 1 - o_f`, so the **most overlapping** filters are pruned first.
   An all-zero filter has overlap 0 (it is normalised with a small epsilon).
+* ``"bn_scale"`` (Network Slimming): :math:`s_f = |\\gamma_f|`, the scale of the BatchNorm
+  channel the filter feeds (found by tracing one forward,
+  :func:`bridgeout.filters.conv_batchnorm_pairs`); a conv that feeds no BatchNorm is
+  refused, naming it. Needs the model, so :func:`filter_scores` refuses it.
 
 Scope
 -----
@@ -107,7 +111,7 @@ __all__ = [
     "default_example_input",
 ]
 
-CRITERIA = ("l2", "l1", "random", "orthogonality")
+CRITERIA = ("l2", "l1", "random", "orthogonality", "bn_scale")
 SCOPES = ("layer", "global")
 MODES = ("mask", "remove")
 DEFAULT_FRACTIONS = tuple(i / 10 for i in range(10))
@@ -165,6 +169,9 @@ def filter_scores(weight: torch.Tensor, criterion: str = "l2", *,
     formulas.  ``generator`` (CPU) is used by ``"random"`` only.  Returns float32, on the
     weight's device, shape ``(C_out,)``."""
     check_choice("criterion", criterion, CRITERIA)
+    if criterion == "bn_scale":
+        raise ValueError("criterion 'bn_scale' scores a filter by the BatchNorm it feeds, so it needs the "
+                         "model: use prune() or sweep(), not filter_scores()")
     w = weight.detach().reshape(weight.shape[0], -1).float()
     if criterion == "l2":
         return torch.linalg.vector_norm(w, ord=2, dim=1)
@@ -269,11 +276,31 @@ def _generator(seed: int) -> torch.Generator:
 def _mask_selection(model: nn.Module, fraction: float, criterion: str, scope: str, seed: int
                     ) -> dict[str, torch.Tensor]:
     convs = _require_convs(model)
-    scores = _conv_scores(convs, criterion, seed)
+    scores = _conv_scores(convs, criterion, seed, model)
     return _mask_selection_from_scores(convs, scores, fraction, criterion, scope)
 
 
-def _conv_scores(convs, criterion: str, seed: int) -> list[torch.Tensor]:
+def _bn_scales(model: nn.Module, names) -> dict[str, torch.Tensor]:
+    """``{conv name: |gamma| of the BatchNorm channel each of its filters feeds}``."""
+    from .filters import conv_batchnorm_pairs
+    pairs = conv_batchnorm_pairs(model)
+    mods = dict(model.named_modules())
+    out = {}
+    for name in names:
+        bn = pairs.get(name)
+        if bn is None or mods[bn].weight is None:
+            raise ValueError(f"criterion 'bn_scale': conv {name!r} feeds no affine BatchNorm, so its filters "
+                             f"have no scale to rank by; use another criterion for this model")
+        out[name] = mods[bn].weight.detach().abs().float().cpu()
+    return out
+
+
+def _conv_scores(convs, criterion: str, seed: int, model: nn.Module | None = None) -> list[torch.Tensor]:
+    if criterion == "bn_scale":
+        scales = _bn_scales(model, [n for n, _ in convs])
+        scores = [scales[n] for n, _ in convs]
+        _check_scores_finite([n for n, _ in convs], scores, criterion)
+        return scores
     gen = _generator(seed)
     scores = [filter_scores(m.weight, criterion, generator=gen).cpu() for _, m in convs]
     _check_scores_finite([n for n, _ in convs], scores, criterion)
@@ -391,6 +418,8 @@ class RemovalPlan:
         check_choice("criterion", criterion, CRITERIA)
         gen = _generator(seed)
         mods = dict(model.named_modules())
+        scales = (_bn_scales(model, [n for g in self.groups for n, _, _ in g.convs])
+                  if criterion == "bn_scale" else None)
         out = []
         for g in self.groups:
             if criterion == "random":
@@ -399,14 +428,14 @@ class RemovalPlan:
             total = torch.zeros(g.channels)
             count = torch.zeros(g.channels)
             for name, idxs, root_idxs in g.convs:
-                s = filter_scores(mods[name].weight, criterion).cpu()[idxs]
+                s = (scales[name] if scales is not None else filter_scores(mods[name].weight, criterion).cpu())[idxs]
                 if criterion == "l2":
                     s = s.square()
                 total.index_add_(0, root_idxs, s)
                 count.index_add_(0, root_idxs, torch.ones_like(s))
             if criterion == "l2":
                 total = total.sqrt()
-            elif criterion == "orthogonality":
+            elif criterion in ("orthogonality", "bn_scale"):
                 total = total / count.clamp_min(1)
             out.append(total)
         _check_scores_finite([g.convs[0][0] if g.convs else f"group {i}" for i, g in enumerate(self.groups)],
@@ -600,7 +629,7 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
                    leave=False)
     rows = []
     for criterion in criteria:
-        conv_scores = _conv_scores(run.convs, criterion, seed) if "mask" in modes else None
+        conv_scores = _conv_scores(run.convs, criterion, seed, run.base) if "mask" in modes else None
         for scope in scopes:
             for mode in modes:
                 group_scores = (run.plan().importances(run.base, criterion, seed)

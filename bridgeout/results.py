@@ -67,6 +67,7 @@ RUNS_SCHEMA: dict[str, tuple[str, str]] = {
     "q": ("float", "Bridge exponent q > 0 (bridgeout / sparseout)."),
     "target_fraction": ("float", "Targeted fraction in (0, 1] of kernels (bridgeout) or channels (dropout)."),
     "signed": ("bool", "Whether the bridgeout noise carries the sign(W) factor."),
+    "lam": ("float", "Strength of the slimming / group_lasso penalty in the training loss (empty for other regularizers)."),
     "dataset": ("str", "Dataset name (`bridgeout.data.DATASETS`)."),
     "protocol": ("str", "Training protocol (`paper`, `fast`, `cpu` or `smoke`, see `bridgeout.train`)."),
     "epochs": ("int", "Planned number of epochs (the protocol's, or the override)."),
@@ -146,11 +147,11 @@ KEYS = {
 
 #: Nullable columns added after tables were first written: a table without them loads with
 #: them empty (and is written back with them on the next append).
-LATER_COLUMNS = {"runs": ("quirks",)}
+LATER_COLUMNS = {"runs": ("lam", "quirks")}
 
 # Columns that may be empty / NaN. Everything else is required.
 _NULLABLE = {
-    "runs": {"grid", "cuda_version", "git_commit", "device_name", "notebook", "best_test_acc", "quirks"},
+    "runs": {"grid", "cuda_version", "git_commit", "device_name", "notebook", "best_test_acc", "quirks", "lam"},
     "pruning": {"test_loss", "latency_b1_ms", "latency_b128_ms", "params_effective", "flops",
                 "flops_effective", "params",
                 "prune_s", "adjust_s", "eval_s", "cost_s"},
@@ -160,7 +161,7 @@ _NULLABLE = {
 # Closed [low, high] ranges, or (low, high, "open_high").
 _UNIT = (0.0, 1.0)
 _RANGES = {
-    "runs": {"p": (0.0, 1.0, "open_high"), "q": (0.0, math.inf, "open_low"),
+    "runs": {"lam": (0.0, math.inf, "open_low"), "p": (0.0, 1.0, "open_high"), "q": (0.0, math.inf, "open_low"),
              "target_fraction": (0.0, 1.0, "open_low"), "final_test_acc": _UNIT, "best_test_acc": _UNIT,
              "epochs": (0, math.inf), "epochs_done": (0, math.inf), "width": (0.0, math.inf, "open_low"),
              "n_train": (1, math.inf), "n_test": (1, math.inf), "seed": (0, math.inf),
@@ -535,7 +536,7 @@ NON_IDENTITY = frozenset({"device", "data_root", "results_dir", "notebook_path",
 
 #: Parameters added after runs were first recorded, with the value they implicitly had
 #: before: left out of the hash when they have it, so earlier run ids stay valid.
-LATER_DEFAULTS = {"prune_recalibrate_bn": [False], "quirks": []}
+LATER_DEFAULTS = {"prune_recalibrate_bn": [False], "quirks": [], "lam": None}
 
 
 def _canonical(v):

@@ -244,20 +244,24 @@ def prepare_model(model: nn.Module, device: torch.device, *, compile: bool = Fal
 
 
 def train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               device: torch.device, channels_last: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               device: torch.device, channels_last: bool | None = None,
+               penalty=None) -> tuple[torch.Tensor, torch.Tensor]:
     """One SGD step on a batch: forward (bf16 autocast on CUDA; channels_last inputs when
     the model's weights are, see :func:`prepare_model`), mean cross-entropy, backward,
     ``opt.step()``. Returns the detached float32 loss and the number of correct predictions
     as 0-d tensors on the device (no host sync). ``channels_last`` None looks at the
-    model's weights (pass it to skip the look)."""
+    model's weights (pass it to skip the look). ``penalty``, a callable returning a 0-d
+    tensor (:func:`bridgeout.sparsity.penalty_fn`), is added to the loss that is minimised;
+    the returned loss is the cross-entropy alone."""
     cl = channels_last_model(net) if channels_last is None else channels_last
     with _autocast(device):
         out = net(_prepare_input(x, cl))
-        loss = F.cross_entropy(out, y)
+        ce = F.cross_entropy(out, y)
+        loss = ce if penalty is None else ce + penalty()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return loss.detach().float(), (out.detach().argmax(1) == y).sum()
+    return ce.detach().float(), (out.detach().argmax(1) == y).sum()
 
 
 @dataclass
@@ -382,6 +386,8 @@ def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, 
     torch.manual_seed(seed)
     data_gen = torch.Generator(device=dev).manual_seed(seed)
     net = prepare_model(model, dev, compile=compile, channels_last=channels_last)
+    from .sparsity import penalty_fn
+    penalty = penalty_fn(model)       # slimming / group lasso: a term of the training loss
 
     opt = torch.optim.SGD(model.parameters(), lr=proto.lr, momentum=proto.momentum,
                           nesterov=proto.nesterov, weight_decay=proto.weight_decay)
@@ -436,7 +442,7 @@ def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, 
                    disable=not progress, leave=False, dynamic_ncols=True)
         batches = itertools.islice(dd.train_batches(proto.batch_size, data_gen), steps_per_epoch)
         for step, (x, y) in enumerate(batches):
-            loss, n_correct = train_step(net, opt, x, y, dev, channels_last)
+            loss, n_correct = train_step(net, opt, x, y, dev, channels_last, penalty)
             b = y.shape[0]
             loss_sum += loss * b
             correct += n_correct

@@ -200,7 +200,7 @@ def _synthetic_tables(root: Path) -> None:
                       epochs=epochs, width=width, n_train=n_train, q=q)
         rid = results.make_run_id(params)
         runs.append(dict(run_id=rid, grid=grid, model=model, regularizer=reg, p=0.3, q=q, target_fraction=0.75,
-                         signed=False, dataset=dataset, protocol=protocol, epochs=epochs, epochs_done=epochs,
+                         signed=False, lam=None, dataset=dataset, protocol=protocol, epochs=epochs, epochs_done=epochs,
                          width=width, n_train=n_train, n_test=10_000, seed=seed, select="final",
                          quirks="", final_test_acc=0.9, best_test_acc=0.91, best_epoch=epochs, wall_time_s=60.0,
                          device="cpu", device_name="test cpu", torch_version="x", cuda_version="",
@@ -248,7 +248,8 @@ def _synthetic_cpu_comparison(root: Path) -> None:
         for seed in (0, 1):
             rid = f"cpu-{reg}-{seed}"
             runs.append(dict(run_id=rid, grid=summary.CPU_GRID, model="vgg16", regularizer=reg, p=0.3, q=q,
-                             target_fraction=0.75, signed=signed, dataset="cifar10", protocol="cpu", epochs=26,
+                             target_fraction=0.75, signed=signed, lam=None, dataset="cifar10", protocol="cpu",
+                             epochs=26,
                              epochs_done=26, width=0.25, n_train=50_000, n_test=10_000, seed=seed,
                              select="final", quirks="", final_test_acc=0.85 + 0.01 * seed, best_test_acc=0.86,
                              best_epoch=26, wall_time_s=1800.0, device="cpu", device_name="test cpu",

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 def run_row(run_id="r1", **kw) -> dict:
     row = {
         "run_id": run_id, "grid": "g", "model": "lenet5", "regularizer": "bridgeout", "p": 0.3, "q": 1.5,
-        "target_fraction": 0.75, "signed": False, "dataset": "mnist", "protocol": "smoke", "epochs": 1,
+        "target_fraction": 0.75, "signed": False, "lam": math.nan, "dataset": "mnist", "protocol": "smoke", "epochs": 1,
         "epochs_done": 1, "width": 1.0, "n_train": 64, "n_test": 32, "seed": 0, "select": "final",
         "quirks": "", "final_test_acc": 0.5, "best_test_acc": 0.625, "best_epoch": 1, "wall_time_s": 1.25, "device": "cpu",
         "device_name": "cpu", "torch_version": "2.x", "cuda_version": "", "git_commit": "abc", "git_dirty": True,
