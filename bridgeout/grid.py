@@ -284,7 +284,7 @@ def train_model(params: Mapping, model, dd, *, progress: bool = True):
     if "momentum_reset" in params.get("quirks", ()):
         proto = replace(proto, reset_optimizer_each_epoch=True)
     owner = {k: params.get(k) for k in ("run_id", "model", "width", "regularizer", "p", "q", "target_fraction",
-                                        "signed", "seed", "n_train", "quirks")}
+                                        "signed", "lam", "seed", "n_train", "quirks")}
     return train.fit(model, dd, proto, select=params["select"],
                      device=params["device"], seed=params["seed"], dataset=params["dataset"],
                      checkpoint_dir=ckpt, progress=progress, checkpoint_owner=owner)
