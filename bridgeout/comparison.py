@@ -42,9 +42,9 @@ ARM_LABELS = {
 ARMS = ("weight_decay", "dropout", "bridgeout", "targeted_dropconnect")
 #: Okabe-Ito colours, those of :data:`bridgeout.plots.PALETTE` for the shared regularizers.
 ARM_COLORS = {"weight_decay": "#009E73", "dropout": "#E69F00", "bridgeout": "#0072B2",
-              "targeted_dropconnect": "#CC79A7", "slimming": "#D55E00", "group_lasso": "#56B4E9"}
+              "targeted_dropconnect": "#CC79A7", "slimming": "#56B4E9", "group_lasso": "#000000"}
 ARM_MARKERS = {"weight_decay": "^", "dropout": "s", "bridgeout": "o", "targeted_dropconnect": "D",
-               "slimming": "v", "group_lasso": "P"}
+               "slimming": "P", "group_lasso": "X"}
 
 
 def arm_of(regularizer: str, q: float, signed: bool) -> str:

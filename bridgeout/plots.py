@@ -33,10 +33,13 @@ PALETTE = {
     "weight_decay": "#009E73",  # bluish green
     "sparseout": "#CC79A7",     # reddish purple
     "dropconnect": "#D55E00",   # vermillion
+    "slimming": "#56B4E9",      # sky blue
+    "group_lasso": "#000000",   # black
 }
 
 #: One marker per regularizer (redundant with colour, for grey-scale print).
-MARKERS = {"bridgeout": "o", "dropout": "s", "weight_decay": "^", "sparseout": "D", "dropconnect": "v"}
+MARKERS = {"bridgeout": "o", "dropout": "s", "weight_decay": "^", "sparseout": "D", "dropconnect": "v",
+           "slimming": "P", "group_lasso": "X"}
 
 #: Legend names.
 LABELS = {
@@ -45,6 +48,8 @@ LABELS = {
     "weight_decay": "Weight decay only",
     "sparseout": "Sparseout",
     "dropconnect": "DropConnect",
+    "slimming": "Network Slimming",
+    "group_lasso": "Group lasso",
 }
 
 MODEL_LABELS = {"vgg16": "VGG-16", "resnet": "ResNet", "wrn28_10": "WRN-28-10", "wrn": "WRN",
