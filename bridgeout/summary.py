@@ -72,8 +72,12 @@ def _cpu_lines(root) -> tuple[str, str]:
         k = int(out["ahead"].sum())
         verdict = (f"Batch Bridgeout (q = 1.5) is ahead of both weight decay and Dropout at {k} of "
                    f"{len(out)} pruning fractions between 20 and 50 %"
-                   + (" (seed means; fewer than three seeds per arm so far)." if int(s["n"].min()) < CPU_SEEDS
-                      else "."))
+                   + (" (seed means; fewer than three seeds per arm so far)" if int(s["n"].min()) < CPU_SEEDS
+                      else ""))
+        at0 = s[(s["fraction"]).abs() < 1e-9].set_index("arm")["mean"]
+        best0 = max(("weight_decay", "dropout"), key=lambda a: at0[a])
+        verdict += (f", while starting {100 * (at0[best0] - at0['bridgeout']):.1f} points below "
+                    f"{comparison.ARM_LABELS[best0]} unpruned.")
     outcome = (f"**Outcome so far (CPU scale):** unpruned test accuracy {unpruned}. With 30 % of the "
                f"filters of every layer zeroed: {at30_txt}. {verdict}")
     return ran, outcome

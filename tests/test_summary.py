@@ -42,6 +42,7 @@ def test_at_a_glance_states_what_the_tables_hold(tmp_path):
     # at 30 %: WD 0.88 - 0.36 = 52.0, BB 0.84 - 0.09 = 75.0
     assert "weight decay only 52.0 %" in g["outcome"] and "Batch Bridgeout (q = 1.5) 75.0 %" in g["outcome"]
     assert "ahead of both weight decay and Dropout at 4 of 4" in g["outcome"]
+    assert "while starting 4.0 points below weight decay only unpruned" in g["outcome"]
     assert "10,166 steps" in g["hard"] and "26 instead of 230 epochs" in g["differs"]
 
 
