@@ -187,7 +187,6 @@ def _synthetic_tables(root: Path) -> None:
     (so they pass the schema): published scale (VGG-16/CIFAR-10, 2 seeds), a reduced-scale
     CPU grid with removal and several criteria, a q ablation, and MNIST teaching runs."""
     import numpy as np
-    import pandas as pd
 
     from bridgeout import results
 
@@ -225,22 +224,32 @@ def _synthetic_tables(root: Path) -> None:
                 modes=("mask", "remove"), criteria=("l2", "l1", "random"))
             add("lenet5", "mnist", reg, seed, "mnist-teaching", protocol="fast", epochs=3, n_train=60_000)
     add("vgg16", "cifar10", "bridgeout", 0, "cpu-other", protocol="fast", epochs=10, width=0.25, q=1.0)
-    pr = pd.DataFrame(rows)
-    for col in results.PRUNING_SCHEMA:
-        if col not in pr:
-            pr[col] = np.nan
-    results.append("runs", pd.DataFrame(runs)[list(results.RUNS_SCHEMA)], root=root)
-    results.append("pruning", pr[list(results.PRUNING_SCHEMA)], root=root)
+    _append_padded(root, runs=runs, pruning=rows)
     _synthetic_cpu_comparison(root)
+
+
+def _append_padded(root: Path, **tables) -> None:
+    """Append rows (lists of dicts) to the named tables, columns the rows lack left empty."""
+    import numpy as np
+    import pandas as pd
+
+    from bridgeout import results
+
+    for name in ("history", "pruning", "filters", "runs"):   # runs last, as the runner does
+        if name in tables:
+            df = pd.DataFrame(tables[name])
+            for col in results.SCHEMAS[name]:
+                if col not in df:
+                    df[col] = np.nan
+            results.append(name, df[list(results.SCHEMAS[name])], root=root)
 
 
 def _synthetic_cpu_comparison(root: Path) -> None:
     """Two seeds of three of the four arms of the CPU comparison grid (targeted DropConnect
     missing), with training histories and filter tables."""
     import numpy as np
-    import pandas as pd
 
-    from bridgeout import results, summary
+    from bridgeout import summary
 
     runs, rows, hist, filt = [], [], [], []
     arms = {"weight_decay": (1.5, False, 1.2), "dropout": (1.5, False, 1.0), "bridgeout": (1.5, False, 0.4)}
@@ -267,18 +276,7 @@ def _synthetic_cpu_comparison(root: Path) -> None:
             for layer in ("features.0.conv", "features.1.conv"):
                 for i in range(8):
                     filt.append(dict(run_id=rid, layer=layer, filter=i, norm=0.05 + 0.1 * i, gamma=0.1 * i, beta=0.0))
-    pr = pd.DataFrame(rows)
-    for col in results.PRUNING_SCHEMA:
-        if col not in pr:
-            pr[col] = np.nan
-    h = pd.DataFrame(hist)
-    for col in results.HISTORY_SCHEMA:
-        if col not in h:
-            h[col] = np.nan
-    results.append("runs", pd.DataFrame(runs)[list(results.RUNS_SCHEMA)], root=root)
-    results.append("pruning", pr[list(results.PRUNING_SCHEMA)], root=root)
-    results.append("history", h[list(results.HISTORY_SCHEMA)], root=root)
-    results.append("filters", pd.DataFrame(filt), root=root)
+    _append_padded(root, runs=runs, pruning=rows, history=hist, filters=filt)
 
 
 def _run(name: str) -> tuple[int, str]:
