@@ -1,42 +1,45 @@
-"""Experiments as parameterised notebooks, and the grid runner that executes them.
+"""The grid runner: many cells of ``notebooks/train_and_prune.ipynb``, resumable, in parallel.
 
-Two halves:
+``python -m bridgeout.grid SPEC [--dry-run] [--only PATTERN] [--retry-failed] [--log-output]
+[--executor {sequential,local,slurm}] [--workers N] ...``. A spec is a YAML file::
 
-* The **experiment steps** that ``notebooks/train_and_prune.ipynb`` calls, so that the
-  notebook stays thin and the logic is tested: :func:`validate_params` (every parameter
-  checked, a readable ``ValueError`` otherwise), :func:`load_data`, :func:`build_model`,
-  :func:`train_model`, :func:`sweep_model`, :func:`result_tables` and :func:`save_tables`
-  (appends to ``runs.csv`` / ``pruning.csv`` / ``history.csv``, see
-  :mod:`bridgeout.results`); :func:`run_experiment` chains them.
-* The **grid runner**, ``python -m bridgeout.grid SPEC [--dry-run] [--only PATTERN]
-  [--retry-failed] [--log-output]``. A spec is a YAML file::
+    name: mnist-teaching                    # also the runs' `grid` column
+    notebook: notebooks/train_and_prune.ipynb
+    results_dir: data/results               # where the tables live
+    runs_dir: data/runs/mnist-teaching      # executed notebooks + failures.csv
+    defaults: {model: lenet5, dataset: mnist, protocol: fast, epochs: 3}
+    axes:                                   # expanded as a Cartesian product
+      regularizer: [bridgeout, dropout, weight_decay]
+      seed: [0, 1, 2]
+      arch:                                 # an axis that is not a parameter name:
+        - {model: vgg16, width: 0.25}       # each value is a mapping of parameters
+        - {model: resnet, width: 0.5}       # set together
+    exclude:                                # cells matching all given values are dropped
+      - {model: resnet, regularizer: dropout}
 
-      name: mnist-teaching                    # also the runs' `grid` column
-      notebook: notebooks/train_and_prune.ipynb
-      results_dir: data/results               # where the three tables live
-      runs_dir: data/runs/mnist-teaching      # executed notebooks + failures.csv
-      defaults: {model: lenet5, dataset: mnist, protocol: fast, epochs: 3}
-      axes:                                   # expanded as a Cartesian product
-        regularizer: [bridgeout, dropout, weight_decay]
-        seed: [0, 1, 2]
-        arch:                                 # an axis that is not a parameter name:
-          - {model: vgg16, width: 0.25}       # each value is a mapping of parameters
-          - {model: resnet, width: 0.5}       # set together
-      exclude:                                # cells matching all given values are dropped
-        - {model: resnet, regularizer: dropout}
+Every cell is validated (unknown parameter names -- checked against the notebook's
+``parameters`` cell -- and bad values) and the environment is checked (:func:`preflight`:
+tables and ``failures.csv`` valid, output folders writable, datasets present with enough
+images, devices available) before any kernel starts. Each cell is executed with papermill
+(kernel ``python3``, working directory = the repository root) with ``run_id``, ``grid`` and
+``notebook_path`` injected; the executed notebook is kept at ``runs_dir/<run_id>.ipynb`` with
+its outputs trimmed (progress bars collapsed, long streams cut, only PNG/text kept) and
+written atomically. One cell's steps live in :mod:`bridgeout.experiment` (re-exported here).
 
-  Every cell is validated (unknown parameter names -- checked against the notebook's
-  ``parameters`` cell -- and bad values) before anything runs. Each cell is executed with
-  papermill (kernel ``python3``, working directory = the repository root) with
-  ``run_id``, ``grid`` and ``notebook_path`` injected; the executed notebook is kept at
-  ``runs_dir/<run_id>.ipynb`` with its outputs trimmed (progress bars collapsed, long
-  streams cut, only PNG/text kept). Cells whose ``run_id`` is already in ``runs.csv`` are
-  skipped, so a grid can be stopped and restarted. A failing cell is recorded in
-  ``runs_dir/failures.csv`` with its error and the others still run; previously failed
-  cells are skipped unless ``--retry-failed``. The exit status is 1 when any selected cell
-  failed (now or before), 2 for a bad spec, an unreadable table or an ``--only`` pattern
-  that matches no cell, 130 when interrupted (Ctrl-C or SIGTERM; rerun to resume), 0
-  otherwise.
+Cells whose ``run_id`` is already in ``runs.csv`` are skipped, so a grid can be stopped and
+restarted. A cell is *claimed* before it runs (an exclusive ``flock`` on
+``runs_dir/.claims/<run_id>.lock``, released by the kernel when its process dies), so any
+number of runners -- several shells, ``--executor local`` workers, SLURM array tasks -- share
+one grid without computing a cell twice. A failing cell is recorded in
+``runs_dir/failures.csv`` and the others still run; previously failed cells are skipped
+unless ``--retry-failed``. The exit status is 1 when any selected cell failed (now or
+before), 2 for a bad spec, table or environment or an ``--only`` pattern that matches no
+cell, 130 when interrupted (Ctrl-C or SIGTERM; rerun to resume), 0 otherwise.
+
+Executors (:mod:`bridgeout.executors`, dispatching through submitit): ``sequential`` (the
+default: this process), ``local`` (``--workers N`` processes on this machine; CPU threads
+split between them, one GPU each when there are at least N, else sharing) and ``slurm``
+(one array job per grid, one task per cell).
 """
 from __future__ import annotations
 
@@ -44,351 +47,29 @@ import argparse
 import datetime as _dt
 import fnmatch
 import itertools
-import math
-import numbers
-import re
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from . import results
-from ._validate import check_choice, check_fraction, check_positive, check_probability
 
 __all__ = [
     "PARAMETERS", "RUNNER_PARAMETERS", "NOTEBOOK", "validate_params", "load_data", "build_model",
     "train_model", "sweep_model", "result_tables", "save_tables", "run_experiment",
-    "GridSpec", "SpecError", "load_spec", "expand", "strip_outputs", "run_grid", "main",
+    "GridSpec", "SpecError", "PreflightError", "load_spec", "expand", "strip_outputs", "preflight",
+    "todo_cells", "run_grid", "main",
 ]
 
-REPO_ROOT = results.REPO_ROOT
-NOTEBOOK = "notebooks/train_and_prune.ipynb"
-
-#: The experiment notebook's parameters and their defaults (its ``parameters`` cell
-#: mirrors this; a test checks that they agree).
-PARAMETERS: dict = {
-    "model": "lenet5",
-    "regularizer": "bridgeout",
-    "p": 0.3,
-    "q": 1.5,
-    "target_fraction": 0.75,
-    "signed": False,
-    "lam": None,
-    "dataset": "mnist",
-    "protocol": "smoke",
-    "epochs": None,
-    "width": 1.0,
-    "n_train": None,
-    "n_test": None,
-    "seed": 0,
-    "select": "final",
-    "quirks": [],
-    "device": "auto",
-    "data_root": None,
-    "results_dir": "data/results/scratch",
-    "prune_modes": ["mask", "remove"],
-    "prune_criteria": ["l2"],
-    "prune_scopes": ["layer"],
-    "prune_recalibrate_bn": [False],
-    "fractions": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
-    "latency": True,
-    "grid": "",
-    "run_id": None,
-    "notebook_path": "",
-    "checkpoint_dir": None,
-}
-#: Parameters the runner sets itself (a spec may not set them).
-RUNNER_PARAMETERS = ("grid", "run_id", "notebook_path", "results_dir")
-_FALLBACK_PROTOCOLS = ("paper", "fast", "smoke")
-_FALLBACK_MODES = ("mask", "remove")
-_FALLBACK_CRITERIA = ("l2",)
-_FALLBACK_SCOPES = ("layer", "global")
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-
-
-# =========================================================================== parameters
-def _int(name, value, minimum, *, none_ok=False):
-    if value is None and none_ok:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        extra = " (or None)" if none_ok else ""
-        raise ValueError(f"{name} must be an integer >= {minimum}{extra}, got {value!r}")
-    return int(value)
-
-
-def _bool(name, value):
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def _str(name, value, *, none_ok=False, empty_ok=True):
-    if value is None and none_ok:
-        return None
-    if not isinstance(value, str) or (not empty_ok and not value):
-        allowed = "a non-empty string" if not empty_ok else "a string"
-        raise ValueError(f"{name} must be {allowed}{' (or None)' if none_ok else ''}, got {value!r}")
-    return value
-
-
-def _names(name, value, choices):
-    if isinstance(value, str) or not isinstance(value, Sequence) or len(value) == 0:
-        raise ValueError(f"{name} must be a non-empty list of names from {list(choices)}, got {value!r}")
-    out = [check_choice(name[:-1] if name.endswith("s") else name, v, choices) for v in value]
-    if len(set(out)) != len(out):
-        raise ValueError(f"{name} must not repeat names, got {value!r}")
-    return out
-
-
-def _known():
-    """Allowed names, from the modules that define them (fallbacks while a module is missing)."""
-    from . import data, models
-    try:
-        from . import train
-        protocols, select = tuple(train.PROTOCOLS), tuple(train.SELECT)
-    except ImportError:  # pragma: no cover
-        protocols, select = _FALLBACK_PROTOCOLS, ("final", "best_test")
-    try:
-        from . import prune
-        modes, criteria, scopes = tuple(prune.MODES), tuple(prune.CRITERIA), tuple(prune.SCOPES)
-    except ImportError:  # pragma: no cover
-        modes, criteria, scopes = _FALLBACK_MODES, _FALLBACK_CRITERIA, _FALLBACK_SCOPES
-    return dict(models=tuple(models.MODELS), regularizers=tuple(models.REGULARIZERS),
-                datasets=tuple(data.DATASETS), protocols=protocols, modes=modes,
-                criteria=criteria, scopes=scopes, select=select)
-
-
-def validate_params(params: Mapping) -> dict:
-    """Check the experiment parameters and return them complete and normalised.
-
-    Missing names take their :data:`PARAMETERS` default; unknown names, wrong types and
-    out-of-range values raise ``ValueError`` naming the parameter, the value and what is
-    allowed (e.g. ``p must be in [0, 1), got 1.5``; ``unknown model 'vgg17'; valid
-    choices: ...``). The model must match the dataset's image size: ``lenet5`` takes
-    MNIST (28x28x1), the others CIFAR (32x32x3). ``run_id`` None is replaced by
-    :func:`bridgeout.results.make_run_id` of the parameters.
-    """
-    if not isinstance(params, Mapping):
-        raise ValueError(f"params must be a mapping of parameter names to values, got {type(params).__name__}")
-    unknown = sorted(set(params) - set(PARAMETERS))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown}; valid parameters: {', '.join(PARAMETERS)}")
-    k = _known()
-    p = {**{n: (list(v) if isinstance(v, list) else v) for n, v in PARAMETERS.items()}, **dict(params)}
-    out = {}
-    out["model"] = check_choice("model", p["model"], k["models"])
-    out["regularizer"] = check_choice("regularizer", p["regularizer"], k["regularizers"])
-    out["p"] = check_probability("p", p["p"])
-    out["q"] = check_positive("q", p["q"])
-    out["target_fraction"] = check_fraction("target_fraction", p["target_fraction"])
-    out["signed"] = _bool("signed", p["signed"])
-    lam = p["lam"]
-    if lam is not None and (isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam > 0):
-        raise ValueError(f"lam must be None or a number > 0 (the slimming / group_lasso strength), got {lam!r}")
-    if lam is not None and out["regularizer"] not in ("slimming", "group_lasso"):
-        raise ValueError(f"lam is the strength of the slimming / group_lasso penalties; regularizer "
-                         f"{out['regularizer']!r} takes none, got lam={lam!r}")
-    out["lam"] = None if lam is None else float(lam)
-    out["dataset"] = check_choice("dataset", p["dataset"], k["datasets"])
-    if (out["model"] == "lenet5") != (out["dataset"] == "mnist"):
-        raise ValueError(f"model {out['model']!r} does not fit dataset {out['dataset']!r}: lenet5 takes "
-                         f"mnist (28x28x1 images), the CIFAR models (vgg16, resnet, wrn, wrn28_10) take "
-                         f"cifar10/cifar100 (32x32x3)")
-    out["protocol"] = check_choice("protocol", p["protocol"], k["protocols"])
-    out["epochs"] = _int("epochs", p["epochs"], 1, none_ok=True)
-    out["width"] = check_positive("width", p["width"])
-    out["n_train"] = _int("n_train", p["n_train"], 1, none_ok=True)
-    out["n_test"] = _int("n_test", p["n_test"], 1, none_ok=True)
-    out["seed"] = _int("seed", p["seed"], 0)
-    out["select"] = check_choice("select", p["select"], k["select"])
-    from .quirks import check_quirks
-    out["quirks"] = check_quirks(p["quirks"], out["model"])
-    device = _str("device", p["device"], empty_ok=False)
-    if device != "auto":
-        import torch
-        try:
-            torch.device(device)
-        except (RuntimeError, ValueError):
-            raise ValueError(f"device must be 'auto' or a torch device such as 'cpu', 'cuda', 'cuda:1', "
-                             f"got {device!r}") from None
-    out["device"] = device
-    out["data_root"] = _str("data_root", p["data_root"], none_ok=True, empty_ok=False)
-    out["results_dir"] = _str("results_dir", p["results_dir"], empty_ok=False)
-    out["prune_modes"] = _names("prune_modes", p["prune_modes"], k["modes"])
-    out["prune_criteria"] = _names("prune_criteria", p["prune_criteria"], k["criteria"])
-    out["prune_scopes"] = _names("prune_scopes", p["prune_scopes"], k["scopes"])
-    rb = p["prune_recalibrate_bn"]
-    if (isinstance(rb, str) or not isinstance(rb, Sequence) or len(rb) == 0
-            or not all(isinstance(v, bool) for v in rb) or len(set(rb)) != len(rb)):
-        raise ValueError(f"prune_recalibrate_bn must be a non-empty list of distinct booleans "
-                         f"([False], [True] or [False, True]), got {rb!r}")
-    out["prune_recalibrate_bn"] = list(rb)
-    fr = p["fractions"]
-    if isinstance(fr, str) or not isinstance(fr, Sequence) or len(fr) == 0:
-        raise ValueError(f"fractions must be a non-empty list of numbers in [0, 1), got {fr!r}")
-    out["fractions"] = [check_fraction("fractions", f, low_open=False) for f in fr]
-    if len(set(out["fractions"])) != len(out["fractions"]):
-        raise ValueError(f"fractions must not repeat values, got {fr!r}")
-    out["latency"] = _bool("latency", p["latency"])
-    out["grid"] = _str("grid", p["grid"])
-    out["notebook_path"] = _str("notebook_path", p["notebook_path"])
-    out["checkpoint_dir"] = _str("checkpoint_dir", p["checkpoint_dir"], none_ok=True, empty_ok=False)
-    run_id = _str("run_id", p["run_id"], none_ok=True, empty_ok=False)
-    if run_id is not None and not _RUN_ID.match(run_id):
-        raise ValueError(f"run_id must be letters, digits, '_', '.', '-' (starting with a letter or digit), "
-                         f"got {run_id!r}")
-    out["run_id"] = run_id if run_id is not None else results.make_run_id(out)
-    return out
-
-
-def _repo_path(p) -> Path:
-    p = Path(p).expanduser()
-    return p if p.is_absolute() else REPO_ROOT / p
-
-
-# =========================================================================== experiment steps
-def load_data(params: Mapping):
-    """Load (and subset) the dataset onto the run's device; returns a ``DeviceData``."""
-    from . import data, train
-    arrays = data.load(params["dataset"], root=params["data_root"])
-    arrays = data.subset(arrays, params["n_train"], params["n_test"], seed=params["seed"])
-    return data.DeviceData(arrays, params["dataset"], device=train.resolve_device(params["device"]))
-
-
-def build_model(params: Mapping, num_classes: int):
-    """Seed the global RNG with ``params['seed']`` and build the initialised model (then, with
-    the ``legacy_bn_init`` quirk, BatchNorm weights U(0, 1) from the same RNG)."""
-    import torch
-
-    from . import models
-    from .quirks import legacy_bn_init_
-    torch.manual_seed(params["seed"])
-    model = models.build(params["model"], num_classes, params["regularizer"], width=params["width"],
-                         p=params["p"], q=params["q"], target_fraction=params["target_fraction"],
-                         signed=params["signed"], lam=params.get("lam"))
-    if "legacy_bn_init" in params.get("quirks", ()):
-        legacy_bn_init_(model)
-    return model
-
-
-def train_model(params: Mapping, model, dd, *, progress: bool = True):
-    """Train with :func:`bridgeout.train.fit`; returns its ``FitResult``."""
-    from . import train
-    ckpt = params["checkpoint_dir"]
-    if ckpt is not None:
-        ckpt = str(_repo_path(ckpt) / params["run_id"])
-    proto = train.get_protocol(params["protocol"], epochs=params["epochs"])
-    if "momentum_reset" in params.get("quirks", ()):
-        proto = replace(proto, reset_optimizer_each_epoch=True)
-    owner = {k: params.get(k) for k in ("run_id", "model", "width", "regularizer", "p", "q", "target_fraction",
-                                        "signed", "lam", "seed", "n_train", "quirks")}
-    return train.fit(model, dd, proto, select=params["select"],
-                     device=params["device"], seed=params["seed"], dataset=params["dataset"],
-                     checkpoint_dir=ckpt, progress=progress, checkpoint_owner=owner)
-
-
-def sweep_model(params: Mapping, model, dd, *, progress: bool = True) -> pd.DataFrame:
-    """Prune the trained model at every fraction with :func:`bridgeout.prune.sweep`, once
-    per value of ``prune_recalibrate_bn`` (False: the published one-shot sweep; True: the
-    same sweep with BatchNorm statistics re-estimated after pruning); rows concatenated."""
-    from . import prune
-    parts = [prune.sweep(model, dd, fractions=tuple(params["fractions"]),
-                         criteria=tuple(params["prune_criteria"]), scopes=tuple(params["prune_scopes"]),
-                         modes=tuple(params["prune_modes"]), recalibrate_bn=recal, device=dd.device,
-                         bn_scales="bn_scale_pruning" in params.get("quirks", ()),
-                         latency=params["latency"] and not recal, dataset=params["dataset"],
-                         seed=params["seed"], progress=progress)
-             for recal in params.get("prune_recalibrate_bn", [False])]
-    return pd.concat(parts, ignore_index=True)
-
-
-def filter_rows(model) -> pd.DataFrame:
-    """The trained model's per-filter norms and BatchNorm scales
-    (:func:`bridgeout.filters.filter_table` of its noise-free twin)."""
-    from . import filters
-    from .nn import plain
-    return filters.filter_table(plain(model))
-
-
-def _planned_epochs(params: Mapping) -> int:
-    from . import train
-    return int(train.get_protocol(params["protocol"], epochs=params["epochs"]).epochs)
-
-
-def result_tables(params: Mapping, fit, sweep: pd.DataFrame, dd, provenance: Mapping | None = None
-                  ) -> dict[str, pd.DataFrame]:
-    """The run's rows for ``runs``, ``pruning``, ``history`` and ``filters`` (of
-    ``fit.model``), validated against the schemas."""
-    prov = dict(provenance) if provenance is not None else results.provenance(dd.device)
-    run_id = params["run_id"]
-    row = {
-        "run_id": run_id, "grid": params["grid"], "model": params["model"],
-        "regularizer": params["regularizer"], "p": params["p"], "q": params["q"],
-        "target_fraction": params["target_fraction"], "signed": params["signed"],
-        "lam": getattr(fit.model, "sparsity_lambda", None),
-        "dataset": params["dataset"], "protocol": params["protocol"],
-        "epochs": _planned_epochs(params), "epochs_done": int(fit.epochs_done),
-        "width": params["width"], "n_train": int(len(dd.y_train)), "n_test": int(len(dd.y_test)),
-        "seed": params["seed"], "select": params["select"], "quirks": ";".join(params.get("quirks", [])),
-        "final_test_acc": float(fit.final_test_acc), "best_test_acc": float(fit.best_test_acc),
-        "best_epoch": int(fit.best_epoch), "wall_time_s": float(fit.wall_time_s),
-        "device": prov["device"], "device_name": prov["device_name"],
-        "torch_version": prov["torch_version"], "cuda_version": prov["cuda_version"],
-        "git_commit": prov["git_commit"], "git_dirty": prov["git_dirty"], "date": prov["date"],
-        "notebook": params["notebook_path"],
-    }
-    runs = pd.DataFrame([row], columns=list(results.RUNS_SCHEMA))
-    hist = fit.history.copy()
-    hist.insert(0, "run_id", run_id)
-    hist = hist[[c for c in results.HISTORY_SCHEMA]]
-    pr = sweep.copy()
-    pr.insert(0, "run_id", run_id)
-    for col in results.PRUNING_SCHEMA:  # columns an older prune.sweep may not report
-        if col not in pr.columns:
-            pr[col] = math.nan
-    pr = pr[[c for c in results.PRUNING_SCHEMA]]
-    filt = filter_rows(fit.model)
-    filt.insert(0, "run_id", run_id)
-    return {name: results.validate(name, df, source=f"{name} rows of run {run_id}")
-            for name, df in (("runs", runs), ("pruning", pr), ("history", hist), ("filters", filt))}
-
-
-def save_tables(tables: Mapping[str, pd.DataFrame], results_dir) -> dict[str, int]:
-    """Append a run's rows; returns rows added per table.
-
-    ``history``, ``pruning`` and ``filters`` first (replacing rows a crashed earlier attempt
-    of the same run may have left), ``runs`` last: a run is finished once its ``runs.csv`` row exists,
-    which is what the grid runner checks. Each append is atomic and idempotent.
-    """
-    root = _repo_path(results_dir)
-    run_ids = set(tables["runs"]["run_id"])
-    done = set(results.load("runs", root)["run_id"])
-    counts = {}
-    for name in ("history", "pruning", "filters"):
-        if name in tables:
-            counts[name] = 0 if run_ids <= done else results.append(name, tables[name], root, replace=True)
-    counts["runs"] = results.append("runs", tables["runs"], root)
-    return counts
-
-
-def run_experiment(params: Mapping, *, save: bool = True, progress: bool = True) -> dict:
-    """Validate, load, build, train, sweep and (``save=True``) append; returns the pieces.
-
-    Keys: ``params`` (validated), ``data``, ``fit``, ``sweep`` and the three tables
-    ``runs``, ``pruning``, ``history``; ``added`` (rows appended per table) when saved.
-    """
-    params = validate_params(params)
-    dd = load_data(params)
-    model = build_model(params, dd.num_classes)
-    fit = train_model(params, model, dd, progress=progress)
-    sweep = sweep_model(params, fit.model, dd, progress=progress)
-    out = {"params": params, "data": dd, "fit": fit, "sweep": sweep, **result_tables(params, fit, sweep, dd)}
-    if save:
-        out["added"] = save_tables(out, params["results_dir"])
-    return out
+from .experiment import (  # noqa: F401 - one cell's steps, re-exported
+    _RUN_ID, NOTEBOOK, PARAMETERS, REPO_ROOT, RUNNER_PARAMETERS, _repo_path, build_model, filter_rows,
+    load_data, result_tables, run_experiment, save_tables, sweep_model, train_model, validate_params,
+)
 
 
 # =========================================================================== grid specs
@@ -594,17 +275,24 @@ def _merge_streams(outputs: list) -> list:
 
 def _execute(notebook: Path, output: Path, params: Mapping, *, log_output: bool = False) -> None:
     """Run one cell with papermill (kernel python3, cwd = repo root); trim the output.
-    ``log_output`` echoes the notebook's output (e.g. the epoch lines) to the terminal."""
+    ``log_output`` echoes the notebook's output (e.g. the epoch lines) to the terminal.
+
+    Papermill writes the notebook as it goes to ``runs_dir/.partial/``; the trimmed result
+    replaces ``output`` in one ``os.replace``, so ``output`` is never half-written (a failed
+    cell's notebook is kept too, for its traceback)."""
     import nbformat
     import papermill as pm
     output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.parent / ".partial" / output.name
+    partial.parent.mkdir(exist_ok=True)
     try:
-        pm.execute_notebook(str(notebook), str(output), parameters=dict(params), kernel_name="python3",
+        pm.execute_notebook(str(notebook), str(partial), parameters=dict(params), kernel_name="python3",
                             cwd=str(REPO_ROOT), progress_bar=False, log_output=log_output)
     finally:
-        if output.exists():
-            nb = nbformat.read(str(output), as_version=4)
-            nbformat.write(strip_outputs(nb), str(output))
+        if partial.exists():
+            nb = nbformat.read(str(partial), as_version=4)
+            nbformat.write(strip_outputs(nb), str(partial))
+            os.replace(partial, output)
 
 
 _FAILURE_COLUMNS = ["run_id", "date", "error", "notebook"]
@@ -615,10 +303,26 @@ def _failures_path(spec: GridSpec) -> Path:
 
 
 def _load_failures(spec: GridSpec) -> pd.DataFrame:
+    """``failures.csv`` as a table; raises ``ValueError`` naming the file (and the line) when
+    it is not the runner's own format."""
     p = _failures_path(spec)
     if not p.exists():
         return pd.DataFrame(columns=_FAILURE_COLUMNS, dtype=object)
-    df = pd.read_csv(p, dtype=str, keep_default_na=False)
+    try:
+        results._check_complete(p)
+        df = pd.read_csv(p, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{_rel(p)}: not a readable failures table ({' '.join(str(err).split())}); "
+                         f"it is written by the grid runner with columns {_FAILURE_COLUMNS}: fix or "
+                         f"delete it (deleting forgets which cells failed)") from None
+    missing = [c for c in _FAILURE_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{_rel(p)}: missing column(s) {missing}; the grid runner writes "
+                         f"{_FAILURE_COLUMNS}: fix or delete it (deleting forgets which cells failed)")
+    bad = df.index[~df["run_id"].map(lambda r: bool(_RUN_ID.match(r)))]
+    if len(bad):
+        raise ValueError(f"{_rel(p)}, line {int(bad[0]) + 2}: run_id {df['run_id'].iloc[bad[0]]!r} is not a "
+                         f"run id (letters, digits, '_', '.', '-')")
     return df[_FAILURE_COLUMNS]
 
 
@@ -628,21 +332,97 @@ def _error_text(err: BaseException) -> str:
     return " ".join(text.split())[:2000]
 
 
-def _matches(run_id: str, pattern: str | None) -> bool:
+def _matches(run_id: str, pattern: str | None, exact: bool = False) -> bool:
     if not pattern:
         return True
+    if exact:
+        return run_id == pattern
     if any(ch in pattern for ch in "*?["):
         return fnmatch.fnmatchcase(run_id, pattern)
     return pattern in run_id
 
 
+# =========================================================================== pre-flight
+class PreflightError(ValueError):
+    """The environment cannot run the grid (reported before any kernel starts)."""
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise PreflightError(f"{what} {_rel(folder)} is not writable ({err.strerror or err})") from None
+
+
+def _check_device(device: str) -> None:
+    if device in ("auto", "cpu"):
+        return
+    import torch
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError, ValueError) as err:
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        raise PreflightError(f"device {device!r} is not available here ({' '.join(str(err).split())[:200]}); "
+                             f"this machine has {n} CUDA device(s); use device: auto or cpu in the spec, "
+                             f"or run where the device exists") from None
+
+
+def preflight(spec: GridSpec, cells: Sequence[Mapping], *, check_devices: bool = True) -> None:
+    """Check, before any kernel starts, that the grid can run here: every result table and
+    ``failures.csv`` readable and valid, the results and runs folders writable, each
+    dataset present with enough images for ``n_train`` / ``n_test``, each device available.
+    Raises :class:`PreflightError` (or the table's ``ValueError``) naming the file, value or
+    cell; writes nothing but a removed probe file. Failures here are the environment's, so
+    no cell is marked failed."""
+    from . import data
+    for table in results.TABLES:
+        results.load(table, spec.results_dir)
+    _load_failures(spec)
+    _check_writable(spec.results_dir, "results_dir")
+    _check_writable(spec.runs_dir, "runs_dir")
+    by_data: dict = {}
+    for c in cells:
+        by_data.setdefault((c["dataset"], c["data_root"]), []).append(c)
+    for (name, root), group in by_data.items():
+        try:
+            n_train, n_test = data.sizes(name, root)
+        except (FileNotFoundError, ValueError) as err:
+            raise PreflightError(f"dataset {name} for {len(group)} cell(s) (e.g. {group[0]['run_id']}): {err}") from None
+        for key, have in (("n_train", n_train), ("n_test", n_test)):
+            big = [c for c in group if c[key] is not None and c[key] > have]
+            if big:
+                raise PreflightError(f"cell {big[0]['run_id']}: {key}={big[0][key]} but {name} has only {have} "
+                                     f"{'training' if key == 'n_train' else 'test'} images (allowed: 1..{have}, "
+                                     f"or null for all)")
+    if check_devices:
+        for device in sorted({c["device"] for c in cells}):
+            _check_device(device)
+
+
+# =========================================================================== the runner
+def todo_cells(spec: GridSpec, *, only: str | None = None, retry_failed: bool = False,
+               exact: bool = False) -> list[dict]:
+    """The selected cells that still have to run (no ``runs.csv`` row; not failed before,
+    unless ``retry_failed``)."""
+    done = set(results.load("runs", spec.results_dir)["run_id"])
+    failed = set(_load_failures(spec)["run_id"])
+    return [c for c in expand(spec) if _matches(c["run_id"], only, exact) and c["run_id"] not in done
+            and (retry_failed or c["run_id"] not in failed)]
+
+
 def run_grid(spec, *, only: str | None = None, retry_failed: bool = False, dry_run: bool = False,
-             log_output: bool = False, out=None) -> int:
-    """Run (or list, ``dry_run``) a grid; returns the exit status (see module docstring)."""
+             log_output: bool = False, out=None, exact: bool = False, check_environment: bool = True,
+             list_cells: bool = True, check_devices: bool = True) -> int:
+    """Run (or list, ``dry_run``) a grid in this process; returns the exit status (see the
+    module docstring). ``exact``: ``only`` is a whole run id. ``check_environment``: run
+    :func:`preflight` on the cells to run first (dry runs included, unless
+    ``list_cells``, the plain listing)."""
     from tqdm.auto import tqdm
     out = out if out is not None else sys.stdout
     spec = spec if isinstance(spec, GridSpec) else load_spec(spec)
-    cells = [c for c in expand(spec) if _matches(c["run_id"], only)]
+    cells = [c for c in expand(spec) if _matches(c["run_id"], only, exact)]
     if not cells:
         print(f"{spec.name}: no cell matches --only {only!r}; its run ids are "
               f"{', '.join(c['run_id'] for c in expand(spec)[:3])}, ...", file=out)
@@ -661,9 +441,17 @@ def run_grid(spec, *, only: str | None = None, retry_failed: bool = False, dry_r
     print(f"{spec.name}: {len(cells)} cells: {n_done} done, {n_failed_before} failed before"
           f"{' (use --retry-failed to rerun)' if n_failed_before else ''}, {len(todo)} to run; "
           f"results in {_rel(spec.results_dir)}, notebooks in {_rel(spec.runs_dir)}", file=out)
-    if dry_run:
+    if dry_run and list_cells:
         for c in cells:
             print(f"  [{status[c['run_id']]:>6}] {c['run_id']}", file=out)
+        return 0
+    if check_environment and todo:
+        try:
+            preflight(spec, todo, check_devices=check_devices)
+        except PreflightError as err:
+            print(f"{spec.name}: cannot run here, nothing was started: {err}", file=out)
+            return 2
+    if dry_run:
         return 0
 
     failed_now, skipped = [], []
@@ -671,20 +459,10 @@ def run_grid(spec, *, only: str | None = None, retry_failed: bool = False, dry_r
     for i, cell in enumerate(bar, 1):
         rid = cell["run_id"]
         bar.set_postfix_str(rid)
-        claim = _claim(spec, rid)
-        if claim is None:
+        outcome = _run_claimed(spec, cell, i, len(todo), log_output, out)
+        if outcome == "skipped":
             skipped.append(rid)
-            tqdm.write(f"[{i}/{len(todo)}] skipped {rid}: another runner holds it", file=out)
-            continue
-        try:
-            if rid in set(results.load("runs", spec.results_dir)["run_id"]):
-                skipped.append(rid)
-                tqdm.write(f"[{i}/{len(todo)}] skipped {rid}: finished by another runner", file=out)
-                continue
-            failed = _run_cell(spec, cell, i, len(todo), log_output, out)
-        finally:
-            _release(claim)
-        if failed:
+        elif outcome == "failed":
             failed_now.append(rid)
     bar.close()
     n_bad = len(failed_now) + n_failed_before
@@ -693,6 +471,24 @@ def run_grid(spec, *, only: str | None = None, retry_failed: bool = False, dry_r
           f"{f', {n_failed_before} failed before (skipped)' if n_failed_before else ''}"
           f"{f'; see {_rel(_failures_path(spec))}' if n_bad else ''}", file=out)
     return 1 if n_bad else 0
+
+
+def _run_claimed(spec: GridSpec, cell: Mapping, i: int, n: int, log_output: bool, out) -> str:
+    """Claim, run and release one cell: ``"ran"``, ``"failed"`` or ``"skipped"`` (another
+    runner holds it or has finished it)."""
+    from tqdm.auto import tqdm
+    rid = cell["run_id"]
+    claim = _claim(spec, rid)
+    if claim is None:
+        tqdm.write(f"[{i}/{n}] skipped {rid}: another runner holds it", file=out)
+        return "skipped"
+    try:
+        if rid in set(results.load("runs", spec.results_dir)["run_id"]):
+            tqdm.write(f"[{i}/{n}] skipped {rid}: finished by another runner", file=out)
+            return "skipped"
+        return "failed" if _run_cell(spec, cell, i, n, log_output, out) else "ran"
+    finally:
+        _release(claim)
 
 
 def _claim(spec: GridSpec, run_id: str):
@@ -762,8 +558,7 @@ def _run_cell(spec: GridSpec, cell: Mapping, i: int, n: int, log_output: bool, o
     return error is not None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point: ``python -m bridgeout.grid SPEC [--dry-run] [--only PATTERN] [--retry-failed] [--log-output]``."""
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bridgeout.grid", description=__doc__.split("\n\n")[0])
     ap.add_argument("spec", help="grid spec YAML (e.g. notebooks/grids/mnist-teaching.yaml)")
     ap.add_argument("--dry-run", action="store_true", help="list the cells and their status, run nothing")
@@ -772,7 +567,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--retry-failed", action="store_true", help="rerun cells recorded in failures.csv")
     ap.add_argument("--log-output", action="store_true", help="echo each notebook's output (training "
                     "progress) to the terminal while it runs")
-    args = ap.parse_args(argv)
+    ex = ap.add_argument_group("executors (dispatched with submitit)")
+    ex.add_argument("--executor", choices=("sequential", "local", "slurm"), default="sequential",
+                    help="sequential: this process (default); local: --workers processes here; "
+                    "slurm: one array job, one task per cell")
+    ex.add_argument("--workers", type=int, default=2, metavar="N", help="local: cells run at once (default 2)")
+    ex.add_argument("--threads-per-worker", type=int, default=None, metavar="T",
+                    help="local: CPU threads per worker (default: CPU cores // workers)")
+    ex.add_argument("--partition", help="slurm: partition")
+    ex.add_argument("--time", type=int, default=24 * 60, metavar="MIN", help="slurm: minutes per task (default 1440)")
+    ex.add_argument("--gpus-per-task", type=int, default=1, help="slurm: GPUs per task (default 1; 0 for CPU)")
+    ex.add_argument("--cpus-per-task", type=int, default=4, help="slurm: CPUs per task (default 4)")
+    ex.add_argument("--array-parallelism", type=int, default=8, help="slurm: tasks running at once (default 8)")
+    ex.add_argument("--wait", action="store_true", help="slurm: wait for the tasks and report the grid's status")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point (``python -m bridgeout.grid --help``)."""
+    args = _parser().parse_args(argv)
     import signal
 
     def _terminate(signum, frame):  # SIGTERM ends the runner like Ctrl-C
@@ -780,6 +593,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        if args.executor != "sequential" and args.dry_run:
+            print("error: --dry-run lists the cells with the sequential executor; drop --executor", file=sys.stderr)
+            return 2
+        if args.executor == "local":
+            from .executors import run_local
+            return run_local(args.spec, workers=args.workers, threads=args.threads_per_worker, only=args.only,
+                             retry_failed=args.retry_failed, log_output=args.log_output)
+        if args.executor == "slurm":
+            from .executors import submit_slurm
+            return submit_slurm(args.spec, partition=args.partition, time_min=args.time,
+                                gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task,
+                                array_parallelism=args.array_parallelism, only=args.only,
+                                retry_failed=args.retry_failed, log_output=args.log_output, wait=args.wait)
         return run_grid(args.spec, only=args.only, retry_failed=args.retry_failed, dry_run=args.dry_run,
                         log_output=args.log_output)
     except KeyboardInterrupt:
@@ -789,7 +615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except ValueError as err:  # a corrupt result table
+    except ValueError as err:  # a corrupt result or failures table, a bad executor option
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:

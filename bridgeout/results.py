@@ -178,7 +178,12 @@ _RANGES = {
     "filters": {"filter": (0, math.inf), "norm": (0.0, math.inf)},
 }
 #: Text columns with a fixed format: (pattern, what it must be).
-_FORMATS = {"date": (re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"), "a UTC date YYYY-MM-DDTHH:MM:SSZ")}
+_FORMATS = {
+    "date": (re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"), "a UTC date YYYY-MM-DDTHH:MM:SSZ"),
+    "run_id": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"), "a run id (letters, digits, '_', '.', '-')"),
+    "git_commit": (re.compile(r"^[0-9a-f]{7,40}$"), "a git commit (7-40 lowercase hex digits, or empty)"),
+    "notebook": (re.compile(r"^[^\x00-\x1f\x7f]*$"), "a path (no control characters)"),
+}
 _PROTOCOL_NAMES = ("paper", "fast", "smoke")
 _SELECT_NAMES = ("final", "best_test")
 _MODE_NAMES = ("mask", "remove")

@@ -9,6 +9,7 @@ import io
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -163,10 +164,13 @@ def test_strip_outputs_keeps_notebooks_small():
 @pytest.fixture(scope="module")
 def ran_grid(tmp_path_factory):
     """Run a two-cell grid with papermill: a smoke LeNet-5 on synthetic MNIST (works) and a
-    VGG on CIFAR-10, whose data are absent here (fails inside the notebook)."""
+    VGG on a CIFAR-10 archive whose labels are out of range (it passes the pre-flight, which
+    reads only the array headers, and fails inside the notebook)."""
     tmp = tmp_path_factory.mktemp("grid")
     mp = pytest.MonkeyPatch()
     mp.setenv("BRIDGEOUT_DATA", str(write_synthetic_mnist(tmp / "data")))
+    x = np.zeros((64, 32, 32, 3), np.uint8)
+    np.savez(tmp / "data" / "cifar10.npz", x_train=x, y_train=np.full(64, 99), x_test=x, y_test=np.full(64, 99))
     mp.setenv("OMP_NUM_THREADS", "1")
     spec = write_spec(tmp / "spec.yaml", axes={
         "arch": [{"model": "lenet5", "dataset": "mnist"}, {"model": "vgg16", "dataset": "cifar10", "width": 0.0625}],
@@ -203,9 +207,10 @@ def test_grid_writes_valid_linked_tables_and_records_failure(ran_grid):
     # the failing cell: recorded with its error; its notebook shows the readable error
     failures = pd.read_csv(tmp / "runs" / "failures.csv")
     assert list(failures["run_id"]) == [bad]
-    assert failures["error"][0].startswith("FileNotFoundError: cifar10 not found")
+    assert failures["error"][0].startswith("ValueError: ") and "labels must be in [0, 9]" in failures["error"][0]
     text = (tmp / "runs" / f"{bad}.ipynb").read_text()
-    assert "FileNotFoundError" in text and "BRIDGEOUT_DATA" in text
+    assert "ValueError" in text and "labels must be in [0, 9]" in text
+    assert not list((tmp / "runs" / ".partial").iterdir())   # notebooks moved into place whole
 
 
 def test_rerun_skips_finished_and_failed_cells(ran_grid, monkeypatch):
@@ -314,3 +319,79 @@ def test_sigterm_interrupts_with_130(monkeypatch, capsys):
     monkeypatch.setattr(grid, "run_grid", fake_run_grid)
     assert grid.main([str(NOTEBOOK)]) == 130
     assert "interrupted; rerun the same command to resume" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- pre-flight
+def _snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _preflight_case(tmp_path, monkeypatch, **defaults):
+    monkeypatch.setenv("BRIDGEOUT_DATA", str(write_synthetic_mnist(tmp_path / "data")))
+    spec = write_spec(tmp_path / "spec.yaml")
+    s = yaml.safe_load(spec.read_text())
+    s["defaults"].update(defaults)
+    spec.write_text(yaml.safe_dump(s))
+    # earlier results that must survive untouched
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "runs.csv").write_text(",".join(results.RUNS_SCHEMA) + "\n")
+    return spec
+
+
+@pytest.mark.parametrize("defaults, message", [
+    ({"data_root": "/nonexistent/data"}, r"dataset mnist for 1 cell\(s\) .*mnist not found: the data folder "
+                                         r"/nonexistent/data does not exist"),
+    ({"n_train": 1000}, r"n_train=1000 but mnist has only 64 training images \(allowed: 1\.\.64"),
+    ({"n_test": 65}, r"n_test=65 but mnist has only 64 test images"),
+    ({"device": "cuda:7"}, r"device 'cuda:7' is not available here .* CUDA device\(s\)"),
+])
+def test_preflight_refuses_before_any_kernel_and_marks_no_cell(tmp_path, monkeypatch, defaults, message):
+    spec = _preflight_case(tmp_path, monkeypatch, **defaults)
+    calls = []
+    monkeypatch.setattr(grid, "_execute", lambda nb, out, params: calls.append(params["run_id"]))
+    before = _snapshot(tmp_path)
+    log = io.StringIO()
+    assert grid.run_grid(spec, out=log) == 2
+    assert calls == [] and "cannot run here, nothing was started" in log.getvalue()
+    assert re.search(message, log.getvalue()), log.getvalue()
+    assert _snapshot(tmp_path) == before              # byte-identical; no failures.csv, no notebook
+    assert not (tmp_path / "runs" / "failures.csv").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("run_id,date,error,notebook\nr1,2026-01-01T00:00:00Z,boom,x.ipynb", r"failures.csv, line 2: the last line is incomplete"),
+    ("id,when\nr1,now\n", r"failures.csv: missing column\(s\) \['run_id', 'date', 'error', 'notebook'\]"),
+    ("run_id,date,error,notebook\nbad id!,2026-01-01T00:00:00Z,boom,x.ipynb\n", r"failures.csv, line 2: run_id 'bad id!'"),
+])
+def test_a_damaged_failures_table_is_named_and_left_alone(tmp_path, monkeypatch, capsys, content, message):
+    spec = _preflight_case(tmp_path, monkeypatch)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "failures.csv").write_text(content)
+    monkeypatch.setattr(grid, "_execute", lambda nb, out, params: pytest.fail("a kernel started"))
+    before = _snapshot(tmp_path)
+    assert grid.main([str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and re.search(message, err) and "Traceback" not in err, err
+    assert _snapshot(tmp_path) == before
+
+
+def test_an_unwritable_results_folder_is_refused_before_running(tmp_path, monkeypatch):
+    import os
+    if os.geteuid() == 0:
+        spec = _preflight_case(tmp_path, monkeypatch)
+        # root can write anywhere: stand in a file where the runs folder should be
+        s = yaml.safe_load(spec.read_text())
+        s["runs_dir"] = str(tmp_path / "results" / "runs.csv" / "runs")
+        spec.write_text(yaml.safe_dump(s))
+        expected = r"runs_dir .*runs.csv/runs is not writable"
+    else:
+        spec = _preflight_case(tmp_path, monkeypatch)
+        (tmp_path / "results").chmod(0o500)
+        expected = r"results_dir .*results is not writable"
+    monkeypatch.setattr(grid, "_execute", lambda nb, out, params: pytest.fail("a kernel started"))
+    log = io.StringIO()
+    try:
+        assert grid.run_grid(spec, out=log) == 2
+    finally:
+        (tmp_path / "results").chmod(0o700)
+    assert re.search(expected, log.getvalue()), log.getvalue()

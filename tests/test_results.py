@@ -24,7 +24,7 @@ def run_row(run_id="r1", **kw) -> dict:
         "target_fraction": 0.75, "signed": False, "lam": math.nan, "dataset": "mnist", "protocol": "smoke", "epochs": 1,
         "epochs_done": 1, "width": 1.0, "n_train": 64, "n_test": 32, "seed": 0, "select": "final",
         "quirks": "", "final_test_acc": 0.5, "best_test_acc": 0.625, "best_epoch": 1, "wall_time_s": 1.25, "device": "cpu",
-        "device_name": "cpu", "torch_version": "2.x", "cuda_version": "", "git_commit": "abc", "git_dirty": True,
+        "device_name": "cpu", "torch_version": "2.x", "cuda_version": "", "git_commit": "abc1234", "git_dirty": True,
         "date": "2026-01-01T00:00:00Z", "notebook": "data/runs/g/r1.ipynb",
     }
     row.update(kw)
@@ -325,9 +325,22 @@ def test_truncated_table_is_refused_and_left_alone(tmp_path):
     assert p.read_bytes() == cut                   # never rewritten
 
 
-def test_badly_formatted_date_is_refused(tmp_path):
-    with pytest.raises(ValueError, match=r"column 'date': '2026/01/01' is not a UTC date"):
-        results.append("runs", runs_df("a", date="2026/01/01"), tmp_path)
+@pytest.mark.parametrize("column, value, message", [
+    ("date", "2026/01/01", r"column 'date': '2026/01/01' is not a UTC date"),
+    ("git_commit", "HEAD~1", r"column 'git_commit': 'HEAD~1' is not a git commit"),
+    ("notebook", "runs/a\nb.ipynb", r"column 'notebook': .* is not a path \(no control characters\)"),
+])
+def test_badly_formatted_text_is_refused_and_nothing_written(tmp_path, column, value, message):
+    results.append("runs", runs_df("a"), tmp_path)
+    before = (tmp_path / "runs.csv").read_bytes()
+    with pytest.raises(ValueError, match=message):
+        results.append("runs", runs_df("b", **{column: value}), tmp_path)
+    assert (tmp_path / "runs.csv").read_bytes() == before
+    # the same value already in the file is refused on reading, naming the line
+    bad = runs_df("c", **{column: value})
+    with pytest.raises(ValueError, match=r"runs.csv, line 3, " + message):
+        pd.concat([results.load("runs", tmp_path), bad]).to_csv(tmp_path / "runs.csv", index=False) or \
+            results.load("runs", tmp_path)
 
 
 def test_merge_adds_finished_runs_only(tmp_path):
