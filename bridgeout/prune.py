@@ -61,9 +61,17 @@ Modes and pruning units
   (the L2 norm of all coupled filters concatenated), ``"l1"`` :math:`\\sum_c s_{c,f}`,
   ``"orthogonality"`` the mean over the coupled convs, ``"random"`` one fresh draw per
   group channel.  For a network without residual additions every group holds one conv and
-  ``remove`` prunes exactly the filters ``mask`` zeroes.  Groups whose channels reach a
-  Linear *output* are not pruned (the classifier head keeps its classes).  The result is a
-  plain, smaller ``nn.Module`` (``torch.save(model)`` pickles it whole).
+  ``remove`` prunes exactly the filters ``mask`` zeroes.  Only groups rooted at a conv are
+  pruned, so the scores rank conv filters as in ``mask`` mode; whatever the graph couples
+  to their channels is pruned along: LayerNorms, ``nn.Linear`` outputs joined by a residual
+  addition and bare ``nn.Parameter`` scales (a ConvNeXt block's second pointwise Linear and
+  ``layer_scale``; their filters do not enter the score).  Groups rooted at a Linear (hidden
+  units, a ConvNeXt block's 4x expansion) are not pruned, and neither is any group that
+  would remove an output channel of the model's output layers (the classifier keeps its
+  classes; :class:`RemovalPlan` says how they are found).  Where Torch-Pruning cannot
+  shrink a coupled layer or tensor, a ``ValueError`` names the conv whose channels cannot be
+  removed (the plan is test-run once).  The result is a plain, smaller ``nn.Module``
+  (``torch.save(model)`` pickles it whole).
 
 Why both: zeroing a filter keeps its BatchNorm shift (the channel emits
 :math:`\\beta - \\gamma \\mu / \\sqrt{\\sigma^2 + \\epsilon}` for a bias-free conv), removing
@@ -255,7 +263,7 @@ def _require_convs(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
     if not convs:
         raise ValueError(f"model has nothing prunable: no nn.Conv2d layer in "
                          f"{type(model).__name__} (prunable layers: nn.Conv2d and subclasses; "
-                         "Linear layers are never pruned)")
+                         "Linear layers are never pruned on their own)")
     return convs
 
 
@@ -347,8 +355,8 @@ def zeroed_filters(model: nn.Module) -> dict[str, torch.Tensor]:
 @dataclass
 class _Group:
     """One dependency group: ``channels`` root channels, the coupled convs whose output
-    channels it removes, and every pruning action as (module name, handler, dim, idxs,
-    root idxs)."""
+    channels it removes, and every pruning action as (module or parameter name, handler, dim,
+    idxs, root idxs, ``"module"`` or ``"parameter"``)."""
     root: str
     channels: int
     convs: list = field(default_factory=list)     # (name, idxs tensor, root idxs tensor)
@@ -363,6 +371,23 @@ class RemovalPlan:
             with autograd on, and not modified.
         example_input: a tensor of the input shape (default :func:`default_example_input`).
 
+    What is pruned: the groups rooted at an ``nn.Conv2d`` (its output channels), with every
+    layer coupled to them: BatchNorm/LayerNorm channels, the next layers' input channels,
+    convs and ``nn.Linear`` outputs joined by a residual addition (a ConvNeXt block's second
+    pointwise Linear), and bare ``nn.Parameter`` tensors multiplied into the channels (a
+    ConvNeXt block's ``layer_scale``, pruned along the dimension Torch-Pruning detects: the
+    last one larger than 1). Groups rooted at a Linear (the hidden units of an MLP or of a
+    ConvNeXt block's 4x expansion) are not pruned. The model's **output layers** -- every
+    ``nn.Linear`` or conv reached backwards from the model's output through layers that are
+    neither (normalisation, pooling, flatten, element-wise ops) -- keep their outputs: a group
+    that would remove one of their output channels is not pruned (the classifier keeps its
+    classes), and its convs are listed in :attr:`fixed`.
+
+    The plan is checked once when it is built: one channel of every group is removed from a
+    copy, which must still run on ``example_input`` and give the same output shape; where it
+    does not (a layer or tensor Torch-Pruning does not know how to shrink), a ``ValueError``
+    names the group's root conv.
+
     :meth:`importances` gives each group's per-channel importance, :meth:`select` the
     indices to prune, and :meth:`apply` removes them from a copy of a model with the same
     module names and shapes (the traced one or a deep copy of it).
@@ -376,11 +401,14 @@ class RemovalPlan:
             example_input = default_example_input(model)
         example_input = example_input.to(_model_device(model))
         names = {m: n for n, m in model.named_modules()}
-        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        params = {p: n for n, p in model.named_parameters()}
         with _EvalMode(model), torch.inference_mode(False), torch.enable_grad():
             graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input,
                                                           verbose=False)
-            groups = list(graph.get_all_groups(ignored_layers=linears,
+            #: names of the output layers (their output channels are never removed)
+            self.outputs = _output_layers(graph, names)
+            out_mods = [m for m in names if names[m] in self.outputs]
+            groups = list(graph.get_all_groups(ignored_layers=out_mods,
                                                root_module_types=[nn.Conv2d]))
         self.groups: list[_Group] = []
         for group in groups:
@@ -390,24 +418,55 @@ class RemovalPlan:
                 dep, idxs = item.dep, item.idxs
                 target = dep.target.module
                 if isinstance(target, nn.Parameter):
-                    raise ValueError("remove mode does not support models with bare nn.Parameter "
-                                     "tensors coupled to conv channels")
-                if target not in names:      # element-wise ops, reshapes: nothing to prune
+                    if target not in params or dep.target.pruning_dim is None:
+                        raise ValueError(f"remove mode: conv {g.root!r} is coupled to a bare nn.Parameter "
+                                         f"{params.get(target, '')!r} that Torch-Pruning cannot prune")
+                    name, kind = params[target], "parameter"
+                elif target in names:
+                    name, kind = names[target], "module"
+                else:                            # element-wise ops, reshapes: nothing to prune
                     continue
                 root_idxs = list(item.root_idxs)
-                g.actions.append((names[target], dep.handler, dep.target.pruning_dim,
-                                  list(idxs), root_idxs))
+                g.actions.append((name, dep.handler, dep.target.pruning_dim, list(idxs), root_idxs, kind))
                 if isinstance(target, nn.Conv2d) and graph.is_out_channel_pruning_fn(dep.handler):
-                    g.convs.append((names[target], torch.tensor(list(idxs)),
-                                    torch.tensor(root_idxs)))
+                    g.convs.append((name, torch.tensor(list(idxs)), torch.tensor(root_idxs)))
             if g.convs:
                 self.groups.append(g)
         covered = {name for g in self.groups for name, _, _ in g.convs}
-        #: convs whose output channels no group may prune (they feed a Linear output)
+        #: convs whose output channels no group may prune (they reach an output layer)
         self.fixed = [n for n, _ in convs if n not in covered]
         if not self.groups:
-            raise ValueError("model has nothing prunable in remove mode: every conv is coupled "
-                             "to a Linear output")
+            raise ValueError(f"model has nothing prunable in remove mode: every conv is coupled to the "
+                             f"output of the model's output layer(s) {self.outputs}")
+        self._check(model, example_input)
+
+    def _check(self, model: nn.Module, example_input: torch.Tensor) -> None:
+        """Remove one channel of every group from a copy and run it (see the class docstring);
+        on failure find the first group that fails on its own and name its root conv."""
+        with _EvalMode(model), torch.no_grad():
+            shape = model(example_input).shape
+
+        def fails(which):
+            sel = [torch.tensor([0] if i in which and g.channels > 1 else [], dtype=torch.long)
+                   for i, g in enumerate(self.groups)]
+            try:
+                trial = self.apply(model, sel)
+                with _EvalMode(trial), torch.no_grad():
+                    got = trial(example_input).shape
+            except Exception as e:               # noqa: BLE001 - reported with the layer's name
+                return f"{type(e).__name__}: {e}"
+            return None if got == shape else f"the output shape changes from {tuple(shape)} to {tuple(got)}"
+
+        if fails(set(range(len(self.groups)))) is None:
+            return
+        for i, g in enumerate(self.groups):
+            why = fails({i})
+            if why is not None:
+                raise ValueError(f"remove mode cannot prune the channels of conv {g.root!r}: after "
+                                 f"removing one with Torch-Pruning, {why} (a coupled layer or tensor "
+                                 "Torch-Pruning does not shrink); use mode='mask' for this model")
+        raise ValueError("remove mode: removing one channel of every dependency group breaks the model, "
+                         "though no group alone does; use mode='mask' for this model")
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -464,17 +523,44 @@ class RemovalPlan:
             if len(sel) == 0:
                 continue
             chosen = set(int(i) for i in sel)
-            for name, handler, dim, idxs, root_idxs in g.actions:
+            for name, handler, dim, idxs, root_idxs, kind in g.actions:
                 target = [i for i, r in zip(idxs, root_idxs) if r in chosen]
-                if target:
-                    handler.__self__.pruning_dim = dim
+                if not target:
+                    continue
+                handler.__self__.pruning_dim = dim
+                if kind == "module":
                     handler(mods[name], sorted(set(target)))
+                else:                # a bare nn.Parameter: the handler returns a new one
+                    parent, _, attr = name.rpartition(".")
+                    owner = mods[parent]
+                    setattr(owner, attr, handler(getattr(owner, attr), sorted(set(target))))
         return model
 
     def group_channels(self, model: nn.Module) -> list[int]:
         """Current output channels of every group's root conv in ``model``."""
         mods = dict(model.named_modules())
         return [mods[g.root].out_channels for g in self.groups]
+
+
+def _output_layers(graph, names: dict) -> list[str]:
+    """Names of the ``nn.Linear`` / conv layers whose outputs are the model's outputs: walking
+    backwards from every node of the traced graph that feeds nothing, through every node that
+    is not a Linear or a conv (norms, pooling, flatten, element-wise ops), the first Linear or
+    conv reached on each path."""
+    layer = (nn.Linear, nn.modules.conv._ConvNd)
+    found, seen = [], set()
+    stack = [n for n in graph.module2node.values() if not n.outputs]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node.module, layer) and node.module in names:
+            if names[node.module] not in found:
+                found.append(names[node.module])
+            continue
+        stack.extend(node.inputs)
+    return sorted(found)
 
 
 # --------------------------------------------------------------------------- prune
@@ -508,7 +594,9 @@ def prune(model: nn.Module, fraction: float, criterion: str = "l2", scope: str =
 
     Raises:
         ValueError: ``fraction`` outside [0, 1), an unknown criterion/scope/mode (the
-            message lists the valid ones), or a model without any conv layer.
+            message lists the valid ones), a model without any conv layer, or, in remove
+            mode, a model whose every conv reaches an output layer or whose channels
+            Torch-Pruning cannot remove (the message names the conv).
     """
     fraction = _validate(fraction, criterion, scope, mode)
     _require_convs(model)

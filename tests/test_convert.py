@@ -75,13 +75,23 @@ def test_converted_models_prune(name):
     masked = prune.prune(c, 0.5, mode="mask").eval()
     assert masked(x).shape == (2, 10)
     assert any(len(i) for i in prune.zeroed_filters(masked).values())
-    if name == "convnext_tiny":     # removal of ConvNeXt's block-internal Linear layers: not yet
-        with pytest.raises(ValueError, match="nothing prunable in remove mode"):
-            prune.prune(c, 0.5, mode="remove")
-        return
     removed = prune.prune(c, 0.5, mode="remove").eval()
     assert removed(x).shape == (2, 10)
     assert prune.count_flops(removed, x[:1]) < 0.6 * base
+    assert prune.count_parameters(removed) < prune.count_parameters(c)
+    if name == "convnext_tiny":
+        # the residual stream's channels are removed everywhere they appear: the 7x7 depthwise
+        # convs, LayerNorms, the block's second pointwise Linear (outputs) and first (inputs) and
+        # layer_scale; the hidden 4x expansion and the classifier's outputs are kept.  (The
+        # masked model is not the removed one: a zeroed filter keeps its bias, LayerNorm's
+        # statistics include the zeroed channels, and mask mode does not zero the Linear outputs
+        # added into them.)
+        block = removed.features[1][0]
+        width = block.block[0].out_channels
+        assert width == 48 and block.layer_scale.shape == (width, 1, 1)
+        assert block.block[3].in_features == block.block[5].out_features == width
+        assert block.block[3].out_features == 4 * 96
+        assert removed.classifier[2].out_features == 10
 
 
 def test_convert_selection_and_refusals():

@@ -285,6 +285,69 @@ def test_remove_save_load_round_trip(tmp_path):
     assert torch.equal(other(x), out(x))
 
 
+def tiny_convnext(seed: int = 0) -> nn.Module:
+    """torchvision's ConvNeXt at two stages of widths 16 and 32 (non-trivial layer scales)."""
+    from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+    torch.manual_seed(seed)
+    m = ConvNeXt([CNBlockConfig(16, 32, 2), CNBlockConfig(32, None, 1)], num_classes=10).eval()
+    with torch.no_grad():
+        for mod in m.modules():
+            if hasattr(mod, "layer_scale"):
+                mod.layer_scale.normal_()
+    return m
+
+
+def test_remove_convnext_prunes_linear_and_layer_scale_like_torch_pruning():
+    import torch_pruning as tp
+
+    model = tiny_convnext()
+    x = x_for(model, 2)
+    plan = P.RemovalPlan(P._plain_copy(model))
+    assert plan.outputs == ["classifier.2"] and plan.fixed == []
+    assert [g.root for g in plan.groups] == ["features.2.1", "features.0.0"]
+    kinds = {(name, kind) for g in plan.groups for name, _, _, _, _, kind in g.actions}
+    assert ("features.1.0.layer_scale", "parameter") in kinds and ("features.1.0.block.5", "module") in kinds
+    sel = plan.select(plan.importances(model, "l1"), 0.4, "l1")
+    ours = plan.apply(model, sel)
+    theirs = copy.deepcopy(model)
+    graph = tp.DependencyGraph().build_dependency(theirs, example_inputs=x[:1], verbose=False)
+    mods = dict(theirs.named_modules())
+    for g, s in zip(plan.groups, sel):
+        graph.get_pruning_group(mods[g.root], tp.prune_conv_out_channels, s.tolist()).prune()
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert ours.features[1][0].layer_scale.shape == (10, 1, 1)       # 16 - floor(0.4 * 16)
+    assert ours.features[1][0].block[3].out_features == 64           # the hidden units are kept
+    assert ours(x).shape == (2, 10)
+    assert P.count_flops(ours, x[:1]) < P.count_flops(model, x[:1])
+
+
+def test_remove_keeps_a_conv_head_and_names_what_it_cannot_prune():
+    x = torch.randn(2, 3, 32, 32)
+    head = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 10, 1), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten()).eval()
+    plan = P.RemovalPlan(head)
+    assert plan.outputs == ["2"] and plan.fixed == ["2"]              # the classes are kept
+    out = P.prune(head, 0.5, mode="remove")
+    assert out(x).shape == (2, 10) and out[0].out_channels == 4
+    with pytest.raises(ValueError, match=r"nothing prunable in remove mode.*\['0'\]"):
+        P.prune(nn.Sequential(nn.Conv2d(3, 10, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()), 0.5, mode="remove")
+
+    class Scaled(nn.Module):               # a channel-sized buffer Torch-Pruning does not shrink
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3)
+            self.register_buffer("scale", torch.ones(8, 1, 1))
+            self.fc = nn.Linear(8, 10)
+
+        def forward(self, x):
+            return self.fc((self.conv(x) * self.scale).mean((2, 3)))
+
+    with pytest.raises(ValueError, match="cannot prune the channels of conv 'conv'.*mode='mask'"):
+        P.prune(Scaled(), 0.5, mode="remove")
+    assert P.prune(Scaled(), 0.5, mode="mask")(x).shape == (2, 10)
+
+
 # --------------------------------------------------------------------------- inputs, errors
 def test_prune_never_modifies_input():
     # train mode: tracing must not update BN stats; Bridgeout convs must not draw noise
