@@ -130,7 +130,12 @@ def _figures_in_executed_notebook(page: str) -> int:
         return 0
     import nbformat
     cells = nbformat.read(nb, as_version=4).cells
-    return sum("image/png" in o.get("data", {}) for c in cells if c.cell_type == "code" for o in c.get("outputs", []))
+    n = 0
+    for c in cells:
+        for o in c.get("outputs", []) if c.cell_type == "code" else []:
+            data = {k.split("papermill.record/")[-1] for k in o.get("data", {})}   # shown or glued
+            n += bool(data & {"image/png", "image/svg+xml"})
+    return n
 
 
 @needs_chromium
