@@ -125,9 +125,10 @@ def _neutral(rgba) -> bool:
 
 def undrawn_legend_entries(fig) -> list[str]:
     """Labels of legend entries of ``fig`` (axes and figure legends) that stand for nothing
-    drawn: no visible line, patch or collection with data has the entry's colour and line
-    style. A grey entry (a style key such as "dashed = published") matches any drawn line of
-    its style. Hidden handles (the :func:`not_run` message box) are skipped. ``[]`` when
+    drawn: no visible line with data has the entry's colour (a line entry: a colour key),
+    or no visible patch or collection has its colour (an area entry). A grey line entry is a
+    style key ("dashed = published") and needs a drawn line of its style, any colour; a grey
+    area entry ("band = range") any drawn area. Hidden handles (the :func:`not_run` message box) are skipped. ``[]`` when
     every entry is drawn."""
     import matplotlib.colors as mcolors
     from matplotlib.collections import Collection
@@ -137,7 +138,7 @@ def undrawn_legend_entries(fig) -> list[str]:
     def style(ls):
         return {"solid": "-", "dashed": "--", "dotted": ":", "dashdot": "-."}.get(ls, ls)
 
-    drawn = []   # (rgba, linestyle)
+    drawn = []   # (rgba, linestyle or "area")
     for ax in fig.axes:
         for ln in ax.get_lines():
             if ln.get_visible() and len(ln.get_xdata()) > 0:
@@ -148,12 +149,12 @@ def undrawn_legend_entries(fig) -> list[str]:
         for pa in ax.patches:
             if pa.get_visible() and pa.get_path().vertices.size:
                 for c in (pa.get_edgecolor(), pa.get_facecolor()):
-                    drawn.append((mcolors.to_rgba(c), "-"))
+                    drawn.append((mcolors.to_rgba(c), "area"))
         for co in ax.collections:
             if co.get_visible() and len(co.get_paths()):
                 for arr in (co.get_edgecolor(), co.get_facecolor()):
                     for c in arr:
-                        drawn.append((mcolors.to_rgba(c), "-"))
+                        drawn.append((mcolors.to_rgba(c), "area"))
     legends = [ax.get_legend() for ax in fig.axes] + list(fig.legends)
     legends += [a for ax in fig.axes for a in ax.artists if a.__class__.__name__ == "Legend"]
     missing = []
@@ -171,13 +172,19 @@ def undrawn_legend_entries(fig) -> list[str]:
                 c = h.get_facecolor() if isinstance(h, Patch) else h.get_facecolor()[0]
                 if mcolors.to_rgba(c)[3] == 0:
                     c = h.get_edgecolor() if isinstance(h, Patch) else h.get_edgecolor()[0]
-                rgba, ls = mcolors.to_rgba(c), None
+                rgba, ls = mcolors.to_rgba(c), "area"
             else:
                 continue
             ok = False
             for c, dls in drawn:
                 same_colour = np.allclose(c[:3], rgba[:3], atol=1e-3)
-                if (same_colour or (_neutral(rgba) and isinstance(h, Line2D))) and (ls is None or dls == ls):
+                # a coloured line entry is a colour key (any style of that colour counts); a grey
+                # one is a style key (any colour of that style counts)
+                if ls == "area":
+                    hit = dls == "area" and (same_colour or _neutral(rgba))
+                else:
+                    hit = dls != "area" and (same_colour if not _neutral(rgba) else dls == ls)
+                if hit:
                     ok = True
                     break
             if not ok:

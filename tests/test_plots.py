@@ -157,8 +157,22 @@ def test_undrawn_legend_entries_flags_an_entry_with_no_line():
     plt.close(fig)
     fig, ax = plt.subplots()
     ax.plot([0, 1], [1, 0], color=plots.PALETTE["bridgeout"], ls="--")
-    ax.legend(handles=[Line2D([], [], color=plots.PALETTE["bridgeout"], ls="-", label="solid")])
-    assert plots.undrawn_legend_entries(fig) == ["solid"]       # the style differs
+    ax.legend(handles=[Line2D([], [], color=plots.PALETTE["bridgeout"], ls="-", label="blue"),
+                       Line2D([], [], color="0.3", ls="-", label="solid = ours"),
+                       Line2D([], [], color="0.3", ls="--", label="dashed = published")])
+    assert plots.undrawn_legend_entries(fig) == ["solid = ours"]   # no solid line is drawn
+    plt.close(fig)
+    # area entries (bands, histograms) match a drawn patch or collection; a grey one any area
+    from matplotlib.patches import Patch
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0], color=plots.PALETTE["bridgeout"])
+    handles = [Patch(color="0.4", alpha=0.25, label="band"), Patch(color=plots.PALETTE["dropout"], label="orange")]
+    ax.legend(handles=handles)
+    assert plots.undrawn_legend_entries(fig) == ["band", "orange"]
+    ax.fill_between([0, 1], [0, 0], [1, 1], color=plots.PALETTE["bridgeout"], alpha=0.25)
+    assert plots.undrawn_legend_entries(fig) == ["orange"]
+    ax.hist([0.2, 0.5], histtype="step", color=plots.PALETTE["dropout"])
+    assert plots.undrawn_legend_entries(fig) == []
     plt.close(fig)
 
 
