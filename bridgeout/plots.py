@@ -365,8 +365,9 @@ def seed_curves(ax, rows: pd.DataFrame, *, chance: float, margin: float = 0.05, 
             seed = int(run["seed"].iloc[0])
             if run[value].iloc[0] <= chance + margin:
                 ax.plot(x, y, color=color, ls=":", lw=1.8)
-                ax.annotate(f"{LABELS.get(reg, reg)}, seed {seed}:\nat chance", (x[-1], y[-1]),
-                            xytext=(-4, 6), textcoords="offset points", ha="right", va="bottom",
+                k = min(2, len(x) - 1)   # named near the left end, below the trained curves
+                ax.annotate(f"{LABELS.get(reg, reg)}, seed {seed}: at chance", (x[k], y[k]),
+                            xytext=(0, 4), textcoords="offset points", ha="left", va="bottom",
                             fontsize=9, color=color)
                 out["stuck"].append((reg, seed, float(run[value].iloc[0])))
             else:
