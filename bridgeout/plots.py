@@ -169,10 +169,15 @@ def undrawn_legend_entries(fig) -> list[str]:
                 if ls in ("None", "none", ""):
                     ls = "marker"
             elif isinstance(h, (Patch, Collection)):
-                c = h.get_facecolor() if isinstance(h, Patch) else h.get_facecolor()[0]
-                if mcolors.to_rgba(c)[3] == 0:
-                    c = h.get_edgecolor() if isinstance(h, Patch) else h.get_edgecolor()[0]
-                rgba, ls = mcolors.to_rgba(c), "area"
+                if isinstance(h, Patch):
+                    face, edge = [h.get_facecolor()], [h.get_edgecolor()]
+                else:   # e.g. the error bars of an errorbar entry: edge colours only
+                    face, edge = list(h.get_facecolor()), list(h.get_edgecolor())
+                cols = ([c for c in face if mcolors.to_rgba(c)[3] > 0]
+                        or [c for c in edge if mcolors.to_rgba(c)[3] > 0])
+                if not cols:
+                    continue
+                rgba, ls = mcolors.to_rgba(cols[0]), "area"
             else:
                 continue
             ok = False

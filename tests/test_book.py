@@ -188,13 +188,14 @@ def test_page_loads_with_its_figures_and_no_errors(page, browser_profile):
 
 # --------------------------------------------------------------------------- layout and numbering
 #: Injected at the end of a copy of a page: once the page has loaded, opens every folded
-#: block (<details>: hidden cells, solutions), then lists every code block, table and cell
+#: block (<details> and sphinx-togglebutton's hidden blocks: hidden cells, solutions), then lists every code block, table and cell
 #: output that is wider than its box (its content scrolls sideways) or reaches past the
 #: article's right edge, into <pre id="bridgeout-layout-report"> as JSON.
 _LAYOUT_JS = """
 <script>
 window.addEventListener('load', function () { setTimeout(function () {
   document.querySelectorAll('details').forEach(function (d) { d.open = true; });
+  document.querySelectorAll('.toggle-hidden').forEach(function (e) { e.classList.remove('toggle-hidden'); });
   setTimeout(function () {
     var art = document.querySelector('article') || document.body;
     var right = art.getBoundingClientRect().right;

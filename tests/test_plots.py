@@ -174,6 +174,11 @@ def test_undrawn_legend_entries_flags_an_entry_with_no_line():
     ax.hist([0.2, 0.5], histtype="step", color=plots.PALETTE["dropout"])
     assert plots.undrawn_legend_entries(fig) == []
     plt.close(fig)
+    fig, ax = plt.subplots()                                     # error bars: a drawn entry
+    ax.errorbar([0, 1], [1, 2], yerr=[0.1, 0.2], fmt="o", color=plots.PALETTE["dropout"], label="MC")
+    fig.legend()
+    assert plots.undrawn_legend_entries(fig) == []
+    plt.close(fig)
 
 
 def test_pruning_curve_and_legend_handles_draw_every_legend_entry():
