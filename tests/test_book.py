@@ -8,7 +8,9 @@ here when ``_build/html/index.html`` is missing. For every page of ``_toc.yml``:
 exists and loads in headless Chromium (Debian's ``chromium``), every ``<img>`` points to an
 existing non-empty file, no executed cell shows an error or a stderr stream, every notebook
 page whose executed notebook has figures shows them, and a screenshot is saved to
-``_build/screenshots/`` for a person to look at.
+``_build/screenshots/`` for a person to look at. Every figure carries a number and no plot
+is shown outside a numbered figure; no glue reference is left unresolved; at a 1280 px
+window no code block, table or cell output overflows the article (folded blocks opened).
 """
 from __future__ import annotations
 
