@@ -56,8 +56,8 @@ bench: install
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/prune_sweep.py
 
-# make grid SPEC=notebooks/grids/mnist-teaching.yaml
-SPEC ?= notebooks/grids/mnist-teaching.yaml
+# make grid SPEC=notebooks/grids/mnist-teaching-5seed.yaml
+SPEC ?= notebooks/grids/mnist-teaching-5seed.yaml
 grid: install
 	$(PY) -m bridgeout.grid $(SPEC)
 

@@ -7,7 +7,11 @@
   layer: our runs as solid lines with markers (mean over seeds, shaded band = the range
   over seeds), the paper's published curve dashed in the same colour with its error bars.
 * :func:`not_run` marks an axis whose experiment has not been run yet.
-* :func:`set_theme` sets a seaborn theme readable at page width.
+* :func:`set_theme` sets a seaborn theme readable at page width (``svg=True``: SVG output).
+* :func:`glue_figure` hands a finished figure to the book (myst-nb ``glue``) after checking
+  it: text at least :data:`MIN_FONT_PT` points as displayed in the :data:`COLUMN_IN`-inch
+  column (:func:`small_text`) and no legend entry for something not drawn
+  (:func:`undrawn_legend_entries`).
 
 Accuracies are fractions in [0, 1] in every table; the axes show percent.
 """
@@ -23,6 +27,8 @@ from ._validate import check_choice
 __all__ = [
     "PALETTE", "MARKERS", "LABELS", "MODEL_LABELS", "DATASET_LABELS", "SPREADS",
     "set_theme", "summarize", "pruning_curve", "not_run", "panel_title", "legend_handles",
+    "COLUMN_IN", "MIN_FONT_PT", "small_text", "undrawn_legend_entries", "glue_figure",
+    "seed_curves", "seed_handles",
 ]
 
 #: One colour per regularizer (Okabe & Ito 2008, distinguishable with the common
@@ -60,14 +66,156 @@ DATASET_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "mnist": "MNIS
 SPREADS = ("range", "std")
 
 
-def set_theme(font_scale: float = 1.0) -> None:
-    """A seaborn ``whitegrid`` theme with fonts readable when a figure spans the page."""
+#: Width of the book's text column, in inches of a figure shown at its natural size: 740 CSS
+#: px at a 1280 px window, 96 px per inch, less the cell-output padding (about 650 px).
+COLUMN_IN = 6.8
+#: The smallest text, in points as displayed, that a book figure may use.
+MIN_FONT_PT = 9.0
+
+
+def set_theme(font_scale: float = 1.0, *, svg: bool = False) -> None:
+    """A seaborn ``whitegrid`` theme with fonts readable when a figure spans the page.
+
+    ``svg=True`` (the book's notebooks) also makes IPython show figures as SVG, sharp at any
+    zoom and screen density, and drawn at their natural size (a figure at most
+    :data:`COLUMN_IN` inches wide is never scaled down, so its points are the reader's
+    points). Outside IPython it does nothing more. The experiment notebook keeps PNG (the
+    grid runner stores PNG outputs only)."""
     import seaborn as sns
 
     sns.set_theme(context="notebook", style="whitegrid", font_scale=font_scale,
                   rc={"figure.dpi": 100, "savefig.dpi": 150, "axes.titleweight": "bold",
                       "legend.frameon": True, "legend.framealpha": 0.9,
                       "axes.spines.top": False, "axes.spines.right": False})
+    if svg:
+        try:
+            from IPython import get_ipython
+        except ImportError:  # pragma: no cover - IPython is a dependency of the notebooks extra
+            return
+        if get_ipython() is not None:
+            from matplotlib_inline.backend_inline import set_matplotlib_formats
+            set_matplotlib_formats("svg")
+
+
+def small_text(fig, *, column_in: float = COLUMN_IN, min_pt: float = MIN_FONT_PT) -> list[str]:
+    """The visible texts of ``fig`` smaller than ``min_pt`` points as displayed in a column
+    ``column_in`` inches wide (a wider figure is shown scaled down to the column, and its
+    text with it); ``[]`` when every text is large enough. Each entry names the text and
+    its displayed size."""
+    from matplotlib.text import Text
+
+    fig.draw_without_rendering()   # tick labels get their text when drawn
+    scale = min(1.0, column_in / fig.get_figwidth())
+    out = []
+    for t in fig.findobj(Text):
+        if not t.get_visible() or not t.get_text().strip():
+            continue
+        if t.axes is not None and not t.axes.get_visible():
+            continue
+        size = t.get_fontsize() * scale
+        if size < min_pt - 1e-9:
+            out.append(f"{t.get_text()!r} shown at {size:.1f} pt")
+    return out
+
+
+def _neutral(rgba) -> bool:
+    r, g, b = rgba[:3]
+    return abs(r - g) < 1e-6 and abs(g - b) < 1e-6 and 0.1 < r < 0.9
+
+
+def undrawn_legend_entries(fig) -> list[str]:
+    """Labels of legend entries of ``fig`` (axes and figure legends) that stand for nothing
+    drawn: no visible line with data has the entry's colour (a line entry: a colour key),
+    or no visible patch or collection has its colour (an area entry). A grey line entry is a
+    style key ("dashed = published") and needs a drawn line of its style, any colour; a grey
+    area entry ("band = range") any drawn area. Hidden handles (the :func:`not_run` message box) are skipped. ``[]`` when
+    every entry is drawn."""
+    import matplotlib.colors as mcolors
+    from matplotlib.collections import Collection
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    def style(ls):
+        return {"solid": "-", "dashed": "--", "dotted": ":", "dashdot": "-."}.get(ls, ls)
+
+    drawn = []   # (rgba, linestyle or "area")
+    for ax in fig.axes:
+        for ln in ax.get_lines():
+            if ln.get_visible() and len(ln.get_xdata()) > 0:
+                ls = style(ln.get_linestyle())
+                if ls in ("None", "none", ""):
+                    ls = "marker"
+                drawn.append((mcolors.to_rgba(ln.get_color()), ls))
+        for pa in ax.patches:
+            if pa.get_visible() and pa.get_path().vertices.size:
+                for c in (pa.get_edgecolor(), pa.get_facecolor()):
+                    drawn.append((mcolors.to_rgba(c), "area"))
+        for co in ax.collections:
+            if co.get_visible() and len(co.get_paths()):
+                for arr in (co.get_edgecolor(), co.get_facecolor()):
+                    for c in arr:
+                        drawn.append((mcolors.to_rgba(c), "area"))
+    legends = [ax.get_legend() for ax in fig.axes] + list(fig.legends)
+    legends += [a for ax in fig.axes for a in ax.artists if a.__class__.__name__ == "Legend"]
+    missing = []
+    for leg in legends:
+        if leg is None:
+            continue
+        for h, t in zip(leg.legend_handles, leg.get_texts()):
+            if h is None or not h.get_visible():
+                continue
+            if isinstance(h, Line2D):
+                rgba, ls = mcolors.to_rgba(h.get_color()), style(h.get_linestyle())
+                if ls in ("None", "none", ""):
+                    ls = "marker"
+            elif isinstance(h, (Patch, Collection)):
+                if isinstance(h, Patch):
+                    face, edge = [h.get_facecolor()], [h.get_edgecolor()]
+                else:   # e.g. the error bars of an errorbar entry: edge colours only
+                    face, edge = list(h.get_facecolor()), list(h.get_edgecolor())
+                cols = ([c for c in face if mcolors.to_rgba(c)[3] > 0]
+                        or [c for c in edge if mcolors.to_rgba(c)[3] > 0])
+                if not cols:
+                    continue
+                rgba, ls = mcolors.to_rgba(cols[0]), "area"
+            else:
+                continue
+            ok = False
+            for c, dls in drawn:
+                same_colour = np.allclose(c[:3], rgba[:3], atol=1e-3)
+                # a coloured line entry is a colour key (any style of that colour counts); a grey
+                # one is a style key (any colour of that style counts)
+                if ls == "area":
+                    hit = dls == "area" and (same_colour or _neutral(rgba))
+                else:
+                    hit = dls != "area" and (same_colour if not _neutral(rgba) else dls == ls)
+                if hit:
+                    ok = True
+                    break
+            if not ok:
+                missing.append(t.get_text())
+    return missing
+
+
+def glue_figure(name: str, fig) -> None:
+    """Hand a finished figure to the book: check it, ``glue`` it under ``name`` (shown, numbered
+    and captioned by a ``{glue:figure}`` directive) and close it.
+
+    Raises ``ValueError`` naming the problems when a text would be shown smaller than
+    :data:`MIN_FONT_PT` points (:func:`small_text`) or a legend entry stands for nothing
+    drawn (:func:`undrawn_legend_entries`), so a book build fails on an unreadable figure."""
+    import matplotlib.pyplot as plt
+
+    small, undrawn = small_text(fig), undrawn_legend_entries(fig)
+    if small or undrawn:
+        plt.close(fig)
+        raise ValueError(f"figure {name!r} is not fit for the book: "
+                         + "; ".join(([f"text below {MIN_FONT_PT:g} pt in a {COLUMN_IN:g}-inch column: "
+                                       + ", ".join(small[:6])] if small else [])
+                                     + ([f"legend entries with nothing drawn: {undrawn}"] if undrawn else [])))
+    from myst_nb import glue
+    glue(name, fig, display=False)
+    plt.close(fig)
 
 
 def panel_title(model: str, dataset: str) -> str:
@@ -194,6 +342,73 @@ def pruning_curve(ax, ours: pd.DataFrame | None, paper: pd.DataFrame | None = No
     if legend and (drawn["ours"] or drawn["paper"]):
         ax.legend(fontsize="x-small", loc="lower left")
     return drawn
+
+
+def seed_curves(ax, rows: pd.DataFrame, *, chance: float, margin: float = 0.05, value: str = "test_acc",
+                title: str | None = None, ylim: tuple[float, float] | None = (0, 100)) -> dict:
+    """Accuracy (%) against filters pruned per layer (%), every seed visible.
+
+    ``rows``: one row per (run, fraction) with ``run_id, regularizer, seed, fraction`` and
+    ``value``. Per regularizer, a thin line per seed and, thick with markers, the mean over
+    the seeds that trained. A seed whose unpruned accuracy is within ``margin`` of
+    ``chance`` (it never left chance) is drawn dotted, kept out of the mean and named at the
+    end of its line.
+
+    Returns ``{"means": [regularizers with a mean drawn], "stuck": [(regularizer, seed,
+    unpruned accuracy), ...], "n": {regularizer: seeds that trained}}``; pass it to
+    :func:`seed_handles` for a legend of exactly what was drawn.
+    """
+    out = {"means": [], "stuck": [], "n": {}}
+    rows = rows if rows is not None else pd.DataFrame(columns=["run_id", "regularizer", "seed", "fraction", value])
+    for reg in _order(rows["regularizer"]):
+        color = PALETTE.get(reg, "0.3")
+        sub = rows[rows["regularizer"] == reg]
+        good = []
+        for rid, run in sub.groupby("run_id", sort=True):
+            run = run.sort_values("fraction")
+            x, y = 100 * run["fraction"].to_numpy(float), 100 * run[value].to_numpy(float)
+            seed = int(run["seed"].iloc[0])
+            if run[value].iloc[0] <= chance + margin:
+                ax.plot(x, y, color=color, ls=":", lw=1.8)
+                k = min(2, len(x) - 1)   # named near the left end, below the trained curves
+                ax.annotate(f"{LABELS.get(reg, reg)}, seed {seed}: at chance", (x[k], y[k]),
+                            xytext=(0, 4), textcoords="offset points", ha="left", va="bottom",
+                            fontsize=9, color=color)
+                out["stuck"].append((reg, seed, float(run[value].iloc[0])))
+            else:
+                ax.plot(x, y, color=color, lw=0.8, alpha=0.55)
+                good.append(run)
+        if good:
+            st = summarize(pd.concat(good), by=("fraction",), value=value)
+            ax.plot(100 * st["fraction"].to_numpy(float), 100 * st["mean"].to_numpy(float), color=color,
+                    lw=2.2, marker=MARKERS.get(reg, "o"), ms=5)
+            out["means"].append(reg)
+            out["n"][reg] = len(good)
+    ax.set_xlabel("filters pruned in each layer (%)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_xlim(-3, 93)
+    ax.set_xticks(range(0, 100, 20))
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    if title:
+        ax.set_title(title)
+    return out
+
+
+def seed_handles(*drawn: dict) -> list:
+    """Legend proxies for what one or more :func:`seed_curves` calls drew: a colour per
+    regularizer whose mean is drawn, the thin per-seed line when any seed trained, and the
+    dotted at-chance line only when a seed was stuck."""
+    from matplotlib.lines import Line2D
+
+    regs = _order([r for d in drawn for r in d["means"]])
+    handles = [Line2D([], [], color=PALETTE.get(r, "0.3"), marker=MARKERS.get(r, "o"), lw=2.2, ms=5,
+                      label=f"{LABELS.get(r, r)} (mean)") for r in regs]
+    if regs:
+        handles.append(Line2D([], [], color="0.4", lw=0.8, label="one seed"))
+    if any(d["stuck"] for d in drawn):
+        handles.append(Line2D([], [], color="0.4", ls=":", lw=1.8, label="a seed stuck at chance (not in the mean)"))
+    return handles
 
 
 def not_run(ax, text: str = "not run yet", *, loc: str = "best"):

@@ -8,7 +8,9 @@ here when ``_build/html/index.html`` is missing. For every page of ``_toc.yml``:
 exists and loads in headless Chromium (Debian's ``chromium``), every ``<img>`` points to an
 existing non-empty file, no executed cell shows an error or a stderr stream, every notebook
 page whose executed notebook has figures shows them, and a screenshot is saved to
-``_build/screenshots/`` for a person to look at.
+``_build/screenshots/`` for a person to look at. Every figure carries a number and no plot
+is shown outside a numbered figure; no glue reference is left unresolved; at a 1280 px
+window no code block, table or cell output overflows the article (folded blocks opened).
 """
 from __future__ import annotations
 
@@ -130,7 +132,12 @@ def _figures_in_executed_notebook(page: str) -> int:
         return 0
     import nbformat
     cells = nbformat.read(nb, as_version=4).cells
-    return sum("image/png" in o.get("data", {}) for c in cells if c.cell_type == "code" for o in c.get("outputs", []))
+    n = 0
+    for c in cells:
+        for o in c.get("outputs", []) if c.cell_type == "code" else []:
+            data = {k.split("papermill.record/")[-1] for k in o.get("data", {})}   # shown or glued
+            n += bool(data & {"image/png", "image/svg+xml"})
+    return n
 
 
 @needs_chromium
@@ -179,6 +186,184 @@ def test_page_loads_with_its_figures_and_no_errors(page, browser_profile):
     img = mpimg.imread(shot)
     assert img.shape[0] >= 1000 and img.shape[1] >= 1000
     assert float(img[..., :3].std()) > 0.02, f"{page}: the screenshot is blank"
+
+
+# --------------------------------------------------------------------------- layout and numbering
+#: Injected at the end of a copy of a page: once the page has loaded, opens every folded
+#: block (<details> and sphinx-togglebutton's hidden blocks: hidden cells, solutions), then lists every code block, table and cell
+#: output that is wider than its box (its content scrolls sideways) or reaches past the
+#: article's right edge, into <pre id="bridgeout-layout-report"> as JSON.
+_LAYOUT_JS = """
+<script>
+window.addEventListener('load', function () { setTimeout(function () {
+  document.querySelectorAll('details').forEach(function (d) { d.open = true; });
+  document.querySelectorAll('.toggle-hidden').forEach(function (e) { e.classList.remove('toggle-hidden'); });
+  setTimeout(function () {
+    var art = document.querySelector('article') || document.body;
+    var right = art.getBoundingClientRect().right;
+    var out = [];
+    art.querySelectorAll('pre, table, div.cell_output').forEach(function (el) {
+      var r = el.getBoundingClientRect();
+      if (r.width === 0 || r.height === 0) return;
+      var wide = el.scrollWidth > el.clientWidth + 1, past = r.right > right + 1;
+      if (wide || past) {
+        out.push({tag: el.tagName.toLowerCase(), scroll: el.scrollWidth, box: el.clientWidth,
+                  right: Math.round(r.right), article_right: Math.round(right),
+                  text: (el.textContent || '').trim().split('\\n')[0].slice(0, 80)});
+      }
+    });
+    var rep = document.createElement('pre');
+    rep.id = 'bridgeout-layout-report';
+    rep.style.display = 'none';
+    rep.textContent = JSON.stringify({article_width: Math.round(art.getBoundingClientRect().width),
+                                      overflow: out});
+    document.body.appendChild(rep);
+  }, 300);
+}, 200); });
+</script>
+"""
+
+
+def layout_report(page: Path, profile: str, width: int = 1280) -> dict:
+    """Open ``page`` in headless Chromium at ``width`` px and return ``{"article_width",
+    "overflow": [...]}``: the code blocks, tables and cell outputs of the article that
+    overflow sideways, every folded block opened. The page itself is not modified: a copy
+    with a ``<base>`` pointing at its folder (so its styles load) is opened instead."""
+    import json
+    import re
+
+    src = page.read_text(encoding="utf-8")
+    base = f'<base href="{page.parent.resolve().as_uri()}/">'
+    src = re.sub(r"<head([^>]*)>", lambda m: f"<head{m.group(1)}>{base}", src, count=1)
+    src = src.replace("</body>", _LAYOUT_JS + "</body>", 1) if "</body>" in src else src + _LAYOUT_JS
+    with tempfile.TemporaryDirectory(prefix="bridgeout-layout-") as d:
+        copy = Path(d) / page.name
+        copy.write_text(src, encoding="utf-8")
+        res = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
+             "--disable-dev-shm-usage", f"--user-data-dir={profile}", f"--window-size={width},900",
+             "--virtual-time-budget=8000", "--dump-dom", copy.as_uri()],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": profile})
+    assert res.returncode == 0, f"chromium failed on {page}: {res.stderr[-2000:]}"
+    m = re.search(r'<pre id="bridgeout-layout-report"[^>]*>(.*?)</pre>', res.stdout, re.S)
+    assert m, f"{page}: the layout script did not report (page did not finish loading?)"
+    return json.loads(html.unescape(m.group(1)))
+
+
+class _Figures(html.parser.HTMLParser):
+    """Inside the article: every <figure> (or div.figure) and whether it has a caption
+    number; every image of the build (_images/) and whether it sits inside a figure; the
+    visible text (for leftover glue syntax)."""
+
+    _VOID = ("img", "br", "hr", "meta", "link", "input", "source", "col", "wbr", "area", "base")
+
+    def __init__(self):
+        super().__init__()
+        self.figures: list[dict] = []
+        self.bare_images: list[str] = []
+        self.text: list[str] = []
+        self._stack: list[tuple[str, int | None, bool]] = []  # (tag, figure index, in article)
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        classes = (a.get("class") or "").split()
+        fig = self._stack[-1][1] if self._stack else None
+        art = (self._stack[-1][2] if self._stack else False) or tag == "article"
+        if art and (tag == "figure" or (tag == "div" and "figure" in classes)):
+            self.figures.append({"id": a.get("id", ""), "numbered": False})
+            fig = len(self.figures) - 1
+        if art and tag == "span" and "caption-number" in classes and fig is not None:
+            self.figures[fig]["numbered"] = True
+        if art and tag == "img" and "_images/" in a.get("src", "") and fig is None:
+            self.bare_images.append(a.get("src", ""))
+        if tag in ("script", "style"):
+            self._skip += 1
+        if tag not in self._VOID:
+            self._stack.append((tag, fig, art))
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style"):
+            self._skip = max(0, self._skip - 1)
+        if tag in self._VOID:
+            return
+        for i in range(len(self._stack) - 1, -1, -1):   # tolerate unclosed inner tags
+            if self._stack[i][0] == tag:
+                del self._stack[i:]
+                break
+
+    def handle_data(self, data):
+        if not self._skip and self._stack and self._stack[-1][2]:
+            self.text.append(data)
+
+
+def figure_report(page: Path) -> _Figures:
+    parsed = _Figures()
+    parsed.feed(page.read_text(encoding="utf-8"))
+    return parsed
+
+
+@needs_chromium
+def test_layout_report_flags_what_overflows_and_nothing_else(tmp_path):
+    """The overflow check is real: on a synthetic page it flags exactly the code block and the
+    table that are wider than the article, not the ones that fit."""
+    long = "x = " + "1234567890 " * 40
+    page = tmp_path / "synthetic.html"
+    page.write_text(f"""<!DOCTYPE html><html><head><style>
+      article {{ width: 600px; margin: 0 auto; }} pre {{ overflow: auto; }}</style></head>
+      <body><article>
+      <pre id="fits">short = 1</pre>
+      <pre id="wide">{long}</pre>
+      <table id="small"><tr><td>1</td><td>2</td></tr></table>
+      <table id="big"><tr>{''.join(f'<td>column{i:02d}</td>' for i in range(60))}</tr></table>
+      <details><pre id="folded">{long}</pre></details>
+      </article></body></html>""", encoding="utf-8")
+    with tempfile.TemporaryDirectory(prefix="bridgeout-chromium-") as profile:
+        rep = layout_report(page, profile)
+    assert rep["article_width"] == 600
+    flagged = sorted((o["tag"], o["text"][:12]) for o in rep["overflow"])
+    assert flagged == [("pre", "x = 12345678"), ("pre", "x = 12345678"), ("table", "column00colu")], rep
+
+
+def test_figure_report_finds_unnumbered_figures_and_bare_images():
+    page = Path(tempfile.mkdtemp()) / "p.html"
+    page.write_text("""<html><body><img src="_images/logo.png"><article>
+      <figure id="a"><img src="_images/a.svg"><figcaption><p><span class="caption-number">Fig. 1 </span>
+      <span class="caption-text">A.</span></p></figcaption></figure>
+      <figure id="b"><img src="_images/b.svg"><figcaption><p>B.</p></figcaption></figure>
+      <div class="cell_output"><img src="_images/c.png"></div><p>{glue:md}`x`</p>
+      </article></body></html>""", encoding="utf-8")
+    rep = figure_report(page)
+    assert [(f["id"], f["numbered"]) for f in rep.figures] == [("a", True), ("b", False)]
+    assert rep.bare_images == ["_images/c.png"]
+    assert "{glue:" in "".join(rep.text)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_figure_is_numbered_and_every_glue_resolved(page):
+    """(a) Every figure of the page carries a number ("Fig. N") and no plot is shown outside
+    a numbered figure; (c) no glue reference is left unresolved (literal `{glue:` text or
+    myst-nb's missing-key marker)."""
+    _build_if_missing()
+    rep = figure_report(HTML / f"{page}.html")
+    unnumbered = [f["id"] or "(no id)" for f in rep.figures if not f["numbered"]]
+    assert not unnumbered, f"{page}: figures without a number: {unnumbered}"
+    assert not rep.bare_images, f"{page}: {len(rep.bare_images)} plot(s) outside a numbered figure: {rep.bare_images[:5]}"
+    text = "".join(rep.text)
+    for marker in ("{glue:", "{glue}", "glue:any", "glue:md", "glue:text"):
+        assert marker not in text, f"{page}: unresolved glue reference {marker!r} in the page text"
+
+
+@needs_chromium
+@pytest.mark.parametrize("page", PAGES)
+def test_no_code_or_table_overflows_at_1280px(page, browser_profile):
+    """(b) At a 1280 px window, no code block, table or cell output of the article (folded
+    ones opened) is wider than its box or reaches past the article's edge."""
+    rep = layout_report(HTML / f"{page}.html", browser_profile)
+    assert not rep["overflow"], (f"{page}: {len(rep['overflow'])} element(s) overflow the "
+                                 f"{rep['article_width']} px article: " + "; ".join(
+                                     f"{o['tag']} {o['scroll']}>{o['box']} px: {o['text'][:50]!r}"
+                                     for o in rep["overflow"][:8]))
 
 
 # --------------------------------------------------------------------------- result chapters

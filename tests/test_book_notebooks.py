@@ -53,8 +53,27 @@ def _stdout(nb) -> str:
 
 
 def _n_figures(nb) -> int:
-    return sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code"
-               for o in c.get("outputs", []))
+    """Figures shown or glued (PNG or SVG)."""
+    n = 0
+    for c in nb.cells:
+        for o in c.get("outputs", []) if c.cell_type == "code" else []:
+            data = {k.split("papermill.record/")[-1]: v for k, v in o.get("data", {}).items()}
+            n += "image/png" in data or "image/svg+xml" in data
+    return n
+
+
+def _glued(nb) -> dict[str, str]:
+    """The Markdown and text that the notebook glued (myst_nb.glue), by key."""
+    out = {}
+    for c in nb.cells:
+        for o in c.get("outputs", []) if c.cell_type == "code" else []:
+            key = o.get("metadata", {}).get("scrapbook", {}).get("name")
+            data = o.get("data", {})
+            text = data.get("application/papermill.record/text/markdown") or data.get(
+                "application/papermill.record/text/plain")
+            if key and text is not None:
+                out[key] = text
+    return out
 
 
 def _errors(nb) -> list[str]:
@@ -102,11 +121,18 @@ def test_teach_notebook_runs_with_reduced_parameters(tmp_path):
     assert _errors(nb) == []
     # the injected parameters were used
     assert "DeviceData('mnist', train=2000, test=1000" in _stdout(nb)
-    text = _stdout(nb)
-    assert "best before pruning:" in text
-    assert text.count("Bridgeout vs ") == 2
-    assert "in this run q = 1 holds up" in text
-    assert _n_figures(nb) >= 4  # pruning curves, filter norms, exercises 1 and 2
+    glued = _glued(nb)
+    assert glued["teach_scale"].startswith("2,000 training images, 1,000 test images, 1 epoch(s)")
+    assert "Best before pruning:" in glued["teach_crossing"]
+    assert glued["teach_crossing"].count("Against ") == 2
+    assert "So here q = 1 holds up" in glued["teach_q1"]
+    # the random-ranking solution interprets each network from its own counts
+    assert glued["teach_random"].count("fractions that prune at least one filter in each layer") == 3
+    assert "For the paper's explanation to hold" in glued["teach_random"]
+    assert "never left chance" in glued["teach_stuck"] or "none ended at chance" in glued["teach_stuck"]
+    # curves, norms, the grids' seeds, exercises 1 and 2: all glued for numbered figures
+    figures = {"teach_curves_fig", "teach_norms_fig", "teach_seeds_fig", "teach_q1_fig", "teach_random_fig"}
+    assert figures <= set(glued) or _n_figures(nb) >= len(figures)
 
 
 def test_teach_notebook_has_a_parameters_cell():

@@ -84,7 +84,7 @@ def test_shipped_specs_expand_and_validate(spec):
     assert len({c["run_id"] for c in cells}) == len(cells)
     assert all(c["grid"] == spec.stem and c["notebook_path"].endswith(f"{c['run_id']}.ipynb") for c in cells)
     expected = {"paper-cifar10": 9, "paper-cifar100": 9, "cpu-cifar10": 6, "cpu-cifar10-e12": 3, "cpu-cifar10-vgg": 12,
-                "mnist-teaching": 9, "smoke": 1}
+                "mnist-teaching": 9, "mnist-teaching-5seed": 15, "smoke": 1}
     assert len(cells) == expected[spec.stem]
     if spec.stem.startswith("paper-"):
         assert {(c["model"], c["regularizer"]) for c in cells} == {
@@ -96,6 +96,10 @@ def test_shipped_specs_expand_and_validate(spec):
     if spec.stem == "mnist-teaching":
         assert {(c["regularizer"], c["seed"]) for c in cells} == {
             (r, s) for r in ("bridgeout", "dropout", "weight_decay") for s in (0, 1, 2)}
+    if spec.stem == "mnist-teaching-5seed":
+        assert {(c["regularizer"], c["seed"]) for c in cells} == {
+            (r, s) for r in ("bridgeout", "dropout", "weight_decay") for s in range(5)}
+        assert all(c["protocol"] == "fast_lr0.05" and c["epochs"] == 3 for c in cells)
 
 
 def test_axes_of_mappings_and_exclude(tmp_path):

@@ -119,3 +119,118 @@ def test_pruning_curve_draws_each_run_thin_behind_the_mean():
         thin = [ln for ln in ax.lines if ln.get_linewidth() < 1]
         assert len(thin) == expected - 1
         plt.close(fig)
+
+
+# --------------------------------------------------------------------------- book figure checks
+def test_small_text_measures_points_as_displayed_in_the_column():
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.plot([0, 1], [0, 1], label="a line")
+    ax.set_title("title", fontsize=12)
+    ax.tick_params(labelsize=10)
+    ax.legend(fontsize=10)
+    ax.set_xlabel("x", fontsize=10)
+    ax.set_ylabel("y", fontsize=10)
+    assert plots.small_text(fig) == []                   # narrower than the column: shown as is
+    ax.legend(fontsize=8)
+    assert plots.small_text(fig) == ["'a line' shown at 8.0 pt"]
+    ax.legend(fontsize=10)
+    fig.set_figwidth(2 * plots.COLUMN_IN)                 # shown at half size: 10 pt -> 5 pt
+    small = plots.small_text(fig)
+    assert "'a line' shown at 5.0 pt" in small and "'title' shown at 6.0 pt" in small
+    plt.close(fig)
+
+
+def test_undrawn_legend_entries_flags_an_entry_with_no_line():
+    from matplotlib.lines import Line2D
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0], color=plots.PALETTE["bridgeout"], label="Batch Bridgeout")
+    ax.plot([], [], color=plots.PALETTE["dropout"], label="Dropout")   # an empty line: a lie
+    ax.legend()
+    assert plots.undrawn_legend_entries(fig) == ["Dropout"]
+    ax.get_legend().remove()
+    # proxies: a colour per regularizer must match a drawn line; grey style keys match any line
+    # of their style (solid = ours; dashed = published, not drawn here)
+    fig.legend(handles=plots.legend_handles(["bridgeout", "weight_decay"]))
+    assert plots.undrawn_legend_entries(fig) == [
+        "Weight decay only", "published (Khan & Stavness 2020)"]
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0], color=plots.PALETTE["bridgeout"], ls="--")
+    ax.legend(handles=[Line2D([], [], color=plots.PALETTE["bridgeout"], ls="-", label="blue"),
+                       Line2D([], [], color="0.3", ls="-", label="solid = ours"),
+                       Line2D([], [], color="0.3", ls="--", label="dashed = published")])
+    assert plots.undrawn_legend_entries(fig) == ["solid = ours"]   # no solid line is drawn
+    plt.close(fig)
+    # area entries (bands, histograms) match a drawn patch or collection; a grey one any area
+    from matplotlib.patches import Patch
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0], color=plots.PALETTE["bridgeout"])
+    handles = [Patch(color="0.4", alpha=0.25, label="band"), Patch(color=plots.PALETTE["dropout"], label="orange")]
+    ax.legend(handles=handles)
+    assert plots.undrawn_legend_entries(fig) == ["band", "orange"]
+    ax.fill_between([0, 1], [0, 0], [1, 1], color=plots.PALETTE["bridgeout"], alpha=0.25)
+    assert plots.undrawn_legend_entries(fig) == ["orange"]
+    ax.hist([0.2, 0.5], histtype="step", color=plots.PALETTE["dropout"])
+    assert plots.undrawn_legend_entries(fig) == []
+    plt.close(fig)
+    fig, ax = plt.subplots()                                     # error bars: a drawn entry
+    ax.errorbar([0, 1], [1, 2], yerr=[0.1, 0.2], fmt="o", color=plots.PALETTE["dropout"], label="MC")
+    fig.legend()
+    assert plots.undrawn_legend_entries(fig) == []
+    plt.close(fig)
+
+
+def test_pruning_curve_and_legend_handles_draw_every_legend_entry():
+    rows = pd.DataFrame([{"run_id": f"{r}{s}", "regularizer": r, "seed": s, "fraction": f,
+                          "test_acc": 0.9 - f * (0.5 + 0.1 * s)}
+                         for r in ("bridgeout", "dropout") for s in range(2) for f in (0.0, 0.5)])
+    pr = paper.curve("vgg16", "cifar10")
+    fig, ax = plt.subplots()
+    plots.pruning_curve(ax, rows, pr)                           # its own legend
+    box = plots.not_run(ax, "a note")                           # a hidden handle: not an entry
+    assert box is not None and plots.undrawn_legend_entries(fig) == []
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    plots.pruning_curve(ax, rows, pr, legend=False)
+    fig.legend(handles=plots.legend_handles(set(rows["regularizer"]) | set(pr["regularizer"])))
+    assert plots.undrawn_legend_entries(fig) == []
+    plt.close(fig)
+
+
+def test_glue_figure_refuses_an_unreadable_figure():
+    fig, ax = plt.subplots(figsize=(14, 3))
+    ax.plot([0, 1], [0, 1])
+    with pytest.raises(ValueError, match="text below 9 pt"):
+        plots.glue_figure("fig-too-wide", fig)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot([], [], label="nothing")
+    ax.tick_params(labelsize=10)
+    ax.legend(fontsize=10)
+    with pytest.raises(ValueError, match=r"legend entries with nothing drawn: \['nothing'\]"):
+        plots.glue_figure("fig-empty-legend", fig)
+
+
+def test_seed_curves_name_a_seed_at_chance_and_keep_it_out_of_the_mean():
+    rows = pd.DataFrame([{"run_id": f"{r}-{s}", "regularizer": r, "seed": s, "fraction": f,
+                          "test_acc": (0.11 if (r, s) == ("bridgeout", 2) else 0.98 - 0.4 * f - 0.01 * s)}
+                         for r in ("bridgeout", "weight_decay") for s in range(3) for f in (0.0, 0.5)])
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    drawn = plots.seed_curves(ax, rows, chance=0.1)
+    assert drawn["stuck"] == [("bridgeout", 2, 0.11)] and drawn["n"] == {"bridgeout": 2, "weight_decay": 3}
+    dotted = [ln for ln in ax.lines if ln.get_linestyle() == ":"]
+    assert len(dotted) == 1 and np.allclose(dotted[0].get_ydata(), [11, 11])
+    thick = [ln for ln in ax.lines if ln.get_linewidth() > 2]
+    bo = [ln for ln in thick if mcolors.same_color(ln.get_color(), plots.PALETTE["bridgeout"])][0]
+    np.testing.assert_allclose(bo.get_ydata(), [97.5, 77.5])        # mean of seeds 0 and 1 only
+    assert any("seed 2" in t.get_text() and "chance" in t.get_text() for t in ax.texts)
+    fig.legend(handles=plots.seed_handles(drawn))
+    assert plots.undrawn_legend_entries(fig) == []
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[-1].startswith("a seed stuck at chance")
+    plt.close(fig)
+    # nobody stuck: no at-chance entry in the legend
+    fig, ax = plt.subplots()
+    drawn = plots.seed_curves(ax, rows[rows["regularizer"] == "weight_decay"], chance=0.1)
+    assert [h.get_label() for h in plots.seed_handles(drawn)] == ["Weight decay only (mean)", "one seed"]
+    plt.close(fig)

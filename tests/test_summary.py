@@ -51,3 +51,17 @@ def test_at_a_glance_refuses_to_compare_runs_at_chance(tmp_path):
                       ("bridgeout", 1.5, False, 0.11), ("bridgeout", 2.0, True, 0.87)])
     out = summary.at_a_glance(tmp_path)["outcome"]
     assert "2 of 4 runs ended near chance" in out and "ahead" not in out
+
+
+def test_teaching_line_counts_the_five_seed_grid_and_the_runs_at_chance(tmp_path):
+    runs = [run_row(f"t{reg}{s}", grid=summary.TEACH_GRID, model="lenet5", dataset="mnist", regularizer=reg,
+                    protocol="fast_lr0.05", epochs=3, n_train=60000, final_test_acc=0.98, seed=s)
+            for reg in ("bridgeout", "dropout", "weight_decay") for s in range(5)]
+    runs += [run_row(f"o{reg}{s}", grid=summary.TEACH_GRID_LR01, model="lenet5", dataset="mnist",
+                     regularizer=reg, protocol="fast", epochs=3, n_train=60000, seed=s,
+                     final_test_acc=0.1135 if (reg, s) == ("bridgeout", 2) else 0.98)
+             for reg in ("bridgeout", "dropout", "weight_decay") for s in range(3)]
+    results.append("runs", pd.DataFrame(runs), tmp_path)
+    line = summary.at_a_glance(tmp_path)["teaching"]
+    assert "15 runs, 5 seeds per regularizer, 0 of them stuck at chance" in line
+    assert "peak learning rate of 0.1, 1 of 9 runs were" in line

@@ -2,6 +2,7 @@
 model selection), evaluate, resolve_device. Small models on small synthetic data (CPU)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -64,6 +65,9 @@ def test_fast_and_smoke():
     assert f.batch_size == 128 and f.weight_decay == 5e-4 and f.lr == 0.1
     s = train.PROTOCOLS["smoke"]
     assert s.epochs == 1 and s.max_steps_per_epoch == 3
+    h = train.PROTOCOLS["fast_lr0.05"]
+    assert h == dataclasses.replace(f, lr=0.05)
+    assert h.lr_at(0) == 0.05 and math.isclose(train.get_protocol("fast_lr0.05", epochs=3).lr_at(1), 0.01)
 
 
 @pytest.mark.parametrize("epochs, milestones", [
