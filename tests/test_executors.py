@@ -174,8 +174,11 @@ def test_slurm_array_job_runs_the_grid(tmp_path, monkeypatch):
     try:
         _slurm_grid(tmp_path, monkeypatch, started)
     finally:
-        for daemon in started + (["slurmstepd"] if started else []):
+        for daemon in started:
             subprocess.run(["pkill", "-x", daemon], capture_output=True)
+        if started:   # job steps whose slurmd is gone wait for it forever
+            time.sleep(1)
+            subprocess.run(["pkill", "-9", "-f", "^slurmstepd"], capture_output=True)
 
 
 def _slurm_grid(tmp_path, monkeypatch, started):
