@@ -249,6 +249,18 @@ def _order(names: Iterable[str]) -> list[str]:
     return known + sorted(n for n in names if n not in PALETTE)
 
 
+def _pruning_axes(ax, ylim, title) -> None:
+    """The axes of an accuracy-vs-filters-pruned plot (labels, x range and ticks, y range, title)."""
+    ax.set_xlabel("filters pruned in each layer (%)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_xlim(-3, 93)
+    ax.set_xticks(range(0, 100, 20))
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    if title:
+        ax.set_title(title)
+
+
 def pruning_curve(ax, ours: pd.DataFrame | None, paper: pd.DataFrame | None = None, *,
                   regularizers: Sequence[str] | None = None, value: str = "test_acc",
                   spread: str = "range", paper_label: str = "paper", legend: bool = True,
@@ -331,14 +343,7 @@ def pruning_curve(ax, ours: pd.DataFrame | None, paper: pd.DataFrame | None = No
                 if n > 1:
                     ax.fill_between(x, lo, hi, color=color, alpha=0.22, lw=0)
                 drawn["ours"] += 1
-    ax.set_xlabel("filters pruned in each layer (%)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_xlim(-3, 93)
-    ax.set_xticks(range(0, 100, 20))
-    if ylim is not None:
-        ax.set_ylim(*ylim)
-    if title:
-        ax.set_title(title)
+    _pruning_axes(ax, ylim, title)
     if legend and (drawn["ours"] or drawn["paper"]):
         ax.legend(fontsize="x-small", loc="lower left")
     return drawn
@@ -384,14 +389,7 @@ def seed_curves(ax, rows: pd.DataFrame, *, chance: float, margin: float = 0.05, 
                     lw=2.2, marker=MARKERS.get(reg, "o"), ms=5)
             out["means"].append(reg)
             out["n"][reg] = len(good)
-    ax.set_xlabel("filters pruned in each layer (%)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_xlim(-3, 93)
-    ax.set_xticks(range(0, 100, 20))
-    if ylim is not None:
-        ax.set_ylim(*ylim)
-    if title:
-        ax.set_title(title)
+    _pruning_axes(ax, ylim, title)
     return out
 
 
