@@ -569,7 +569,8 @@ def make_run_id(params: Mapping) -> str:
     """A deterministic, readable run id, e.g. ``mnist-lenet5-w1-bridgeout-fast-e3-s0-1a2b3c``.
 
     Readable part: dataset, model, width, regularizer (for bridgeout / sparseout followed by
-    ``q<q>`` when q is not 1.5 and ``signed`` when signed), protocol, ``e<epochs>`` (only when
+    ``q<q>`` when q is not 1.5 and ``signed`` when signed; for slimming / group_lasso by
+    ``lam<lam>`` when lam is given), protocol, ``e<epochs>`` (only when
     an epochs override is given), ``n<n_train>`` (only for a training subset), ``s<seed>``.
     The last six hex digits are the SHA-256 of the canonical JSON of all parameters except
     those in :data:`NON_IDENTITY` (device, paths, grid name) and those of
@@ -591,6 +592,8 @@ def make_run_id(params: Mapping) -> str:
             parts.append(f"q{_slug(float(params['q']))}")
         if params.get("signed"):
             parts.append("signed")
+    if params.get("lam") is not None:                          # slimming / group_lasso strength
+        parts.append(f"lam{_slug(float(params['lam']))}")
     parts.append(_slug(params["protocol"]))
     if params.get("epochs") is not None:
         parts.append(f"e{_slug(params['epochs'])}")

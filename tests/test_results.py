@@ -270,6 +270,9 @@ def test_make_run_id_is_readable_and_deterministic():
     assert len(set(changed + [rid])) == 6
     assert results.make_run_id({**BASE, "width": 0.25, "n_train": 256, "epochs": None}).startswith(
         "mnist-lenet5-w0.25-bridgeout-fast-n256-s0-")
+    slim = {**BASE, "regularizer": "slimming", "lam": 1e-3}
+    assert results.make_run_id(slim).startswith("mnist-lenet5-w1-slimming-lam0.001-fast-e3-s0-")
+    assert results.make_run_id({**slim, "lam": 1e-4}) != results.make_run_id(slim)
     with pytest.raises(ValueError, match="must contain 'seed'"):
         results.make_run_id({k: v for k, v in BASE.items() if k != "seed"})
 
