@@ -2,7 +2,10 @@
 
 The cost side of :mod:`bridgeout.prune`: FLOPs are counted with PyTorch's own
 :class:`torch.utils.flop_counter.FlopCounterMode` (forward, one input), latency is the median
-wall time of eval-mode forward passes after warm-up. Re-exported by :mod:`bridgeout.prune`.
+wall time of eval-mode forward passes after warm-up, in PyTorch (:func:`measure_latency`) or in
+ONNX Runtime (:func:`measure_onnx_latency`: the network exported with :func:`torch.onnx.export`,
+the runtime a deployment on a phone or an edge box would use). Re-exported by
+:mod:`bridgeout.prune`.
 """
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["count_parameters", "count_flops", "measure_latency"]
+__all__ = ["count_parameters", "count_flops", "measure_latency", "export_onnx", "onnx_session",
+           "measure_onnx_latency"]
 
 _LATENCY_RUNS = {"cuda": (5, 20), "cpu": (1, 5)}
 
@@ -113,4 +117,69 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], batch_size: in
             model(x)
             _sync(device)
             times.append(time.perf_counter() - t0)
+    return 1000.0 * float(np.median(times))
+
+
+def _check_runs(warmup, repeats, threads):
+    for name, v, low in (("warmup", warmup, 0), ("repeats", repeats, 1), ("threads", threads, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+
+
+def export_onnx(model: nn.Module, input_shape: Sequence[int], batch_size: int) -> bytes:
+    """The eval-mode, noise-free copy of ``model`` (:func:`bridgeout.nn.plain`, on the CPU,
+    float32) exported to ONNX for inputs of shape ``(batch_size, *input_shape)``; the
+    serialised model. TorchScript-based exporter (``dynamo=False``, a second per network);
+    where a PyTorch no longer has it, the ``torch.export`` one."""
+    import io
+    import warnings
+
+    from .nn import plain
+
+    net = plain(model).to("cpu").float().eval()
+    x = torch.randn(int(batch_size), *input_shape)
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")          # the legacy exporter's deprecation notice
+        try:
+            torch.onnx.export(net, (x,), buf, dynamo=False, input_names=["x"], output_names=["logits"])
+        except (TypeError, NotImplementedError, RuntimeError):
+            buf = io.BytesIO()
+            torch.onnx.export(net, (x,), buf, dynamo=True, input_names=["x"], output_names=["logits"])
+    return buf.getvalue()
+
+
+def onnx_session(onnx_model: bytes, threads: int = 1):
+    """An ONNX Runtime CPU session for a serialised model: ``threads`` intra-op threads, one
+    inter-op thread, all graph optimisations on."""
+    try:
+        import onnxruntime as ort
+    except ImportError:  # pragma: no cover - the `deploy` extra is part of `all`
+        raise ImportError("ONNX Runtime is not installed: pip install -e '.[deploy]' "
+                          "(onnx, onnxruntime, onnxscript)") from None
+    _check_runs(0, 1, threads)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(onnx_model, so, providers=["CPUExecutionProvider"])
+
+
+def measure_onnx_latency(model: nn.Module, input_shape: Sequence[int], batch_size: int, *,
+                         threads: int = 1, warmup: int = 3, repeats: int = 10) -> float:
+    """Median wall time in milliseconds of one forward pass of ``model`` in ONNX Runtime
+    (:func:`export_onnx`, :func:`onnx_session` with ``threads`` intra-op threads) on a random
+    float32 batch ``(batch_size, *input_shape)``, after ``warmup`` untimed passes."""
+    _check_runs(warmup, repeats, threads)
+    sess = onnx_session(export_onnx(model, input_shape, batch_size), threads)
+    x = np.random.default_rng(0).standard_normal((int(batch_size), *input_shape)).astype(np.float32)
+    name = sess.get_inputs()[0].name
+    for _ in range(warmup):
+        sess.run(None, {name: x})
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sess.run(None, {name: x})
+        times.append(time.perf_counter() - t0)
     return 1000.0 * float(np.median(times))

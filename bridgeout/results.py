@@ -1,6 +1,6 @@
 """Result tables: schema, validation, atomic idempotent appends and provenance.
 
-Every experiment run writes rows into four tidy CSV tables in ``data/results/`` (one
+Every experiment run writes rows into tidy CSV tables in ``data/results/`` (one
 observation per row), joined by ``run_id``:
 
 * ``runs.csv`` -- one row per *finished* run: its parameters, summary accuracies and the
@@ -10,7 +10,14 @@ observation per row), joined by ``run_id``:
 * ``history.csv`` -- one row per (run, epoch): the training curve from
   :func:`bridgeout.train.fit` (:data:`HISTORY_SCHEMA`);
 * ``filters.csv`` -- one row per (run, conv layer, output filter) of the trained network:
-  filter norm and the following BatchNorm's scale and shift (:data:`FILTERS_SCHEMA`).
+  filter norm and the following BatchNorm's scale and shift (:data:`FILTERS_SCHEMA`);
+* ``latency.csv`` -- one row per (run, criterion, fraction removed, runtime, batch size,
+  threads): the latency of the physically pruned network measured by a later pass on a quiet
+  machine, in PyTorch and in ONNX Runtime (:data:`LATENCY_SCHEMA`).
+
+A later pruning pass (``notebooks/prune_again.ipynb``) adds ``pruning`` rows to runs already
+in the tables (another criterion, fine-tuning) with ``append(..., keyed=True)``; its rows
+name the executed notebook in ``pruning.notebook``.
 
 The schemas are dicts ``column -> (dtype, description)`` with dtype one of ``"str"``,
 ``"int"``, ``"float"`` or ``"bool"``; ``data/results/README.md`` documents them (and a test
@@ -20,7 +27,8 @@ checks that the README and the dicts agree).
 the CSV line and the column when a column is missing or unexpected, a value has the
 wrong type or is out of range (accuracies and fractions outside [0, 1], unknown model /
 regularizer / dataset names) or a key is duplicated (``runs``: ``run_id``; ``pruning``:
-``run_id, criterion, scope, mode, fraction, recalibrate_bn, finetune_epochs``; ``history``: ``run_id, epoch``; ``filters``: ``run_id, layer, filter``).
+``run_id, criterion, scope, mode, fraction, recalibrate_bn, finetune_epochs``; ``history``: ``run_id, epoch``; ``filters``: ``run_id, layer, filter``; ``latency``:
+``run_id, criterion, fraction, runtime, batch_size, threads``).
 
 :func:`append` is *atomic*: the new table is written to a temporary file in the same
 directory, flushed and ``fsync``-ed, then moved over the old one with :func:`os.replace`
@@ -51,7 +59,7 @@ import pandas as pd
 from ._validate import check_choice
 
 __all__ = [
-    "RUNS_SCHEMA", "PRUNING_SCHEMA", "HISTORY_SCHEMA", "FILTERS_SCHEMA", "SCHEMAS", "KEYS", "TABLES",
+    "RUNS_SCHEMA", "PRUNING_SCHEMA", "HISTORY_SCHEMA", "FILTERS_SCHEMA", "LATENCY_SCHEMA", "SCHEMAS", "KEYS", "TABLES",
     "REPO_ROOT", "default_root", "path", "empty", "validate", "load", "append",
     "provenance", "make_run_id", "load_joined", "atomic_write_csv", "merge",
 ]
@@ -112,6 +120,8 @@ PRUNING_SCHEMA: dict[str, tuple[str, str]] = {
     "adjust_s": ("float", "Wall-clock seconds of BatchNorm re-estimation and fine-tuning (0 when none)."),
     "eval_s": ("float", "Wall-clock seconds of the test-set evaluation (shared by fraction-0 rows)."),
     "cost_s": ("float", "Wall-clock seconds measuring FLOPs, parameters and latency."),
+    "notebook": ("str", "Executed notebook of a later pruning pass that produced the row "
+                        "(`notebooks/prune_again.ipynb`); empty: the run's own notebook (`runs.notebook`)."),
 }
 
 HISTORY_SCHEMA: dict[str, tuple[str, str]] = {
@@ -135,28 +145,49 @@ FILTERS_SCHEMA: dict[str, tuple[str, str]] = {
     "beta": ("float", "Shift of that BatchNorm for this channel (empty when none)."),
 }
 
+LATENCY_SCHEMA: dict[str, tuple[str, str]] = {
+    "run_id": ("str", "Run whose trained network was pruned and timed (`runs.run_id`)."),
+    "criterion": ("str", "Filter ranking criterion of the pruning (`bridgeout.prune.CRITERIA`)."),
+    "fraction": ("float", "Fraction of filters removed per layer, in [0, 1) (0: the unpruned network)."),
+    "runtime": ("str", "`torch` (PyTorch eager, float32) or `onnxruntime` (the network exported to ONNX, "
+                       "CPU execution provider)."),
+    "batch_size": ("int", "Images per forward pass."),
+    "threads": ("int", "Intra-op threads (`torch.set_num_threads` / ONNX Runtime's `intra_op_num_threads`)."),
+    "latency_ms": ("float", "Median wall time of one forward pass, milliseconds."),
+    "repeats": ("int", "Timed passes the median is taken over (after untimed warm-up passes)."),
+    "flops": ("int", "Forward FLOPs for one image of the removed (smaller, dense) network."),
+    "params": ("int", "Parameters of the removed network."),
+    "device_name": ("str", "CPU (or GPU) model the time was measured on."),
+    "runtime_version": ("str", "`torch.__version__` or `onnxruntime.__version__`."),
+    "git_commit": ("str", "Commit of the code that measured it."),
+    "date": ("str", "UTC time of the measurement, ISO 8601."),
+    "notebook": ("str", "Executed notebook that measured it."),
+}
+
 SCHEMAS = {"runs": RUNS_SCHEMA, "pruning": PRUNING_SCHEMA, "history": HISTORY_SCHEMA,
-           "filters": FILTERS_SCHEMA}
+           "filters": FILTERS_SCHEMA, "latency": LATENCY_SCHEMA}
 TABLES = tuple(SCHEMAS)
 KEYS = {
     "runs": ("run_id",),
     "pruning": ("run_id", "criterion", "scope", "mode", "fraction", "recalibrate_bn", "finetune_epochs"),
     "history": ("run_id", "epoch"),
     "filters": ("run_id", "layer", "filter"),
+    "latency": ("run_id", "criterion", "fraction", "runtime", "batch_size", "threads"),
 }
 
 #: Nullable columns added after tables were first written: a table without them loads with
 #: them empty (and is written back with them on the next append).
-LATER_COLUMNS = {"runs": ("lam", "quirks")}
+LATER_COLUMNS = {"runs": ("lam", "quirks"), "pruning": ("notebook",)}
 
 # Columns that may be empty / NaN. Everything else is required.
 _NULLABLE = {
     "runs": {"grid", "cuda_version", "git_commit", "device_name", "notebook", "best_test_acc", "quirks", "lam"},
     "pruning": {"test_loss", "latency_b1_ms", "latency_b128_ms", "params_effective", "flops",
                 "flops_effective", "params",
-                "prune_s", "adjust_s", "eval_s", "cost_s"},
+                "prune_s", "adjust_s", "eval_s", "cost_s", "notebook"},
     "history": {"lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "images_per_s"},
     "filters": {"gamma", "beta"},
+    "latency": {"git_commit", "notebook"},
 }
 # Closed [low, high] ranges, or (low, high, "open_high").
 _UNIT = (0.0, 1.0)
@@ -176,6 +207,9 @@ _RANGES = {
                 "seconds": (0.0, math.inf), "images_per_s": (0.0, math.inf),
                 "train_loss": (0.0, math.inf), "test_loss": (0.0, math.inf)},
     "filters": {"filter": (0, math.inf), "norm": (0.0, math.inf)},
+    "latency": {"fraction": (0.0, 1.0, "open_high"), "batch_size": (1, math.inf), "threads": (1, math.inf),
+                "latency_ms": (0.0, math.inf, "open_low"), "repeats": (1, math.inf), "flops": (0, math.inf),
+                "params": (0, math.inf)},
 }
 #: Text columns with a fixed format: (pattern, what it must be).
 _FORMATS = {
@@ -188,6 +222,8 @@ _PROTOCOL_NAMES = ("paper", "fast", "smoke")
 _SELECT_NAMES = ("final", "best_test")
 _MODE_NAMES = ("mask", "remove")
 _SCOPE_NAMES = ("layer", "global")
+#: Runtimes of ``latency.runtime``.
+RUNTIMES = ("torch", "onnxruntime")
 
 
 def _choices() -> dict[str, dict[str, tuple[str, ...]]]:
@@ -202,11 +238,13 @@ def _choices() -> dict[str, dict[str, tuple[str, ...]]]:
         "runs": {"model": tuple(models.MODELS), "regularizer": tuple(models.REGULARIZERS),
                  "dataset": tuple(data.DATASETS), "protocol": protocols, "select": select},
         "pruning": {"mode": _MODE_NAMES, "scope": _SCOPE_NAMES},
+        "latency": {"runtime": RUNTIMES},
     }
     try:  # prune.py defines the authoritative lists; fall back to the contract's.
         from . import prune
         out["pruning"] = {"mode": tuple(prune.MODES), "scope": tuple(prune.SCOPES),
                           "criterion": tuple(prune.CRITERIA)}
+        out["latency"]["criterion"] = tuple(prune.CRITERIA)
     except ImportError:  # pragma: no cover - only while prune.py is missing
         pass
     return out
@@ -453,15 +491,21 @@ def atomic_write_csv(target, df: pd.DataFrame) -> None:
             os.close(dfd)
 
 
-def append(table: str, df: pd.DataFrame, root=None, *, replace: bool = False) -> int:
+def append(table: str, df: pd.DataFrame, root=None, *, replace: bool = False, keyed: bool = False) -> int:
     """Append the rows of ``df`` to ``<root>/<table>.csv``; return how many were added.
 
     The new rows are validated first (nothing is written if they are malformed). Rows
     whose ``run_id`` is already in the table are skipped (idempotent), unless
     ``replace=True``, in which case the table's rows of those run ids are replaced by the
-    new ones (used to overwrite rows left by a run that crashed before finishing). The
-    write is atomic and serialised by a lock file (see the module docstring).
+    new ones (used to overwrite rows left by a run that crashed before finishing), or
+    ``keyed=True``, in which case only rows whose whole key (:data:`KEYS`) is already there
+    are skipped (a later pass adding rows to runs already in the table, e.g. another
+    pruning criterion). The write is atomic and serialised by a lock file (see the module
+    docstring).
     """
+    if replace and keyed:
+        raise ValueError("append: replace=True and keyed=True exclude each other (replace drops a run's "
+                         "rows, keyed adds to them); pass one")
     _check_table(table)
     new = validate(table, df, source=f"new {table} rows")
     target = path(table, root)
@@ -472,6 +516,10 @@ def append(table: str, df: pd.DataFrame, root=None, *, replace: bool = False) ->
         if replace:
             old = old[~old["run_id"].isin(ids)]
             add = new
+        elif keyed:
+            have = set(map(tuple, old[list(KEYS[table])].astype(str).itertuples(index=False, name=None)))
+            fresh = [tuple(r) not in have for r in new[list(KEYS[table])].astype(str).itertuples(index=False)]
+            add = new[fresh]
         else:
             add = new[~new["run_id"].isin(set(old["run_id"]))]
         if len(add) == 0 and not replace:

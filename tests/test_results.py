@@ -44,7 +44,7 @@ def pruning_df(run_id="r1", fractions=(0.0, 0.5), modes=("mask",)) -> pd.DataFra
                          "flops": 5000, "flops_effective": 4000,
                          "latency_b1_ms": math.nan if mode == "mask" else 0.5, "latency_b128_ms": math.nan,
                          "recalibrate_bn": False, "finetune_epochs": 0, "prune_s": 0.01, "adjust_s": 0.0,
-                         "eval_s": 0.1, "cost_s": 0.02})
+                         "eval_s": 0.1, "cost_s": 0.02, "notebook": ""})
     return pd.DataFrame(rows)
 
 
@@ -60,8 +60,17 @@ def filters_df(run_id="r1") -> pd.DataFrame:
                          for layer in ("features.0.conv", "head") for f in range(3)])
 
 
+def latency_df(run_id="r1") -> pd.DataFrame:
+    return pd.DataFrame([{"run_id": run_id, "criterion": "l2", "fraction": f, "runtime": rt, "batch_size": b,
+                          "threads": 1, "latency_ms": (1 - f) * b * (2 if rt == "torch" else 1), "repeats": 5,
+                          "flops": int(1000 * (1 - f)), "params": 100, "device_name": "cpu",
+                          "runtime_version": "1", "git_commit": "abcdef0", "date": "2026-11-29T18:00:00Z",
+                          "notebook": "data/runs/prune-again/x.ipynb"}
+                         for f in (0.0, 0.5) for rt in ("torch", "onnxruntime") for b in (1, 128)])
+
+
 FRAMES = {"runs": lambda rid="r1": runs_df(rid), "pruning": pruning_df, "history": history_df,
-          "filters": filters_df}
+          "filters": filters_df, "latency": latency_df}
 
 
 # --------------------------------------------------------------------------- schema docs
@@ -75,7 +84,8 @@ def test_readme_documents_every_column_with_its_dtype():
 
 def test_schemas_match_the_producers():
     from bridgeout import prune, train
-    assert list(results.PRUNING_SCHEMA)[1:] == list(prune.SWEEP_COLUMNS)
+    # run_id is the run's; notebook is set by a later pruning pass, not by the sweep
+    assert [c for c in results.PRUNING_SCHEMA if c not in ("run_id", "notebook")] == list(prune.SWEEP_COLUMNS)
     assert list(results.HISTORY_SCHEMA)[1:] == list(train.HISTORY_COLUMNS)
     for schema in results.SCHEMAS.values():
         assert all(d in ("str", "int", "float", "bool") and len(desc) > 10 for d, desc in schema.values())
@@ -360,3 +370,38 @@ def test_merge_adds_finished_runs_only(tmp_path):
     assert sorted(h["run_id"].unique()) == ["a", "b"]          # "unfinished" left behind
     assert (h["run_id"] == "a").sum() == 2                      # a was done in dst: untouched
     assert results.merge(src, dst) == {"history": 0, "pruning": 0, "filters": 0, "runs": 0}
+
+
+def test_keyed_append_adds_new_keys_of_known_runs_and_skips_known_keys(tmp_path):
+    assert results.append("pruning", pruning_df(), tmp_path) == 2
+    # a later pass: the same run pruned by another criterion, plus one row already there
+    later = pruning_df(fractions=(0.0, 0.5, 0.7))
+    later.loc[later["fraction"] > 0, "criterion"] = "l1"
+    later = pd.concat([later, pruning_df(fractions=(0.0,))], ignore_index=True)
+    later = later.drop_duplicates(["criterion", "fraction"])
+    assert results.append("pruning", later, tmp_path) == 0          # run-level: the run is known
+    assert results.append("pruning", later, tmp_path, keyed=True) == 2
+    back = results.load("pruning", tmp_path)
+    assert sorted(zip(back["criterion"], back["fraction"])) == [("l1", 0.5), ("l1", 0.7), ("l2", 0.0), ("l2", 0.5)]
+    assert results.append("pruning", later, tmp_path, keyed=True) == 0  # idempotent
+    with pytest.raises(ValueError, match="replace=True and keyed=True"):
+        results.append("pruning", later, tmp_path, keyed=True, replace=True)
+
+
+def test_latency_rows_are_checked():
+    bad = latency_df()
+    bad.loc[0, "runtime"] = "tensorrt"
+    with pytest.raises(ValueError, match="tensorrt"):
+        results.validate("latency", bad)
+    bad = latency_df()
+    bad.loc[1, "latency_ms"] = 0.0
+    with pytest.raises(ValueError, match="latency_ms"):
+        results.validate("latency", bad)
+
+
+def test_pruning_tables_written_before_the_notebook_column_still_load(tmp_path):
+    old = pruning_df().drop(columns=["notebook"])
+    results.atomic_write_csv(results.path("pruning", tmp_path), old)
+    back = results.load("pruning", tmp_path)
+    assert list(back.columns) == list(results.PRUNING_SCHEMA)
+    assert (back["notebook"].fillna("") == "").all()
