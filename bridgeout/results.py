@@ -674,8 +674,10 @@ def merge(src, dst=None) -> dict[str, int]:
 
     Only runs with a ``runs.csv`` row in ``src`` are taken; for each, its rows of every
     other table come along (replacing any rows of that run already in ``dst``, as a
-    re-run would), then its ``runs`` row. Runs already finished in ``dst`` are skipped.
-    Every row is validated first; returns the rows added per table.
+    re-run would), then its ``runs`` row. Runs already finished in ``dst`` are skipped,
+    except for rows a later pass added to them (``pruning`` and ``latency`` rows whose key
+    ``dst`` lacks, appended with ``keyed=True``). Every row is validated first; returns
+    the rows added per table.
     """
     src_runs = load("runs", src)
     done = set(load("runs", dst)["run_id"])
@@ -687,5 +689,10 @@ def merge(src, dst=None) -> dict[str, int]:
         rows = rows[rows["run_id"].isin(ids)]
         added[table] = append(table, rows, dst, replace=True) if len(rows) else 0
     added["runs"] = append("runs", new, dst) if len(new) else 0
+    finished = set(load("runs", dst)["run_id"])
+    for table in ("pruning", "latency"):                 # rows of later passes over known runs
+        rows = load(table, src)
+        rows = rows[rows["run_id"].isin(finished)]
+        added[table] = added.get(table, 0) + (append(table, rows, dst, keyed=True) if len(rows) else 0)
     return added
 

@@ -365,11 +365,19 @@ def test_merge_adds_finished_runs_only(tmp_path):
                                          history_df("unfinished", epochs=2)]), src)
     results.append("pruning", pruning_df("b"), src)
     added = results.merge(src, dst)
-    assert added == {"history": 3, "pruning": 2, "filters": 0, "runs": 1}
+    assert added == {"history": 3, "pruning": 2, "filters": 0, "runs": 1, "latency": 0}
     h = results.load("history", dst)
     assert sorted(h["run_id"].unique()) == ["a", "b"]          # "unfinished" left behind
     assert (h["run_id"] == "a").sum() == 2                      # a was done in dst: untouched
-    assert results.merge(src, dst) == {"history": 0, "pruning": 0, "filters": 0, "runs": 0}
+    assert results.merge(src, dst) == {"history": 0, "pruning": 0, "filters": 0, "runs": 0, "latency": 0}
+    # a later pass in src over run a (finished in both): its new keys come along, once
+    later = pruning_df("a", fractions=(0.3,)).assign(criterion="l1", notebook="data/runs/prune-again/x.ipynb")
+    results.append("pruning", later, src, keyed=True)
+    results.append("latency", latency_df("a"), src)
+    results.append("latency", latency_df("unfinished"), src)
+    assert results.merge(src, dst) == {"history": 0, "pruning": 1, "filters": 0, "runs": 0, "latency": 8}
+    assert set(results.load("latency", dst)["run_id"]) == {"a"}
+    assert results.merge(src, dst)["pruning"] == 0
 
 
 def test_keyed_append_adds_new_keys_of_known_runs_and_skips_known_keys(tmp_path):

@@ -1,0 +1,290 @@
+"""A later pass over trained runs: prune them again (other criteria, repair) and time them.
+
+The grid trains each network once and records the pruning it was asked for. Questions asked
+later (another ranking criterion, fine-tuning after pruning, the speed of the removed network
+on a quiet machine) need the same trained weights, not a new training run. This module loads
+them from the run's checkpoint, checks that they are the run's (the checkpoint names the run,
+has all its epochs, and reproduces the recorded unpruned test accuracy), and produces rows for
+``pruning.csv`` (:func:`prune_rows`) and ``latency.csv`` (:func:`latency_rows`) that
+``notebooks/prune_again.ipynb`` appends with ``results.append(..., keyed=True)``.
+
+Example::
+
+    from bridgeout import again
+    t = again.load_trained("cifar10-vgg16-w0.25-bridgeout-cpu-s0-0eb700")
+    rows = again.prune_rows(t, criteria=["l1", "random"])
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from . import results
+
+__all__ = ["Trained", "load_trained", "prune_rows", "latency_rows", "cpu_busy", "require_quiet",
+           "select_runs", "run_pass"]
+
+#: Difference allowed between the recorded unpruned test accuracy and the reloaded one:
+#: 1.5 test images in 10,000 (evaluation order and float rounding may move one prediction).
+ACC_TOLERANCE = 1.5e-4
+
+
+@dataclass
+class Trained:
+    """A recorded run's trained network, reloaded: ``run`` (its ``runs.csv`` row),
+    ``params`` (the experiment parameters that rebuild it), ``model`` (eval mode, CPU or the
+    data's device), ``data`` (its ``DeviceData``) and ``test_acc`` (re-evaluated, unpruned)."""
+
+    run: pd.Series
+    params: dict
+    model: torch.nn.Module
+    data: object
+    test_acc: float
+
+
+def _run_row(run_id: str, results_dir) -> pd.Series:
+    runs = results.load("runs", results_dir)
+    hit = runs[runs["run_id"] == run_id]
+    if hit.empty:
+        raise ValueError(f"run_id {run_id!r} is not in {results.path('runs', results_dir)}; "
+                         f"pass the id of a finished run")
+    return hit.iloc[0]
+
+
+def _params_of(run: pd.Series, device: str, data_root=None) -> dict:
+    """The experiment parameters that rebuild the run's network and data (a stratified
+    subset of the whole split is the whole split in its order, so ``n_train`` / ``n_test``
+    are passed as recorded)."""
+    from .experiment import validate_params
+    lam = run["lam"]
+    return validate_params({
+        "model": run["model"], "regularizer": run["regularizer"], "p": float(run["p"]), "q": float(run["q"]),
+        "target_fraction": float(run["target_fraction"]), "signed": bool(run["signed"]),
+        "lam": None if lam is None or (isinstance(lam, float) and math.isnan(lam)) else float(lam),
+        "dataset": run["dataset"], "protocol": run["protocol"], "width": float(run["width"]),
+        "n_train": int(run["n_train"]), "n_test": int(run["n_test"]),
+        "seed": int(run["seed"]), "select": run["select"],
+        "quirks": [q for q in (run["quirks"] or "").split(";") if q], "device": device,
+        "run_id": run["run_id"], "data_root": None if data_root is None else str(data_root),
+    })
+
+
+def load_trained(run_id: str, *, results_dir="data/results", checkpoint_dir="~/.cache/bridgeout/checkpoints",
+                 device: str = "cpu", data_root=None, dd=None) -> Trained:
+    """Reload the trained network of a recorded run from ``<checkpoint_dir>/<run_id>``.
+
+    Raises ``ValueError`` when the run is not recorded, its checkpoint is missing, names
+    another run, stops before the run's last epoch, or gives an unpruned test accuracy more
+    than :data:`ACC_TOLERANCE` away from ``runs.final_test_acc`` (``best_test_acc`` for
+    ``select="best_test"``). ``data_root``: the dataset folder (default ``$BRIDGEOUT_DATA``,
+    as for the run); ``dd``: the run's data when already loaded (same dataset, subset, seed).
+    """
+    from . import experiment, train
+    root = experiment._repo_path(results_dir)
+    run = _run_row(run_id, root)
+    params = _params_of(run, device, data_root)
+    ckpt_dir = Path(checkpoint_dir).expanduser() / run_id
+    ckpt = train.load_checkpoint(ckpt_dir)
+    if ckpt is None:
+        raise ValueError(f"no checkpoint for run {run_id!r} in {ckpt_dir}; only runs made with a "
+                         f"checkpoint_dir on this machine can be pruned again")
+    owner = (ckpt.get("config", {}).get("owner") or {}).get("run_id")
+    if owner not in (None, run_id):
+        raise ValueError(f"{ckpt_dir}: the checkpoint belongs to run {owner!r}, not {run_id!r}")
+    if int(ckpt["epoch"]) != int(run["epochs_done"]):
+        raise ValueError(f"{ckpt_dir}: the checkpoint is at epoch {int(ckpt['epoch'])}, the run recorded "
+                         f"{int(run['epochs_done'])} epochs; it is not the run's final state")
+    dd = experiment.load_data(params) if dd is None else dd
+    model = experiment.build_model(params, dd.num_classes)
+    state = ckpt["model"] if params["select"] == "final" else ckpt.get("best_state") or ckpt["model"]
+    model.load_state_dict(state)
+    model = model.to(dd.device).eval()
+    acc = float(train.evaluate(model, dd)["acc"])
+    want = float(run["final_test_acc"] if params["select"] == "final" else run["best_test_acc"])
+    if abs(acc - want) > ACC_TOLERANCE:
+        raise ValueError(f"run {run_id!r}: the reloaded network scores {acc:.4f} on the test set, the run "
+                         f"recorded {want:.4f}; the checkpoint or the data differ from the run's")
+    return Trained(run=run, params=params, model=model, data=dd, test_acc=acc)
+
+
+def prune_rows(t: Trained, *, criteria: Sequence[str] = ("l2",), modes: Sequence[str] = ("mask",),
+               fractions: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+               recalibrate_bn: bool = False, finetune_epochs: int = 0, notebook: str = "",
+               progress: bool = False) -> pd.DataFrame:
+    """``pruning.csv`` rows of the reloaded network (:func:`bridgeout.prune.sweep`, layer
+    scope, no latency), seeded with the run's seed, naming ``notebook``; validated."""
+    from . import prune
+    sw = prune.sweep(t.model, t.data, fractions=tuple(fractions), criteria=tuple(criteria),
+                     scopes=("layer",), modes=tuple(modes), recalibrate_bn=recalibrate_bn,
+                     finetune_epochs=finetune_epochs, device=t.data.device, latency=False,
+                     dataset=t.params["dataset"], seed=t.params["seed"], progress=progress)
+    sw.insert(0, "run_id", t.params["run_id"])
+    sw["notebook"] = notebook
+    return results.validate("pruning", sw[list(results.PRUNING_SCHEMA)],
+                            source=f"pruning rows of run {t.params['run_id']}")
+
+
+def cpu_busy(seconds: float = 2.0) -> float:
+    """Fraction of all CPU time spent busy over ``seconds`` (from ``/proc/stat``; NaN where
+    there is none)."""
+    def snap():
+        with open("/proc/stat") as fh:
+            v = [int(x) for x in fh.readline().split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0)
+        return sum(v), idle
+    try:
+        t0, i0 = snap()
+        time.sleep(seconds)
+        t1, i1 = snap()
+    except OSError:
+        return math.nan
+    return 1.0 - (i1 - i0) / max(t1 - t0, 1)
+
+
+def require_quiet(limit: float = 0.15, seconds: float = 2.0) -> float:
+    """Raise ``RuntimeError`` when more than ``limit`` of the CPU is busy (something else is
+    running, so latencies would be the machine's load, not the network's); returns the busy
+    fraction measured."""
+    busy = cpu_busy(seconds)
+    if busy > limit:
+        raise RuntimeError(f"the machine is not quiet: {busy:.0%} of the CPU was busy over {seconds:g} s "
+                           f"(limit {limit:.0%}); stop other work before timing")
+    return busy
+
+
+def latency_rows(t: Trained, *, fractions: Sequence[float], criterion: str = "l2",
+                 batch_sizes: Sequence[int] = (1, 128), threads: int = 1,
+                 runtimes: Sequence[str] = results.RUNTIMES, warmup: int = 3, repeats: int = 10,
+                 notebook: str = "") -> pd.DataFrame:
+    """``latency.csv`` rows: the network with ``fraction`` of its filters *removed* per layer
+    (criterion ``criterion``), timed on the CPU with ``threads`` threads in each runtime at
+    each batch size (median of ``repeats`` after ``warmup``), with its FLOPs and parameters."""
+    from . import costs, prune
+    from ._validate import check_choice
+    for rt in runtimes:
+        check_choice("runtime", rt, results.RUNTIMES)
+    prov = results.provenance("cpu")
+    base = prune.prune(t.model.to("cpu"), 0.0, criterion)
+    example = t.data.normalize(t.data.x_test[:1]).cpu()
+    shape = tuple(example.shape[1:])
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    rows = []
+    try:
+        for f in fractions:
+            net = base if f == 0 else prune.prune(base, float(f), criterion, mode="remove",
+                                                  seed=t.params["seed"], example_input=example)
+            net = net.cpu().eval()
+            flops, params = costs.count_flops(net, example), costs.count_parameters(net)
+            for rt in runtimes:
+                for b in batch_sizes:
+                    if rt == "torch":
+                        ms = costs.measure_latency(net, shape, int(b), "cpu", warmup=warmup, repeats=repeats)
+                        version = torch.__version__
+                    else:
+                        import onnxruntime as ort
+                        ms = costs.measure_onnx_latency(net, shape, int(b), threads=int(threads),
+                                                        warmup=warmup, repeats=repeats)
+                        version = ort.__version__
+                    rows.append({"run_id": t.params["run_id"], "criterion": criterion, "fraction": float(f),
+                                 "runtime": rt, "batch_size": int(b), "threads": int(threads),
+                                 "latency_ms": ms, "repeats": int(repeats), "flops": int(flops),
+                                 "params": int(params), "device_name": prov["device_name"],
+                                 "runtime_version": version, "git_commit": prov["git_commit"],
+                                 "date": prov["date"], "notebook": notebook})
+    finally:
+        torch.set_num_threads(old_threads)
+    return results.validate("latency", pd.DataFrame(rows, columns=list(results.LATENCY_SCHEMA)),
+                            source=f"latency rows of run {t.params['run_id']}")
+
+
+def select_runs(grids: Sequence[str], *, results_dir="data/results", shard: str = "1/1",
+                only: str = "") -> list[str]:
+    """Finished runs of the named grids (in ``runs.csv`` order), those whose id contains
+    ``only``, then every n-th from the k-th for ``shard="k/n"`` (two shards = two workers)."""
+    from .experiment import _repo_path
+    runs = results.load("runs", _repo_path(results_dir))
+    unknown = sorted(set(grids) - set(runs["grid"].dropna()))
+    if unknown:
+        raise ValueError(f"grid(s) {unknown} have no finished run in runs.csv; known grids: "
+                         f"{sorted(set(runs['grid'].dropna()) - {''})}")
+    ids = [r for r in runs[runs["grid"].isin(list(grids))]["run_id"] if only in r]
+    try:
+        k, n = (int(v) for v in str(shard).split("/"))
+        if not 1 <= k <= n:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"shard must be 'k/n' with 1 <= k <= n (e.g. '1/2'), got {shard!r}") from None
+    return ids[k - 1::n]
+
+
+def _missing(table: str, frame: pd.DataFrame, root) -> pd.DataFrame:
+    """Rows of ``frame`` (key columns only) not yet in ``table``."""
+    keys = list(results.KEYS[table])
+    have = results.load(table, root)[keys].astype(str)
+    merged = frame[keys].astype(str).merge(have.drop_duplicates(), how="left", indicator=True)
+    return frame[(merged["_merge"] == "left_only").to_numpy()]
+
+
+def run_pass(run_ids: Sequence[str], *, criteria: Sequence[str] = ("l2",), modes: Sequence[str] = ("mask",),
+             fractions: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+             recalibrate_bn: Sequence[bool] = (False,), finetune_epochs: int = 0,
+             latency_fractions: Sequence[float] = (), latency_criterion: str = "l2", threads: int = 1,
+             batch_sizes: Sequence[int] = (1, 128), repeats: int = 10, quiet_limit: float = 0.15,
+             results_dir="data/results", checkpoint_dir="~/.cache/bridgeout/checkpoints",
+             data_root=None, notebook: str = "", progress: bool = True) -> pd.DataFrame:
+    """Prune (and time) each run again and append the rows; returns one summary row per run.
+
+    A run whose requested rows are all in the tables already is skipped, so a pass that was
+    stopped resumes where it was. Each run's rows are appended as soon as they are measured
+    (``keyed=True``). ``latency_fractions`` non-empty times the removed networks; before each
+    run's timing the CPU must be quiet (:func:`require_quiet` with ``quiet_limit``).
+    """
+    from .experiment import _repo_path
+    root = _repo_path(results_dir)
+    want_p = pd.DataFrame([{"run_id": r, "criterion": c, "scope": "layer", "mode": m, "fraction": float(f),
+                            "recalibrate_bn": bool(rb), "finetune_epochs": int(finetune_epochs)}
+                           for r in run_ids for c in criteria for m in modes for f in fractions
+                           for rb in recalibrate_bn])
+    want_l = pd.DataFrame([{"run_id": r, "criterion": latency_criterion, "fraction": float(f), "runtime": rt,
+                            "batch_size": int(b), "threads": int(threads)}
+                           for r in run_ids for f in latency_fractions for rt in results.RUNTIMES
+                           for b in batch_sizes], columns=list(results.KEYS["latency"]))
+    summary = []
+    for run_id in run_ids:
+        t0 = time.perf_counter()
+        todo_p = _missing("pruning", want_p[want_p["run_id"] == run_id], root) if len(want_p) else want_p
+        todo_l = _missing("latency", want_l[want_l["run_id"] == run_id], root) if len(want_l) else want_l
+        row = {"run_id": run_id, "recorded_acc": math.nan, "reloaded_acc": math.nan,
+               "pruning_rows": 0, "latency_rows": 0, "cpu_busy": math.nan, "seconds": 0.0}
+        if len(todo_p) or len(todo_l):
+            t = load_trained(run_id, results_dir=root, checkpoint_dir=checkpoint_dir, data_root=data_root)
+            row["recorded_acc"], row["reloaded_acc"] = float(t.run["final_test_acc"]), t.test_acc
+            for rb in recalibrate_bn:
+                if len(todo_p) and (todo_p["recalibrate_bn"].astype(str) == str(bool(rb))).any():
+                    rows = prune_rows(t, criteria=criteria, modes=modes, fractions=fractions, recalibrate_bn=rb,
+                                      finetune_epochs=finetune_epochs, notebook=notebook, progress=progress)
+                    row["pruning_rows"] += results.append("pruning", rows, root, keyed=True)
+            if len(todo_l):
+                row["cpu_busy"] = require_quiet(quiet_limit)
+                rows = latency_rows(t, fractions=latency_fractions, criterion=latency_criterion,
+                                    batch_sizes=batch_sizes, threads=threads, repeats=repeats, notebook=notebook)
+                row["latency_rows"] = results.append("latency", rows, root, keyed=True)
+        row["seconds"] = time.perf_counter() - t0
+        summary.append(row)
+        if progress:
+            print(f"{run_id}: +{row['pruning_rows']} pruning, +{row['latency_rows']} latency rows "
+                  f"in {row['seconds']:.0f} s", flush=True)
+    return pd.DataFrame(summary)
+
+
+def busy_note(busy: float) -> str:
+    """A sentence on how quiet the machine was, for the executed notebook."""
+    return f"CPU busy {busy:.0%} over the 2 s before timing ({os.cpu_count()} cores)."

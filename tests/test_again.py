@@ -1,0 +1,112 @@
+"""Tests of bridgeout.again: a later pass reloads a recorded run's trained network from its
+checkpoint (refusing one that is not the run's), adds pruning and latency rows once, and
+resumes where it stopped."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from bridgeout import again, experiment, results
+from tests.synthetic import write_synthetic_mnist
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """One finished LeNet-5 run on synthetic MNIST, with its checkpoint and tables."""
+    tmp = tmp_path_factory.mktemp("again")
+    data = write_synthetic_mnist(tmp / "data", n_train=256, n_test=200)
+    params = {"model": "lenet5", "dataset": "mnist", "regularizer": "bridgeout", "protocol": "smoke",
+              "data_root": str(data), "results_dir": str(tmp / "results"), "device": "cpu",
+              "checkpoint_dir": str(tmp / "ckpt"), "fractions": [0.0, 0.5], "latency": False,
+              "prune_modes": ["mask"], "grid": "g"}
+    out = experiment.run_experiment(params, progress=False)
+    return {"tmp": tmp, "params": params, "run_id": out["params"]["run_id"], "data": data}
+
+
+def _load(rec, **kw):
+    kw = {"checkpoint_dir": rec["params"]["checkpoint_dir"], **kw}
+    return again.load_trained(rec["run_id"], results_dir=rec["params"]["results_dir"],
+                              data_root=rec["data"], **kw)
+
+
+def test_reloaded_network_is_the_runs(recorded):
+    t = _load(recorded)
+    runs = results.load("runs", recorded["params"]["results_dir"])
+    assert t.test_acc == pytest.approx(float(runs["final_test_acc"][0]), abs=again.ACC_TOLERANCE)
+    assert t.params["regularizer"] == "bridgeout" and not t.model.training
+
+
+def test_refuses_a_checkpoint_that_is_not_the_runs(recorded, tmp_path):
+    with pytest.raises(ValueError, match="is not in"):
+        again.load_trained("no-such-run", results_dir=recorded["params"]["results_dir"])
+    with pytest.raises(ValueError, match="no checkpoint for run"):
+        _load(recorded, checkpoint_dir=str(tmp_path))
+    # weights of another network under the run's name: the recorded accuracy is not reproduced
+    src = torch.load(f"{recorded['params']['checkpoint_dir']}/{recorded['run_id']}/checkpoint.pt",
+                     weights_only=True)
+    src["model"] = {k: (torch.zeros_like(v) if v.is_floating_point() and "running_var" not in k else v)
+                    for k, v in src["model"].items()}
+    (tmp_path / recorded["run_id"]).mkdir()
+    torch.save(src, tmp_path / recorded["run_id"] / "checkpoint.pt")
+    with pytest.raises(ValueError, match="recorded"):
+        _load(recorded, checkpoint_dir=str(tmp_path))
+
+
+def test_run_pass_adds_rows_once_and_names_its_notebook(recorded):
+    rd = recorded["params"]["results_dir"]
+    before = results.load("pruning", rd)
+    kw = dict(criteria=["l1", "random"], fractions=[0.0, 0.5], results_dir=rd,
+              checkpoint_dir=recorded["params"]["checkpoint_dir"], data_root=recorded["data"],
+              notebook="nb/pass.ipynb", progress=False)
+    s = again.run_pass([recorded["run_id"]], **kw)
+    assert list(s["pruning_rows"]) == [4] and s["reloaded_acc"][0] == pytest.approx(s["recorded_acc"][0], abs=2e-4)
+    after = results.load("pruning", rd)
+    assert len(after) == len(before) + 4
+    new = after[after["notebook"].fillna("") == "nb/pass.ipynb"]
+    assert sorted(set(new["criterion"])) == ["l1", "random"]
+    # the unpruned rows of the new criteria equal the run's own unpruned row
+    base = before[(before["fraction"] == 0) & (before["criterion"] == "l2")]["test_acc"].iloc[0]
+    assert set(new[new["fraction"] == 0]["test_acc"]) == {base}
+    s2 = again.run_pass([recorded["run_id"]], **kw)      # resumed: nothing left to do
+    assert list(s2["pruning_rows"]) == [0] and s2["reloaded_acc"].isna().all()
+    assert len(results.load("pruning", rd)) == len(after)
+
+
+def test_latency_rows_time_the_removed_network(recorded):
+    t = _load(recorded)
+    rows = again.latency_rows(t, fractions=[0.0, 0.5], batch_sizes=[1, 32], repeats=2, warmup=1,
+                              notebook="nb/lat.ipynb")
+    assert len(rows) == 2 * 2 * 2 and set(rows["runtime"]) == {"torch", "onnxruntime"}
+    f = rows.groupby("fraction")["flops"].first()
+    assert 0.15 * f[0.0] < f[0.5] < 0.6 * f[0.0]           # half the filters of each conv removed
+    assert (rows["threads"] == 1).all() and (rows["latency_ms"] > 0).all()
+
+
+def test_select_runs_and_quiet_check(recorded):
+    rd = recorded["params"]["results_dir"]
+    assert again.select_runs(["g"], results_dir=rd) == [recorded["run_id"]]
+    assert again.select_runs(["g"], results_dir=rd, shard="2/2") == []
+    with pytest.raises(ValueError, match=r"grid\(s\) \['nope'\]"):
+        again.select_runs(["nope"], results_dir=rd)
+    with pytest.raises(ValueError, match="shard must be 'k/n'"):
+        again.select_runs(["g"], results_dir=rd, shard="3/2")
+    busy = again.cpu_busy(0.2)
+    assert 0.0 <= busy <= 1.0
+    with pytest.raises(RuntimeError, match="not quiet"):
+        again.require_quiet(limit=-1.0, seconds=0.2)
+
+
+def test_prune_again_notebook_runs_a_pass(recorded, tmp_path):
+    papermill = pytest.importorskip("papermill")
+    out = tmp_path / "pass.ipynb"
+    papermill.execute_notebook(
+        "notebooks/prune_again.ipynb", str(out), kernel_name="python3", progress_bar=False,
+        parameters={"grids": ["g"], "criteria": ["l1"], "fractions": [0.0, 0.5],
+                    "results_dir": recorded["params"]["results_dir"],
+                    "checkpoint_dir": recorded["params"]["checkpoint_dir"], "data_root": str(recorded["data"]),
+                    "latency_fractions": [0.5], "batch_sizes": [1], "repeats": 1, "quiet_limit": 1.0,
+                    "notebook_path": str(out)})
+    assert "pruning rows and" in out.read_text()
+    lat = results.load("latency", recorded["params"]["results_dir"])
+    assert len(lat) == 2 and set(lat["notebook"]) == {str(out)}
