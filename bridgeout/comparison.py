@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["ARMS", "ARM_LABELS", "ARM_COLORS", "arm_of", "load", "accuracy", "summary",
+__all__ = ["ARMS", "ARM_LABELS", "ARM_COLORS", "arm_of", "arms_in", "load", "accuracy", "summary",
            "training_check", "outcome", "plot_training", "plot_pruning", "plot_filter_norms",
            "arm_handles"]
 
@@ -66,28 +66,38 @@ def _with_arm(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def load(grid: str, root=None) -> dict[str, pd.DataFrame]:
-    """The grid's finished runs from the result tables, each row with its ``arm``:
-    ``{"runs", "pruning", "history", "filters"}`` (the last three joined with their run's
-    parameters by :func:`bridgeout.results.load_joined`)."""
+def arms_in(frame: pd.DataFrame) -> list[str]:
+    """The arms present in ``frame``, in display order: :data:`ARMS`, then the other known
+    arms of :data:`ARM_LABELS`, then any other (sorted)."""
+    have = set(frame["arm"]) if len(frame) else set()
+    known = [a for a in ARM_LABELS if a in have]
+    return known + sorted(have - set(known))
+
+
+def load(grid: str | Sequence[str], root=None) -> dict[str, pd.DataFrame]:
+    """The finished runs of a grid (or of several grids run under one protocol, e.g. the
+    paper's arms and the sparsity baselines) from the result tables, each row with its
+    ``arm``: ``{"runs", "pruning", "history", "filters", "latency"}`` (all but ``runs``
+    joined with their run's parameters by :func:`bridgeout.results.load_joined`)."""
     from . import results
+    grids = [grid] if isinstance(grid, str) else list(grid)
     runs = results.load("runs", root)
-    runs = _with_arm(runs[runs["grid"] == grid])
+    runs = _with_arm(runs[runs["grid"].isin(grids)])
     out = {"runs": runs.reset_index(drop=True)}
-    for table in ("pruning", "history", "filters"):
+    for table in ("pruning", "history", "filters", "latency"):
         j = results.load_joined(root, table)
-        out[table] = _with_arm(j[j["grid"] == grid]).reset_index(drop=True)
+        out[table] = _with_arm(j[j["grid"].isin(grids)]).reset_index(drop=True)
     return out
 
 
 def accuracy(pruning: pd.DataFrame, *, mode: str = "mask", recalibrate_bn: bool = False,
-             criterion: str = "l2", scope: str = "layer") -> pd.DataFrame:
+             criterion: str = "l2", scope: str = "layer", finetune_epochs: int = 0) -> pd.DataFrame:
     """One row per (run, fraction) of one pruning variant: ``run_id, arm, seed, fraction,
-    test_acc`` (sorted), one-shot (no fine-tuning)."""
+    test_acc, flops_effective`` (sorted); one-shot unless ``finetune_epochs``."""
     sel = pruning[(pruning["mode"] == mode) & (pruning["recalibrate_bn"].astype(bool) == recalibrate_bn)
                   & (pruning["criterion"] == criterion) & (pruning["scope"] == scope)
-                  & (pruning["finetune_epochs"] == 0)]
-    cols = ["run_id", "arm", "seed", "fraction", "test_acc"]
+                  & (pruning["finetune_epochs"] == finetune_epochs)]
+    cols = ["run_id", "arm", "seed", "fraction", "test_acc", "flops_effective"]
     return sel[cols].sort_values(["arm", "seed", "fraction"]).reset_index(drop=True)
 
 
@@ -96,7 +106,7 @@ def summary(acc: pd.DataFrame, fractions: Iterable[float] | None = None) -> pd.D
     a = acc if fractions is None else acc[acc["fraction"].round(4).isin([round(f, 4) for f in fractions])]
     g = a.groupby(["arm", "fraction"], sort=False)["test_acc"]
     out = g.agg(mean="mean", sd="std", n="count").reset_index()
-    order = {k: i for i, k in enumerate(ARMS)}
+    order = {k: i for i, k in enumerate(ARM_LABELS)}
     out["_o"] = out["arm"].map(lambda k: order.get(k, len(order)))
     return out.sort_values(["_o", "fraction"]).drop(columns="_o").reset_index(drop=True)
 
@@ -150,7 +160,7 @@ def outcome(summ: pd.DataFrame, *, arm: str = "bridgeout", baselines: Sequence[s
 def arm_handles(arms: Iterable[str], *, seeds: bool = True):
     """Legend proxies: one per arm drawn, then (``seeds``) what thin and thick lines mean."""
     from matplotlib.lines import Line2D
-    arms = [a for a in ARMS if a in set(arms)] + sorted(set(arms) - set(ARMS))
+    arms = arms_in(pd.DataFrame({"arm": list(arms)}))
     h = [Line2D([], [], color=ARM_COLORS.get(a, "0.3"), marker=ARM_MARKERS.get(a, "o"), lw=2.2,
                 label=ARM_LABELS.get(a, a)) for a in arms]
     if seeds:
@@ -173,7 +183,7 @@ def plot_training(axes, history: pd.DataFrame):
     """Training accuracy (left axis) and test accuracy (right axis) per epoch: a thin line
     per seed, the mean thick, one colour per arm."""
     ax_tr, ax_te = axes
-    for arm in [a for a in ARMS if a in set(history["arm"])]:
+    for arm in arms_in(history):
         h = history[history["arm"] == arm]
         _per_seed(ax_tr, h, "epoch", "train_acc", arm, marker=False)
         _per_seed(ax_te, h.dropna(subset=["test_acc"]), "epoch", "test_acc", arm, marker=False)
@@ -189,7 +199,7 @@ def plot_training(axes, history: pd.DataFrame):
 def plot_pruning(ax, acc: pd.DataFrame, paper_curve: pd.DataFrame | None = None, *, title: str | None = None):
     """Test accuracy against filters pruned per layer: a thin line per seed, the mean thick;
     the published curve of the same model dashed (a different scale: shape only)."""
-    for arm in [a for a in ARMS if a in set(acc["arm"])] + sorted(set(acc["arm"]) - set(ARMS)):
+    for arm in arms_in(acc):
         _per_seed(ax, acc[acc["arm"] == arm], "fraction", "test_acc", arm)
     if paper_curve is not None and len(paper_curve):
         for reg, arm in (("bridgeout", "bridgeout"), ("dropout", "dropout"), ("weight_decay", "weight_decay")):
@@ -214,7 +224,7 @@ def plot_filter_norms(axes, filters: pd.DataFrame):
     f["rel_norm"] = f["norm"] / f.groupby(keys)["norm"].transform("max")
     f["abs_gamma"] = f["gamma"].abs()
     f["rel_gamma"] = f["abs_gamma"] / f.groupby(keys)["abs_gamma"].transform("max")
-    for arm in [a for a in ARMS if a in set(f["arm"])]:
+    for arm in arms_in(f):
         sub = f[f["arm"] == arm]
         for ax, col in ((ax_n, "rel_norm"), (ax_g, "rel_gamma")):
             v = np.sort(sub[col].dropna().to_numpy(float))
