@@ -660,8 +660,9 @@ def load_joined(root=None, table: str = "pruning") -> pd.DataFrame:
     regularizer, dataset, protocol, width, epochs, seed, ...). Rows whose run is not (yet)
     in ``runs.csv`` are dropped: only finished runs are shown.
     """
-    if table not in ("pruning", "history", "filters"):
-        raise ValueError(f"table must be 'pruning', 'history' or 'filters' to join with runs, got {table!r}")
+    if table not in ("pruning", "history", "filters", "latency"):
+        raise ValueError(f"table must be 'pruning', 'history', 'filters' or 'latency' to join with runs, "
+                         f"got {table!r}")
     rows = load(table, root)
     runs = load("runs", root)
     run_cols = ["run_id"] + [c for c in runs.columns if c not in rows.columns]

@@ -504,11 +504,18 @@ def test_result_chapters_draw_synthetic_rows(tmp_path, monkeypatch):
     assert "VGG-16 / CIFAR-10" in text and "Batch Bridgeout" in text
 
     figures, text = _run("beyond")
-    # removal (one group), criteria (one group), the q ablation, BatchNorm recalibration (the
-    # CPU comparison's re-estimated sweep)
-    assert figures == 4
-    assert "no runs with more than one value yet" in text  # p, target_fraction, signed
-    assert "No run has been pruned with `mode=" not in text
+    # one glued figure per question, placeholders included: regularizers, FLOPs, criteria,
+    # speed, repair, ablations
+    assert figures == 6
+    assert "6 of 18 runs finished" in text and "The sparsity penalties have no finished run yet" in text
+    # at 30 %, BatchNorm re-estimated: WD 0.85 - 0.36 + 0.05 (+0.01 seed 1) -> 54.5; BB 0.85 - 0.12 + 0.05 -> 78.5
+    assert "weight decay only | 2 | 85.5 ± 0.7" in text and "78.5 ± 0.7 | 68.5 ± 0.7 |" in text
+    assert "No pilot has been run yet" in text and "The criteria pass has not been run yet" in text
+    assert "No run has been pruned with `mode=\"remove\"` yet" in text
+    assert "have not been timed on a quiet machine yet" in text
+    assert "1 setting varied so far: `q` in `cpu-other`" in text   # the synthetic q ablation
+    assert "The fine-tuning pass has not been run yet" in text
+    assert "| Regularizers compared | 6 runs:" in text and "12 runs to go" in text
 
 
 # --------------------------------------------------------------------------- offline math
