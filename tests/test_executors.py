@@ -21,7 +21,7 @@ NOTEBOOK = REPO / "notebooks" / "train_and_prune.ipynb"
 #: columns that measure time or name the folder, not the computation
 TIMING = {"runs": ["wall_time_s", "date", "notebook"], "history": ["seconds", "images_per_s"],
           "pruning": ["latency_b1_ms", "latency_b128_ms", "prune_s", "adjust_s", "eval_s", "cost_s"],
-          "filters": []}
+          "filters": [], "latency": ["latency_ms", "date"]}
 
 
 def _spec(folder: Path, seeds=(0, 1)) -> Path:

@@ -84,13 +84,25 @@ def test_shipped_specs_expand_and_validate(spec):
     assert len({c["run_id"] for c in cells}) == len(cells)
     assert all(c["grid"] == spec.stem and c["notebook_path"].endswith(f"{c['run_id']}.ipynb") for c in cells)
     expected = {"paper-cifar10": 9, "paper-cifar100": 9, "cpu-cifar10": 6, "cpu-cifar10-e12": 3, "cpu-cifar10-vgg": 12,
-                "mnist-teaching": 9, "mnist-teaching-5seed": 15, "smoke": 1}
+                "mnist-teaching": 9, "mnist-teaching-5seed": 15, "smoke": 1, "pilot-lambda": 5,
+                "pilot-lambda-e8": 7, "cpu-cifar10-sparsity": 6, "mnist-noise-ablation": 24}
     assert len(cells) == expected[spec.stem]
     if spec.stem.startswith("paper-"):
         assert {(c["model"], c["regularizer"]) for c in cells} == {
             (m, r) for m in ("vgg16", "resnet", "wrn28_10") for r in ("bridgeout", "dropout", "weight_decay")}
         assert all(c["protocol"] == "paper" and c["select"] == "final" and c["device"] == "auto"
                    and c["prune_modes"] == ["mask", "remove"] for c in cells)
+    if spec.stem == "cpu-cifar10-sparsity":   # row for row with cpu-cifar10-vgg, lam from the pilot
+        vgg = grid.expand(grid.load_spec(spec.with_name("cpu-cifar10-vgg.yaml")))[0]
+        for k in ("model", "width", "protocol", "dataset", "epochs", "n_train", "fractions", "prune_modes",
+                  "prune_recalibrate_bn", "select"):
+            assert all(c[k] == vgg[k] for c in cells), k
+        assert {(c["regularizer"], c["lam"]) for c in cells} == {("slimming", 1e-3), ("group_lasso", 1e-3)}
+    if spec.stem == "mnist-noise-ablation":    # one setting off the published noise at a time
+        pub = {"p": 0.3, "q": 1.5, "target_fraction": 0.75, "signed": False}
+        off = [tuple(k for k in pub if c[k] != pub[k]) for c in cells]
+        assert all(len(o) <= 1 for o in off) and {o for o in off} == {(), ("p",), ("q",), ("target_fraction",),
+                                                                         ("signed",)}
     if spec.stem == "cpu-cifar10":
         assert {(c["model"], c["width"]) for c in cells} == {("vgg16", 0.25), ("resnet", 0.5)}
     if spec.stem == "mnist-teaching":
@@ -219,7 +231,9 @@ def test_grid_writes_valid_linked_tables_and_records_failure(ran_grid):
 
 def test_rerun_skips_finished_and_failed_cells(ran_grid, monkeypatch):
     tmp = ran_grid["tmp"]
-    before = {t: results.path(t, tmp / "results").read_bytes() for t in results.TABLES}
+    written = [t for t in results.TABLES if results.path(t, tmp / "results").exists()]
+    assert {"runs", "pruning", "history", "filters"} <= set(written)
+    before = {t: results.path(t, tmp / "results").read_bytes() for t in written}
     calls = []
     monkeypatch.setattr(grid, "_execute", lambda nb, out, params: calls.append(params["run_id"]))
     log = io.StringIO()
@@ -227,7 +241,7 @@ def test_rerun_skips_finished_and_failed_cells(ran_grid, monkeypatch):
     assert calls == [] and "1 done, 1 failed before" in log.getvalue()
     good = ran_grid["cells"][0]["run_id"]
     assert grid.run_grid(ran_grid["spec"], only=good, out=io.StringIO()) == 0 and calls == []
-    assert {t: results.path(t, tmp / "results").read_bytes() for t in results.TABLES} == before
+    assert {t: results.path(t, tmp / "results").read_bytes() for t in written} == before
     # --dry-run lists the status of every cell
     log = io.StringIO()
     assert grid.run_grid(ran_grid["spec"], dry_run=True, out=log) == 0
