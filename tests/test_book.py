@@ -513,7 +513,7 @@ def test_result_chapters_draw_synthetic_rows(tmp_path, monkeypatch):
     assert "No pilot has been run yet" in text and "The criteria pass has not been run yet" in text
     assert "No run has been pruned with `mode=\"remove\"` yet" in text
     assert "have not been timed on a quiet machine yet" in text
-    assert "1 setting varied so far: `q` in `cpu-other`" in text   # the synthetic q ablation
+    assert "1 setting varied so far, in `cpu-other`" in text and "`q`: 1.0 →" in text  # the synthetic q ablation
     assert "The fine-tuning pass has not been run yet" in text
     assert "| Regularizers compared | 6 runs:" in text and "12 runs to go" in text
 
