@@ -39,10 +39,21 @@ def teach_smoke(tmp: Path) -> dict:
     return {"n_train": 256, "n_test": 256, "epochs": 1, "seed": 0}
 
 
+def prune_again_smoke(tmp: Path) -> dict:
+    """A finished smoke run with a checkpoint, then a pass over it by another criterion."""
+    from bridgeout import experiment
+    params = {**train_and_prune_smoke(tmp), "checkpoint_dir": str(tmp / "ckpt")}
+    params.pop("notebook_path")
+    experiment.run_experiment(params, progress=False)
+    return {"grids": ["nbval"], "criteria": ["l1"], "fractions": [0.0, 0.3], "results_dir": params["results_dir"],
+            "checkpoint_dir": params["checkpoint_dir"], "data_root": params["data_root"], "notebook_path": "nbval"}
+
+
 #: notebook (relative to notebooks/) -> smoke parameters for a temporary folder (the test
 #: points BRIDGEOUT_DATA at tmp/data). Every notebook with a `parameters` cell must be
 #: listed here; SLOW ones run only without `-m "not slow"`.
-SMOKE = {"train_and_prune.ipynb": train_and_prune_smoke, "teach.ipynb": teach_smoke}
+SMOKE = {"train_and_prune.ipynb": train_and_prune_smoke, "teach.ipynb": teach_smoke,
+         "prune_again.ipynb": prune_again_smoke}
 SLOW = {"teach.ipynb"}
 
 
@@ -79,6 +90,10 @@ def test_nbval_with_smoke_parameters(name, tmp_path):
         assert len(runs) == 1 and runs["notebook"][0] == "nbval" and runs["n_train"][0] == 64
         assert len(results.load("pruning", params["results_dir"])) == 2
         assert list(results.load("history", params["results_dir"])["epoch"]) == [1]
+    if name == "prune_again.ipynb":   # the pass added its l1 rows to the run's l2 rows, naming itself
+        pr = results.load("pruning", params["results_dir"])
+        assert sorted(pr["criterion"]) == ["l1", "l1", "l2", "l2"]
+        assert list(pr[pr["criterion"] == "l1"]["notebook"]) == ["nbval", "nbval"]
 
 
 @pytest.mark.parametrize("bad, message", [({"p": 1.5}, "ValueError: p must be in [0, 1), got 1.5")])
