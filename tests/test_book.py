@@ -215,8 +215,13 @@ window.addEventListener('load', function () { setTimeout(function () {
     var rep = document.createElement('pre');
     rep.id = 'bridgeout-layout-report';
     rep.style.display = 'none';
+    var shown = function (e) { var r = e.getBoundingClientRect(); return e.offsetParent !== null && r.height > 0; };
+    var searches = Array.prototype.filter.call(
+      document.querySelectorAll('.search-button-field, form.bd-search'), shown).length;
+    var hdr = document.querySelector('header.bd-header');
     rep.textContent = JSON.stringify({article_width: Math.round(art.getBoundingClientRect().width),
-                                      overflow: out});
+                                      overflow: out, search_boxes: searches,
+                                      header_height: hdr ? Math.round(hdr.getBoundingClientRect().height) : 0});
     document.body.appendChild(rep);
   }, 300);
 }, 200); });
@@ -364,6 +369,16 @@ def test_no_code_or_table_overflows_at_1280px(page, browser_profile):
                                  f"{rep['article_width']} px article: " + "; ".join(
                                      f"{o['tag']} {o['scroll']}>{o['box']} px: {o['text'][:50]!r}"
                                      for o in rep["overflow"][:8]))
+
+
+@needs_chromium
+@pytest.mark.parametrize("page", ["book/intro", "notebooks/beyond"])
+def test_no_empty_header_bar_and_one_search_box_at_1280px(page, browser_profile):
+    """At a 1280 px window the theme's top bar (which would hold only a second search box)
+    is not shown: one search box, in the sidebar."""
+    rep = layout_report(HTML / f"{page}.html", browser_profile)
+    assert rep["header_height"] == 0, f"{page}: a {rep['header_height']} px header bar is shown"
+    assert rep["search_boxes"] == 1, f"{page}: {rep['search_boxes']} search boxes are shown"
 
 
 # --------------------------------------------------------------------------- result chapters
