@@ -105,9 +105,45 @@ def _teaching_line(runs) -> str:
     return line + "."
 
 
+SPARSITY_GRID = "cpu-cifar10-sparsity"
+
+
+def _seeds(frame) -> str:
+    n = frame["seed"].nunique()
+    return f"{n} seed{'s' * (n != 1)}"
+
+ABLATION_GRID = "mnist-noise-ablation"
+
+
+def _beyond_line(root) -> str:
+    """The training-time sparsity baselines beside Batch Bridgeout (same CPU protocol, BatchNorm
+    re-estimated, 30 % zeroed) and the q ablation at 70 %: what *Beyond the paper* shows."""
+    from . import comparison, results
+    parts = []
+    comp = comparison.load([CPU_GRID, SPARSITY_GRID], root)
+    acc = comparison.accuracy(comp["pruning"], recalibrate_bn=True)
+    arms = [a for a in ("bridgeout", "slimming", "group_lasso") if a in set(acc["arm"])]
+    if {"slimming", "group_lasso"} & set(arms):
+        at = acc[(acc["fraction"] - 0.3).abs() < 1e-9]
+        parts.append("with 30 % of the filters of every layer zeroed and BatchNorm re-estimated, "
+                     + "; ".join(f"{comparison.ARM_LABELS[a]} {_mean_sd(at[at['arm'] == a]['test_acc'])} % "
+                                 f"({_seeds(at[at['arm'] == a])})" for a in arms))
+    j = results.load_joined(root)
+    abl = j[(j["grid"] == ABLATION_GRID) & (j["mode"] == "mask") & (j["criterion"] == "l2")
+            & ~j["recalibrate_bn"].astype(bool) & ((j["fraction"] - 0.7).abs() < 1e-9)] if len(j) else j
+    if len(abl):
+        base = (abl["p"] == 0.3) & (abl["target_fraction"] == 0.75) & ~abl["signed"].astype(bool)
+        by_q = abl[base].groupby("q")["test_acc"].mean()
+        parts.append("in the noise ablation (LeNet-5 / MNIST, 3 epochs), with 70 % zeroed: "
+                     + ", ".join(f"q = {q:g} {_pct(a)} %" for q, a in by_q.items()))
+    if not parts:
+        return "**Beyond the paper:** no run yet."
+    return "**Beyond the paper:** " + "; ".join(parts) + "."
+
+
 def at_a_glance(root=None) -> dict[str, str]:
     """The summary's sentences (Markdown), keyed ``scope``, ``paper_scale``, ``cpu``,
-    ``outcome``, ``teaching``, ``hard``, ``differs``."""
+    ``outcome``, ``beyond``, ``teaching``, ``hard``, ``differs``."""
     from . import results
     runs = results.load("runs", root)
     cpu_line, outcome = _cpu_lines(root)
@@ -127,6 +163,7 @@ def at_a_glance(root=None) -> dict[str, str]:
         "paper_scale": _paper_scale(root),
         "cpu": cpu_line,
         "outcome": outcome,
+        "beyond": _beyond_line(root),
         "teaching": teaching,
         "hard": ("**What was hard:** Batch Bridgeout with q = 1.5 trains slowly (its noise exceeds the "
                  f"weight itself at initialisation): {hard_runs}so the CPU comparison trains on the full "

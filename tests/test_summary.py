@@ -31,6 +31,26 @@ def test_at_a_glance_without_runs(tmp_path):
     g = summary.at_a_glance(tmp_path)
     assert "nothing" in g["paper_scale"] and "0 of 12 runs" in g["cpu"]
     assert "no CPU-scale result yet" in g["outcome"] and "no run yet" in g["teaching"]
+    assert g["beyond"] == "**Beyond the paper:** no run yet."
+
+
+def test_beyond_line_puts_the_sparsity_baselines_beside_bridgeout(tmp_path):
+    _write(tmp_path, [("bridgeout", 1.5, False, 0.84)])
+    rows, pr = [], []
+    for i, (reg, acc) in enumerate([("slimming", 0.80), ("slimming", 0.82), ("group_lasso", 0.70)]):
+        rid = f"s{i}"
+        rows.append(run_row(rid, grid=summary.SPARSITY_GRID, model="vgg16", dataset="cifar10", regularizer=reg,
+                            lam=1e-3, protocol="cpu", epochs=26, n_train=50000, final_test_acc=acc, seed=i))
+        p = pruning_df(rid, fractions=(0.0, 0.3)).assign(recalibrate_bn=True)
+        p["test_acc"] = [acc, acc - 0.1]
+        pr.append(p)
+    results.append("runs", pd.DataFrame(rows), tmp_path)
+    results.append("pruning", pd.concat(pr), tmp_path)
+    line = summary.at_a_glance(tmp_path)["beyond"]
+    # BatchNorm re-estimated, 30 %: slimming (0.70, 0.72) -> 71.0 ± 1.4 over 2 seeds; group lasso 60.0
+    assert "Network Slimming (L1 on γ) 71.0 ± 1.4 % (2 seeds)" in line
+    assert "group lasso (SSL) 60.0 % (1 seed)" in line
+    assert "noise ablation" not in line          # no ablation run in these tables
 
 
 def test_at_a_glance_states_what_the_tables_hold(tmp_path):
