@@ -210,6 +210,8 @@ def select_runs(grids: Sequence[str], *, results_dir="data/results", shard: str 
     """Finished runs of the named grids (in ``runs.csv`` order), those whose id contains
     ``only``, then every n-th from the k-th for ``shard="k/n"`` (two shards = two workers)."""
     from .experiment import _repo_path
+    if isinstance(grids, str) or not isinstance(grids, Sequence) or not grids:
+        raise ValueError(f"grids must be a non-empty list of grid names, got {grids!r}")
     runs = results.load("runs", _repo_path(results_dir))
     unknown = sorted(set(grids) - set(runs["grid"].dropna()))
     if unknown:

@@ -89,6 +89,8 @@ def test_select_runs_and_quiet_check(recorded):
     assert again.select_runs(["g"], results_dir=rd, shard="2/2") == []
     with pytest.raises(ValueError, match=r"grid\(s\) \['nope'\]"):
         again.select_runs(["nope"], results_dir=rd)
+    with pytest.raises(ValueError, match="grids must be a non-empty list of grid names, got 'g'"):
+        again.select_runs("g", results_dir=rd)
     with pytest.raises(ValueError, match="shard must be 'k/n'"):
         again.select_runs(["g"], results_dir=rd, shard="3/2")
     busy = again.cpu_busy(0.2)
