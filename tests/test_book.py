@@ -530,7 +530,7 @@ def test_result_chapters_draw_synthetic_rows(tmp_path, monkeypatch):
     assert "have not been timed on a quiet machine yet" in text
     assert "1 setting varied so far, in `cpu-other`" in text and "`q`: 1.0 →" in text  # the synthetic q ablation
     assert "The fine-tuning pass has not been run yet" in text
-    assert "| Regularizers compared | 6 runs:" in text and "12 runs to go" in text
+    assert "| Regularizers compared | CIFAR-10 comparison | 6 runs:" in text and "12 runs to go" in text
 
 
 # --------------------------------------------------------------------------- offline math
