@@ -17,7 +17,6 @@ Example::
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -285,8 +284,3 @@ def run_pass(run_ids: Sequence[str], *, criteria: Sequence[str] = ("l2",), modes
             print(f"{run_id}: +{row['pruning_rows']} pruning, +{row['latency_rows']} latency rows "
                   f"in {row['seconds']:.0f} s", flush=True)
     return pd.DataFrame(summary)
-
-
-def busy_note(busy: float) -> str:
-    """A sentence on how quiet the machine was, for the executed notebook."""
-    return f"CPU busy {busy:.0%} over the 2 s before timing ({os.cpu_count()} cores)."
