@@ -5,7 +5,7 @@ the notebook: :func:`validate_params` (every parameter checked, a readable ``Val
 naming the value and what is allowed), :func:`load_data`, :func:`build_model`,
 :func:`train_model`, :func:`sweep_model`, :func:`filter_rows`, :func:`result_tables` and
 :func:`save_tables` (appends to ``runs.csv`` / ``pruning.csv`` / ``history.csv`` /
-``filters.csv``, see :mod:`bridgeout.results`); :func:`run_experiment` chains them.
+``filters.csv.gz``, see :mod:`bridgeout.results`); :func:`run_experiment` chains them.
 
 Running many cells (specs, expansion, papermill, claims, failures, executors, the command
 line) is :mod:`bridgeout.grid`'s concern; it re-exports these names.

@@ -9,8 +9,13 @@ observation per row), joined by ``run_id``:
   :func:`bridgeout.prune.sweep` measured (:data:`PRUNING_SCHEMA`);
 * ``history.csv`` -- one row per (run, epoch): the training curve from
   :func:`bridgeout.train.fit` (:data:`HISTORY_SCHEMA`);
-* ``filters.csv`` -- one row per (run, conv layer, output filter) of the trained network:
-  filter norm and the following BatchNorm's scale and shift (:data:`FILTERS_SCHEMA`);
+* ``filters.csv.gz`` -- one row per (run, conv layer, output filter) of the trained network:
+  filter norm and the following BatchNorm's scale and shift (:data:`FILTERS_SCHEMA`). It is
+  the one table stored gzip-compressed (:data:`COMPRESSED`): it holds about a thousand rows
+  per run, and a plain CSV of them passes several MiB. The gzip stream is written with
+  mtime 0 and no file name, so equal tables give equal bytes; a plain ``filters.csv`` left
+  by an older version is read in its place and replaced by the compressed table at the next
+  append;
 * ``latency.csv`` -- one row per (run, criterion, fraction removed, runtime, batch size,
   threads): the latency of the physically pruned network measured by a later pass on a quiet
   machine, in PyTorch and in ONNX Runtime (:data:`LATENCY_SCHEMA`).
@@ -42,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
+import gzip
 import hashlib
 import json
 import math
@@ -50,6 +56,7 @@ import platform
 import re
 import subprocess
 import tempfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -59,7 +66,7 @@ import pandas as pd
 from ._validate import check_choice
 
 __all__ = [
-    "RUNS_SCHEMA", "PRUNING_SCHEMA", "HISTORY_SCHEMA", "FILTERS_SCHEMA", "LATENCY_SCHEMA", "SCHEMAS", "KEYS", "TABLES",
+    "RUNS_SCHEMA", "PRUNING_SCHEMA", "HISTORY_SCHEMA", "FILTERS_SCHEMA", "LATENCY_SCHEMA", "SCHEMAS", "KEYS", "TABLES", "COMPRESSED",
     "REPO_ROOT", "default_root", "path", "empty", "validate", "load", "append",
     "provenance", "make_run_id", "load_joined", "atomic_write_csv", "merge",
 ]
@@ -167,6 +174,7 @@ LATENCY_SCHEMA: dict[str, tuple[str, str]] = {
 SCHEMAS = {"runs": RUNS_SCHEMA, "pruning": PRUNING_SCHEMA, "history": HISTORY_SCHEMA,
            "filters": FILTERS_SCHEMA, "latency": LATENCY_SCHEMA}
 TABLES = tuple(SCHEMAS)
+COMPRESSED = frozenset({"filters"})   # tables stored as ``<table>.csv.gz``
 KEYS = {
     "runs": ("run_id",),
     "pruning": ("run_id", "criterion", "scope", "mode", "fraction", "recalibrate_bn", "finetune_epochs"),
@@ -262,9 +270,23 @@ def _check_table(table: str) -> str:
 
 
 def path(table: str, root=None) -> Path:
-    """Path of ``<root>/<table>.csv`` (root defaults to :func:`default_root`)."""
+    """Path of ``<root>/<table>.csv`` (``<table>.csv.gz`` for the tables in
+    :data:`COMPRESSED`); root defaults to :func:`default_root`."""
     _check_table(table)
-    return Path(root if root is not None else default_root()) / f"{table}.csv"
+    suffix = ".csv.gz" if table in COMPRESSED else ".csv"
+    return Path(root if root is not None else default_root()) / f"{table}{suffix}"
+
+
+def _legacy_path(table: str, root=None) -> Path | None:
+    """The plain ``<table>.csv`` an older version wrote for a table now compressed."""
+    return path(table, root).with_suffix("") if table in COMPRESSED else None
+
+
+def _existing_path(table: str, root=None) -> Path:
+    """Where ``table`` is read from: its path, else an older plain CSV of it if one exists."""
+    p = path(table, root)
+    legacy = _legacy_path(table, root)
+    return legacy if not p.exists() and legacy is not None and legacy.exists() else p
 
 
 def empty(table: str) -> pd.DataFrame:
@@ -407,7 +429,7 @@ def load(table: str, root=None) -> pd.DataFrame:
     ``table`` is ``"runs"``, ``"pruning"``, ``"history"`` or ``"filters"``; ``root`` defaults to
     :func:`default_root`. Raises ``ValueError`` (file, line, column) on malformed content.
     """
-    p = path(table, root)
+    p = _existing_path(table, root)
     if not p.exists():
         return empty(table)
     _check_complete(p)
@@ -427,8 +449,10 @@ def _check_complete(p: Path) -> None:
     newline, so a file that does not was truncated by something else (a full disk, a copy
     interrupted); reading it would silently drop or mangle the last row, and the next append
     would make that permanent."""
-    size = p.stat().st_size
-    if size == 0:
+    if p.stat().st_size == 0:
+        return
+    if p.suffix == ".gz":
+        _check_complete_gzip(p)
         return
     with open(p, "rb") as fh:
         fh.seek(-1, os.SEEK_END)
@@ -440,6 +464,23 @@ def _check_complete(p: Path) -> None:
                              f"newline): it was cut while being written. Restore the file (e.g. "
                              f"`git checkout -- {p.name}` in its folder) or delete that line; nothing "
                              f"was changed")
+
+
+def _check_complete_gzip(p: Path) -> None:
+    """:func:`_check_complete` for a gzip table: the stream must end with its trailer and the
+    text it holds with a newline."""
+    try:
+        with gzip.open(p, "rb") as fh:
+            text = fh.read()
+    except (EOFError, OSError, zlib.error) as err:
+        raise ValueError(f"{p}: not a complete gzip file ({err}): it was cut while being written or is "
+                         f"not gzip. Restore the file (e.g. `git checkout -- {p.name}` in its folder); "
+                         f"nothing was changed") from None
+    if text and not text.endswith(b"\n"):
+        n = text.count(b"\n") + 1
+        raise ValueError(f"{p}, line {n}: the last line is incomplete (the table "
+                         f"does not end with a newline). Restore the file (e.g. `git checkout -- "
+                         f"{p.name}` in its folder); nothing was changed")
 
 
 # --------------------------------------------------------------------------- writing
@@ -468,15 +509,22 @@ def _format_for_csv(table: str, df: pd.DataFrame) -> pd.DataFrame:
 
 
 def atomic_write_csv(target, df: pd.DataFrame) -> None:
-    """Write ``df`` to ``target`` atomically: temp file in the same directory, fsync, os.replace."""
+    """Write ``df`` to ``target`` atomically: temp file in the same directory, fsync, os.replace.
+
+    A target named ``*.gz`` is written gzip-compressed, reproducibly (mtime 0, no file name in
+    the header): the same table gives the same bytes."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            df.to_csv(fh, index=False, lineterminator="\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        with os.fdopen(fd, "wb") as raw:
+            if target.suffix == ".gz":
+                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
+                    gz.write(df.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+            else:
+                raw.write(df.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+            raw.flush()
+            os.fsync(raw.fileno())
         os.chmod(tmp, target.stat().st_mode & 0o777 if target.exists() else 0o644)
         os.replace(tmp, target)
     except BaseException:
@@ -528,6 +576,9 @@ def append(table: str, df: pd.DataFrame, root=None, *, replace: bool = False, ke
         combined = pd.concat(parts, ignore_index=True) if parts else empty(table)
         combined = validate(table, combined, source=str(target))
         atomic_write_csv(target, _format_for_csv(table, combined))
+        legacy = _legacy_path(table, root)
+        if legacy is not None and legacy.exists():   # its rows are in the compressed table now
+            legacy.unlink()
     return int(len(add))
 
 

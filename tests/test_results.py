@@ -77,7 +77,7 @@ FRAMES = {"runs": lambda rid="r1": runs_df(rid), "pruning": pruning_df, "history
 def test_readme_documents_every_column_with_its_dtype():
     text = (REPO / "data" / "results" / "README.md").read_text()
     for name, schema in results.SCHEMAS.items():
-        section = text.split(f"## `{name}.csv`", 1)[1].split("\n## ", 1)[0]
+        section = text.split(f"## `{results.path(name, '.').name}`", 1)[1].split("\n## ", 1)[0]
         documented = re.findall(r"^\| `([a-z0-9_]+)` \| (\w+) \|", section, flags=re.M)
         assert documented == [(c, d) for c, (d, _) in schema.items()], name
 
@@ -413,3 +413,52 @@ def test_pruning_tables_written_before_the_notebook_column_still_load(tmp_path):
     back = results.load("pruning", tmp_path)
     assert list(back.columns) == list(results.PRUNING_SCHEMA)
     assert (back["notebook"].fillna("") == "").all()
+
+
+# --------------------------------------------------------------------------- the compressed table
+def test_filters_table_is_gzip_and_reproducible(tmp_path):
+    import gzip
+    assert results.path("filters", tmp_path).name == "filters.csv.gz"
+    assert results.path("runs", tmp_path).name == "runs.csv"
+    results.append("filters", filters_df("a"), tmp_path)
+    p = results.path("filters", tmp_path)
+    text = gzip.decompress(p.read_bytes()).decode()
+    assert text.startswith("run_id,layer,filter,norm,gamma,beta\n") and text.endswith("\n")
+    assert p.read_bytes()[4:8] == b"\x00\x00\x00\x00"          # gzip mtime field: 0
+    # equal tables give equal bytes, whenever and wherever they are written
+    other = tmp_path / "again"
+    results.append("filters", filters_df("a"), other)
+    assert results.path("filters", other).read_bytes() == p.read_bytes()
+    pd.testing.assert_frame_equal(results.load("filters", tmp_path), results.load("filters", other))
+    # and pandas reads the file as it is
+    assert list(pd.read_csv(p)["run_id"].unique()) == ["a"]
+
+
+def test_plain_filters_table_of_an_older_version_is_read_then_replaced(tmp_path):
+    legacy = tmp_path / "filters.csv"
+    results.atomic_write_csv(legacy, results._format_for_csv("filters", results.validate("filters", filters_df("a"))))
+    assert list(results.load("filters", tmp_path)["run_id"].unique()) == ["a"]
+    assert results.append("filters", filters_df("b"), tmp_path) == len(filters_df("b"))
+    assert not legacy.exists()                       # its rows moved into the compressed table
+    assert sorted(results.load("filters", tmp_path)["run_id"].unique()) == ["a", "b"]
+
+
+@pytest.mark.parametrize("cut", ["stream", "line"])
+def test_cut_gzip_table_is_refused_and_left_alone(tmp_path, cut):
+    import gzip
+    results.append("filters", filters_df("a"), tmp_path)
+    p = results.path("filters", tmp_path)
+    if cut == "stream":
+        p.write_bytes(p.read_bytes()[:-12])
+        message = "not a complete gzip file"
+    else:
+        text = gzip.decompress(p.read_bytes())
+        p.write_bytes(gzip.compress(text[:-5]))
+        message = r"line \d+: the last line is incomplete"
+    before = p.read_bytes()
+    with pytest.raises(ValueError, match=message) as err:
+        results.load("filters", tmp_path)
+    assert str(p) in str(err.value)
+    with pytest.raises(ValueError, match=message):
+        results.append("filters", filters_df("b"), tmp_path)
+    assert p.read_bytes() == before
