@@ -51,6 +51,14 @@ def test_beyond_line_puts_the_sparsity_baselines_beside_bridgeout(tmp_path):
     assert "Network Slimming (L1 on γ) 71.0 ± 1.4 % (2 seeds)" in line
     assert "group lasso (SSL) 60.0 % (1 seed)" in line
     assert "noise ablation" not in line          # no ablation run in these tables
+    assert "fine-tuning" not in line             # no fine-tuning pass in these tables either
+    # a fine-tuning pass: Bridgeout (r0) beside the best of the other arms at 30 %
+    ft = [pruning_df(rid, fractions=(0.3,)).assign(finetune_epochs=1, test_acc=acc)
+          for rid, acc in (("r0", 0.75), ("s0", 0.78), ("s1", 0.70), ("s2", 0.79))]
+    results.append("pruning", pd.concat(ft), tmp_path, keyed=True)
+    line = summary.at_a_glance(tmp_path)["beyond"]
+    assert ("after one epoch of fine-tuning instead, Batch Bridgeout (q = 1.5) 75.0 %; group lasso (SSL) "
+            "79.0 % (the best of 2 other arms)") in line
 
 
 def test_at_a_glance_states_what_the_tables_hold(tmp_path):
