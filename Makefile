@@ -26,11 +26,12 @@ $(STAMP): pyproject.toml $(LOCK)
 # The book, warnings as errors. Theory/teaching notebooks execute (cached in
 # _build/.jupyter_cache); result pages read the committed tables in data/results/.
 # The execution cache keys on notebook source only, so it is dropped whenever the result
-# tables or the paper's curves change: result pages must never show stale numbers.
-RESULTS_HASH = $(shell cat data/results/*.csv data/results/*.csv.gz data/reference/*.csv 2>/dev/null | sha256sum | cut -c1-16)
+# tables, the paper's curves or the package that computes from them change: result pages must
+# never show stale numbers.
+RESULTS_HASH = $(shell cat data/results/*.csv data/results/*.csv.gz data/reference/*.csv bridgeout/*.py 2>/dev/null | sha256sum | cut -c1-16)
 book: install
 	@if [ "$$(cat _build/.results-hash 2>/dev/null)" != "$(RESULTS_HASH)" ]; then \
-	  echo "result tables changed: dropping the execution cache and doctrees"; rm -rf _build/.jupyter_cache _build/.doctrees; fi
+	  echo "result tables or package changed: dropping the execution cache and doctrees"; rm -rf _build/.jupyter_cache _build/.doctrees; fi
 	$(VENV)/bin/jupyter-book build . --path-output . -W -n --keep-going
 	@echo "$(RESULTS_HASH)" > _build/.results-hash
 	@echo "book: $(abspath _build/html/index.html)"
