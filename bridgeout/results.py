@@ -49,6 +49,7 @@ import datetime as _dt
 import fcntl
 import gzip
 import hashlib
+import io
 import json
 import math
 import os
@@ -424,17 +425,21 @@ def validate(table: str, df: pd.DataFrame, *, source: str | None = None, first_l
 
 
 def load(table: str, root=None) -> pd.DataFrame:
-    """Read and validate ``<root>/<table>.csv``; an absent file is an empty table.
+    """Read and validate a table (the file :func:`path` names); an absent file is an empty table.
 
-    ``table`` is ``"runs"``, ``"pruning"``, ``"history"`` or ``"filters"``; ``root`` defaults to
+    ``table`` is one of :data:`TABLES`; ``root`` defaults to
     :func:`default_root`. Raises ``ValueError`` (file, line, column) on malformed content.
     """
     p = _existing_path(table, root)
     if not p.exists():
         return empty(table)
-    _check_complete(p)
+    if p.suffix == ".gz":              # decompressed once, checked, then parsed from memory
+        source = io.BytesIO(_checked_gzip_text(p))
+    else:
+        _check_complete(p)
+        source = p
     try:
-        raw = pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[""])
+        raw = pd.read_csv(source, dtype=str, keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise ValueError(f"{p}: not a readable CSV table ({err})") from None
     raw = raw.astype(object).where(raw.notna(), None)
@@ -451,9 +456,6 @@ def _check_complete(p: Path) -> None:
     would make that permanent."""
     if p.stat().st_size == 0:
         return
-    if p.suffix == ".gz":
-        _check_complete_gzip(p)
-        return
     with open(p, "rb") as fh:
         fh.seek(-1, os.SEEK_END)
         last = fh.read(1)
@@ -466,9 +468,9 @@ def _check_complete(p: Path) -> None:
                              f"was changed")
 
 
-def _check_complete_gzip(p: Path) -> None:
-    """:func:`_check_complete` for a gzip table: the stream must end with its trailer and the
-    text it holds with a newline."""
+def _checked_gzip_text(p: Path) -> bytes:
+    """The text of a gzip table, refused as :func:`_check_complete` refuses a plain one: the
+    stream must end with its trailer and the text with a newline."""
     try:
         with gzip.open(p, "rb") as fh:
             text = fh.read()
@@ -481,6 +483,7 @@ def _check_complete_gzip(p: Path) -> None:
         raise ValueError(f"{p}, line {n}: the last line is incomplete (the table "
                          f"does not end with a newline). Restore the file (e.g. `git checkout -- "
                          f"{p.name}` in its folder); nothing was changed")
+    return text
 
 
 # --------------------------------------------------------------------------- writing
