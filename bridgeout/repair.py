@@ -11,9 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["recalibrate_batchnorm", "finetune"]
+__all__ = ["recalibrate_batchnorm", "finetune", "FINETUNE_LR"]
 
 _BN_RECAL_BATCHES = 50   # batches of 128 training images for recalibrate_bn=True
+FINETUNE_LR = 0.01       # learning rate of the short fine-tuning (constant over its 1-2 epochs)
 
 
 @torch.no_grad()
@@ -51,7 +52,7 @@ def recalibrate_batchnorm(model: nn.Module, data, batches: int = _BN_RECAL_BATCH
 
 def _finetune(model: nn.Module, data, epochs: int, selection, seed: int, device) -> nn.Module:
     """Short fine-tuning with :func:`bridgeout.train.fit` (``"fast"`` protocol shape, lr
-    0.01); in mask mode the zeroed filters are held at zero by
+    :data:`FINETUNE_LR`); in mask mode the zeroed filters are held at zero by
     :func:`torch.nn.utils.prune.custom_from_mask` during training."""
     from torch.nn.utils import prune as tprune
 
@@ -66,7 +67,7 @@ def _finetune(model: nn.Module, data, epochs: int, selection, seed: int, device)
             mask[idxs.to(mask.device)] = 0
             tprune.custom_from_mask(conv, "weight", mask)
             masked.append(name)
-    protocol = dataclasses.replace(train.get_protocol("fast", epochs=epochs), lr=0.01)
+    protocol = dataclasses.replace(train.get_protocol("fast", epochs=epochs), lr=FINETUNE_LR)
     result = train.fit(model, data, protocol, device=device, seed=seed, progress=False,
                        eval_every=epochs)
     out = result.model
