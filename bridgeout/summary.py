@@ -106,13 +106,12 @@ def _teaching_line(runs) -> str:
 
 
 SPARSITY_GRID = "cpu-cifar10-sparsity"
+ABLATION_GRID = "mnist-noise-ablation"
 
 
 def _seeds(frame) -> str:
     n = frame["seed"].nunique()
     return f"{n} seed{'s' * (n != 1)}"
-
-ABLATION_GRID = "mnist-noise-ablation"
 
 
 def _beyond_line(root) -> str:
