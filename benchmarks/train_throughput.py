@@ -30,6 +30,7 @@ same shape (speed does not depend on pixel values). Timings on a shared CPU vary
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import sys
@@ -82,7 +83,7 @@ def _sgd(model):
 
 
 def bench_ours(name, regularizer, dd, device, steps, warmup, width, compile_, repeats=1,
-               channels_last=True):
+               channels_last=True, precision="fp32"):
     model = _model(name, regularizer, width, dd.num_classes)
     net = btrain.prepare_model(model, device, compile=compile_, channels_last=channels_last)
     opt = _sgd(model)
@@ -97,14 +98,14 @@ def bench_ours(name, regularizer, dd, device, steps, warmup, width, compile_, re
     loss_sum = torch.zeros((), device=device)
     for _ in range(warmup):
         x, y = next(it)
-        loss, _ = btrain.train_step(net, opt, x, y, device, channels_last)
+        loss, _ = btrain.train_step(net, opt, x, y, device, channels_last, precision=precision)
     windows = []
     for _ in range(repeats):
         _sync(device)
         t0 = time.perf_counter()
         for _ in range(steps):
             x, y = next(it)
-            loss, _ = btrain.train_step(net, opt, x, y, device, channels_last)
+            loss, _ = btrain.train_step(net, opt, x, y, device, channels_last, precision=precision)
             loss_sum += loss
         _sync(device)
         windows.append(steps * PAPER.batch_size / (time.perf_counter() - t0))
@@ -118,14 +119,12 @@ def bench_ours(name, regularizer, dd, device, steps, warmup, width, compile_, re
     tb = dd.test_batches(PAPER.test_batch_size)
     with torch.no_grad():
         x, y = next(tb)
-        with btrain._autocast(device):
-            net(btrain._prepare_input(x, channels_last))
+        net(btrain._prepare_input(x, channels_last))   # evaluation is fp32 (as train.evaluate)
         _sync(device)
         t0, n = time.perf_counter(), 0
         for _ in range(eval_batches - 1):
             x, y = next(tb)
-            with btrain._autocast(device):
-                net(btrain._prepare_input(x, channels_last))
+            net(btrain._prepare_input(x, channels_last))
             n += y.shape[0]
         _sync(device)
     eval_ips = n / (time.perf_counter() - t0)
@@ -252,8 +251,14 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=None,
                     help="DataLoader workers of the reference loop (default: 0 on CPU, 8 on CUDA)")
     ap.add_argument("--n-train", type=int, default=None, help="training images held (default: all)")
+    ap.add_argument("--precision", default="fp32",
+                    help="comma-separated training precisions: fp32, bf16 (autocast, BatchNorm and loss in fp32)")
     ap.add_argument("--csv", default=None, help="also write the table to this CSV")
     args = ap.parse_args(argv)
+    precisions = [x for x in args.precision.split(",") if x]
+    for x in precisions:
+        if x not in btrain.PRECISIONS:
+            ap.error(f"--precision: {x!r} is not one of {', '.join(btrain.PRECISIONS)}")
     for opt_name in ("steps", "repeats"):
         if getattr(args, opt_name) < 1:
             ap.error(f"--{opt_name} must be >= 1, got {getattr(args, opt_name)}")
@@ -286,31 +291,31 @@ def main(argv=None):
         arrays, dd = cache[dataset]
         width = 1.0 if name == "lenet5" else args.width
         n_epoch = 60000 if dataset == "mnist" else 50000
-        for reg in regs:
+        for reg, prec in itertools.product(regs, precisions):
             ips, eval_ips, n_params = bench_ours(name, reg, dd, device, args.steps, args.warmup,
                                                  width, args.compile, args.repeats,
-                                                 channels_last=not args.nchw)
+                                                 channels_last=not args.nchw, precision=prec)
             ref = math.nan
             if not args.no_reference:
                 ref = bench_reference(name, reg, arrays, dataset, device, args.steps, args.warmup,
                                       width, workers, args.repeats)
             epoch_s = n_epoch / ips
             run_min = PAPER.epochs * (epoch_s + 10000 / eval_ips) / 60
-            rows.append({"model": name, "regularizer": reg, "width": width, "params": n_params,
+            rows.append({"model": name, "regularizer": reg, "precision": prec, "width": width, "params": n_params,
                          "images_per_s": ips, "eval_images_per_s": eval_ips,
                          "s_per_epoch": epoch_s, "paper_run_min": run_min,
                          "ref_images_per_s": ref, "ours_over_ref": ips / ref,
                          "ref_paper_run_min": PAPER.epochs * n_epoch / ref / 60})
             r = rows[-1]
-            print(f"  {name:9s} {reg:13s} ours {ips:9.1f} img/s  {epoch_s:8.1f} s/epoch  "
+            print(f"  {name:9s} {reg:13s} {prec:4s} ours {ips:9.1f} img/s  {epoch_s:8.1f} s/epoch  "
                   f"paper run {run_min:8.1f} min | reference {ref:8.1f} img/s  ratio {r['ours_over_ref']:.2f}x",
                   flush=True)
 
     table = pd.DataFrame(rows)
-    base = table[table.regularizer == "weight_decay"].set_index("model")["images_per_s"]
+    base = table[table.regularizer == "weight_decay"].set_index(["model", "precision"])["images_per_s"]
     table["slowdown_vs_weight_decay_pct"] = [
-        100.0 * (base[m] / ips - 1.0) if m in base.index else math.nan
-        for m, ips in zip(table.model, table.images_per_s)]
+        100.0 * (base[(m, pr)] / ips - 1.0) if (m, pr) in base.index else math.nan
+        for m, pr, ips in zip(table.model, table.precision, table.images_per_s)]
     with pd.option_context("display.width", 200, "display.max_columns", 20,
                            "display.float_format", "{:.2f}".format):
         print()

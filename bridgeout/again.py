@@ -3,8 +3,9 @@
 The grid trains each network once and records the pruning it was asked for. Questions asked
 later (another ranking criterion, fine-tuning after pruning, the speed of the removed network
 on a quiet machine) need the same trained weights, not a new training run. This module loads
-them from the run's checkpoint, checks that they are the run's (the checkpoint names the run,
-has all its epochs, and reproduces the recorded unpruned test accuracy), and produces rows for
+them from the run's checkpoint or its kept weights file, checks that they are the run's (the
+checkpoint names the run and has all its epochs, or the file has the recorded SHA-256, and the
+network reproduces the recorded unpruned test accuracy), and produces rows for
 ``pruning.csv`` (:func:`prune_rows`) and ``latency.csv`` (:func:`latency_rows`) that
 ``notebooks/prune_again.ipynb`` appends with ``results.append(..., keyed=True)``.
 
@@ -72,14 +73,43 @@ def _params_of(run: pd.Series, device: str, data_root=None) -> dict:
         "seed": int(run["seed"]), "select": run["select"],
         "quirks": [q for q in (run["quirks"] or "").split(";") if q], "device": device,
         "run_id": run["run_id"], "data_root": None if data_root is None else str(data_root),
+        "precision": run.get("precision") or "fp32",
     })
+
+
+def _has_weights(run: pd.Series) -> bool:
+    w = run.get("weights")
+    return isinstance(w, str) and bool(w)
+
+
+def _trained_state(run: pd.Series, ckpt_dir: Path, select: str) -> dict:
+    """The run's selected weights: from its checkpoint in ``ckpt_dir`` when there is one,
+    else from its recorded weights file (sha256-checked); ``ValueError`` when neither."""
+    from . import experiment, train, weights
+    run_id = run["run_id"]
+    ckpt = train.load_checkpoint(ckpt_dir)
+    if ckpt is None:
+        if not _has_weights(run):
+            raise ValueError(f"no checkpoint for run {run_id!r} in {ckpt_dir} and no weights recorded in "
+                             f"runs.csv; only runs with kept weights, or a checkpoint on this machine, can be "
+                             f"pruned again")
+        return weights.load(experiment._repo_path(run["weights"]), run["weights_sha256"])
+    owner = (ckpt.get("config", {}).get("owner") or {}).get("run_id")
+    if owner not in (None, run_id):
+        raise ValueError(f"{ckpt_dir}: the checkpoint belongs to run {owner!r}, not {run_id!r}")
+    if int(ckpt["epoch"]) != int(run["epochs_done"]):
+        raise ValueError(f"{ckpt_dir}: the checkpoint is at epoch {int(ckpt['epoch'])}, the run recorded "
+                         f"{int(run['epochs_done'])} epochs; it is not the run's final state")
+    return ckpt["model"] if select == "final" else ckpt.get("best_state") or ckpt["model"]
 
 
 def load_trained(run_id: str, *, results_dir="data/results", checkpoint_dir="~/.cache/bridgeout/checkpoints",
                  device: str = "cpu", data_root=None, dd=None) -> Trained:
-    """Reload the trained network of a recorded run from ``<checkpoint_dir>/<run_id>``.
+    """Reload the trained network of a recorded run from ``<checkpoint_dir>/<run_id>``, or,
+    where no checkpoint exists, from the weights file ``runs.weights`` names (its SHA-256
+    checked against ``runs.weights_sha256``).
 
-    Raises ``ValueError`` when the run is not recorded, its checkpoint is missing, names
+    Raises ``ValueError`` when the run is not recorded, has neither checkpoint nor weights, names
     another run, stops before the run's last epoch, or gives an unpruned test accuracy more
     than :data:`ACC_TOLERANCE` away from ``runs.final_test_acc`` (``best_test_acc`` for
     ``select="best_test"``). ``data_root``: the dataset folder (default ``$BRIDGEOUT_DATA``,
@@ -89,20 +119,9 @@ def load_trained(run_id: str, *, results_dir="data/results", checkpoint_dir="~/.
     root = experiment._repo_path(results_dir)
     run = _run_row(run_id, root)
     params = _params_of(run, device, data_root)
-    ckpt_dir = Path(checkpoint_dir).expanduser() / run_id
-    ckpt = train.load_checkpoint(ckpt_dir)
-    if ckpt is None:
-        raise ValueError(f"no checkpoint for run {run_id!r} in {ckpt_dir}; only runs made with a "
-                         f"checkpoint_dir on this machine can be pruned again")
-    owner = (ckpt.get("config", {}).get("owner") or {}).get("run_id")
-    if owner not in (None, run_id):
-        raise ValueError(f"{ckpt_dir}: the checkpoint belongs to run {owner!r}, not {run_id!r}")
-    if int(ckpt["epoch"]) != int(run["epochs_done"]):
-        raise ValueError(f"{ckpt_dir}: the checkpoint is at epoch {int(ckpt['epoch'])}, the run recorded "
-                         f"{int(run['epochs_done'])} epochs; it is not the run's final state")
+    state = _trained_state(run, Path(checkpoint_dir).expanduser() / run_id, params["select"])
     dd = experiment.load_data(params) if dd is None else dd
     model = experiment.build_model(params, dd.num_classes)
-    state = ckpt["model"] if params["select"] == "final" else ckpt.get("best_state") or ckpt["model"]
     model.load_state_dict(state)
     model = model.to(dd.device).eval()
     acc = float(train.evaluate(model, dd)["acc"])

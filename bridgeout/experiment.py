@@ -3,7 +3,7 @@
 The notebook stays thin by calling these, in order, and they are tested here rather than in
 the notebook: :func:`validate_params` (every parameter checked, a readable ``ValueError``
 naming the value and what is allowed), :func:`load_data`, :func:`build_model`,
-:func:`train_model`, :func:`sweep_model`, :func:`filter_rows`, :func:`result_tables` and
+:func:`train_model`, :func:`save_weights`, :func:`sweep_model`, :func:`filter_rows`, :func:`result_tables` and
 :func:`save_tables` (appends to ``runs.csv`` / ``pruning.csv`` / ``history.csv`` /
 ``filters.csv.gz``, see :mod:`bridgeout.results`); :func:`run_experiment` chains them.
 
@@ -32,7 +32,8 @@ from ._validate import check_choice, check_fraction, check_positive, check_proba
 
 __all__ = [
     "PARAMETERS", "RUNNER_PARAMETERS", "NOTEBOOK", "validate_params", "load_data", "build_model",
-    "train_model", "sweep_model", "filter_rows", "result_tables", "save_tables", "run_experiment",
+    "train_model", "save_weights", "weights_dir", "sweep_model", "filter_rows", "result_tables", "save_tables",
+    "run_experiment",
 ]
 
 REPO_ROOT = results.REPO_ROOT
@@ -70,6 +71,8 @@ PARAMETERS: dict = {
     "run_id": None,
     "notebook_path": "",
     "checkpoint_dir": None,
+    "precision": "fp32",
+    "weights_dir": None,
 }
 #: Parameters the runner sets itself (a spec may not set them).
 RUNNER_PARAMETERS = ("grid", "run_id", "notebook_path", "results_dir")
@@ -207,12 +210,23 @@ def validate_params(params: Mapping) -> dict:
     out["grid"] = _str("grid", p["grid"])
     out["notebook_path"] = _str("notebook_path", p["notebook_path"])
     out["checkpoint_dir"] = _str("checkpoint_dir", p["checkpoint_dir"], none_ok=True, empty_ok=False)
+    out["weights_dir"] = _str("weights_dir", p["weights_dir"], none_ok=True, empty_ok=False)
+    out["precision"] = _precision(p["precision"], device)
     run_id = _str("run_id", p["run_id"], none_ok=True, empty_ok=False)
     if run_id is not None and not _RUN_ID.match(run_id):
         raise ValueError(f"run_id must be letters, digits, '_', '.', '-' (starting with a letter or digit), "
                          f"got {run_id!r}")
     out["run_id"] = run_id if run_id is not None else results.make_run_id(out)
     return out
+
+
+def _precision(value, device: str) -> str:
+    """``fp32`` / ``bf16``, or ``auto`` resolved for the run's device (bf16 where native)."""
+    from . import train
+    value = check_choice("precision", value, (*train.PRECISIONS, "auto"))
+    if value != "auto":
+        return value
+    return train.resolve_precision("auto", train.resolve_device(device))
 
 
 def _repo_path(p) -> Path:
@@ -255,8 +269,8 @@ def train_model(params: Mapping, model, dd, *, progress: bool = True):
     if "momentum_reset" in params.get("quirks", ()):
         proto = replace(proto, reset_optimizer_each_epoch=True)
     owner = {k: params.get(k) for k in ("run_id", "model", "width", "regularizer", "p", "q", "target_fraction",
-                                        "signed", "lam", "seed", "n_train", "quirks")}
-    return train.fit(model, dd, proto, select=params["select"],
+                                        "signed", "lam", "seed", "n_train", "quirks", "precision")}
+    return train.fit(model, dd, proto, select=params["select"], precision=params.get("precision", "fp32"),
                      device=params["device"], seed=params["seed"], dataset=params["dataset"],
                      checkpoint_dir=ckpt, progress=progress, checkpoint_owner=owner)
 
@@ -284,15 +298,52 @@ def filter_rows(model) -> pd.DataFrame:
     return filters.filter_table(plain(model))
 
 
+def weights_dir(params: Mapping) -> Path:
+    """Where the run's weights go: ``params['weights_dir']`` when set; else ``data/weights``
+    beside a ``results_dir`` named ``results`` (``data/results`` -> ``data/weights``), or a
+    ``weights`` folder inside any other ``results_dir`` (a scratch table keeps its own)."""
+    if params.get("weights_dir"):
+        return _repo_path(params["weights_dir"])
+    root = _repo_path(params["results_dir"])
+    return root.parent / "weights" if root.name == "results" else root / "weights"
+
+
+def save_weights(params: Mapping, fit) -> dict:
+    """Keep the trained network: ``fit.model``'s weights (the selected ones, which the sweep
+    prunes) as fp32 safetensors ``<weights_dir>/<run_id>.safetensors``, and with
+    ``select="best_test"`` the final epoch's beside them (``<run_id>.final.safetensors``).
+    Returns the ``runs`` columns ``weights`` (repo-relative where possible),
+    ``weights_sha256`` and ``weights_bytes`` of the selected weights' file."""
+    from . import weights
+    folder = weights_dir(params)
+    meta = {k: params.get(k) for k in ("run_id", "model", "width", "regularizer", "p", "q", "target_fraction",
+                                       "signed", "lam", "dataset", "protocol", "epochs", "seed", "select",
+                                       "quirks", "precision")}
+    path = weights.path_for(folder, params["run_id"])
+    digest, size = weights.save(fit.model.state_dict(), path, {**meta, "weights": "selected"})
+    if getattr(fit, "final_state", None) is not None:
+        weights.save(fit.final_state, weights.path_for(folder, params["run_id"], final=True),
+                     {**meta, "weights": "final"})
+    return {"weights": _rel(path), "weights_sha256": digest, "weights_bytes": int(size)}
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _planned_epochs(params: Mapping) -> int:
     from . import train
     return int(train.get_protocol(params["protocol"], epochs=params["epochs"]).epochs)
 
 
-def result_tables(params: Mapping, fit, sweep: pd.DataFrame, dd, provenance: Mapping | None = None
-                  ) -> dict[str, pd.DataFrame]:
+def result_tables(params: Mapping, fit, sweep: pd.DataFrame, dd, provenance: Mapping | None = None,
+                  *, weights: Mapping | None = None) -> dict[str, pd.DataFrame]:
     """The run's rows for ``runs``, ``pruning``, ``history`` and ``filters`` (of
-    ``fit.model``), validated against the schemas."""
+    ``fit.model``), validated against the schemas. ``weights``: what :func:`save_weights`
+    returned (the ``runs`` row's weights columns; empty when None)."""
     prov = dict(provenance) if provenance is not None else results.provenance(dd.device)
     run_id = params["run_id"]
     row = {
@@ -309,7 +360,8 @@ def result_tables(params: Mapping, fit, sweep: pd.DataFrame, dd, provenance: Map
         "device": prov["device"], "device_name": prov["device_name"],
         "torch_version": prov["torch_version"], "cuda_version": prov["cuda_version"],
         "git_commit": prov["git_commit"], "git_dirty": prov["git_dirty"], "date": prov["date"],
-        "notebook": params["notebook_path"],
+        "notebook": params["notebook_path"], "precision": params.get("precision", "fp32"),
+        "weights": None, "weights_sha256": None, "weights_bytes": None, **dict(weights or {}),
     }
     runs = pd.DataFrame([row], columns=list(results.RUNS_SCHEMA))
     hist = fit.history.copy()
@@ -355,8 +407,10 @@ def run_experiment(params: Mapping, *, save: bool = True, progress: bool = True)
     dd = load_data(params)
     model = build_model(params, dd.num_classes)
     fit = train_model(params, model, dd, progress=progress)
+    kept = save_weights(params, fit) if save else None
     sweep = sweep_model(params, fit.model, dd, progress=progress)
-    out = {"params": params, "data": dd, "fit": fit, "sweep": sweep, **result_tables(params, fit, sweep, dd)}
+    out = {"params": params, "data": dd, "fit": fit, "sweep": sweep,
+           **result_tables(params, fit, sweep, dd, weights=kept)}
     if save:
         out["added"] = save_tables(out, params["results_dir"])
     return out

@@ -106,6 +106,12 @@ RUNS_SCHEMA: dict[str, tuple[str, str]] = {
     "git_dirty": ("bool", "Whether tracked code differed from the commit (data/ excluded)."),
     "date": ("str", "UTC time the run finished, ISO 8601 (`YYYY-MM-DDTHH:MM:SSZ`)."),
     "notebook": ("str", "Path (repo-relative where possible) of the executed notebook that produced the run."),
+    "precision": ("str", "Training precision (`fp32`, or `bf16`: autocast with BatchNorm and loss in fp32; "
+                         "`bridgeout.train.PRECISIONS`). Evaluation is always fp32. Rows older than the column: fp32."),
+    "weights": ("str", "Repo-relative path of the run's pruned (selected) weights, fp32 safetensors "
+                       "(`bridgeout.weights`); empty when not kept."),
+    "weights_sha256": ("str", "SHA-256 of that file (checked when it is loaded)."),
+    "weights_bytes": ("int", "Size of that file in bytes."),
 }
 
 PRUNING_SCHEMA: dict[str, tuple[str, str]] = {
@@ -186,11 +192,15 @@ KEYS = {
 
 #: Nullable columns added after tables were first written: a table without them loads with
 #: them empty (and is written back with them on the next append).
-LATER_COLUMNS = {"runs": ("lam", "quirks"), "pruning": ("notebook",)}
+LATER_COLUMNS = {"runs": ("lam", "quirks", "precision", "weights", "weights_sha256", "weights_bytes"),
+                 "pruning": ("notebook",)}
+#: The value a later column takes in rows written before it existed (default: empty).
+LATER_VALUES = {"runs": {"precision": "fp32"}}
 
 # Columns that may be empty / NaN. Everything else is required.
 _NULLABLE = {
-    "runs": {"grid", "cuda_version", "git_commit", "device_name", "notebook", "best_test_acc", "quirks", "lam"},
+    "runs": {"grid", "cuda_version", "git_commit", "device_name", "notebook", "best_test_acc", "quirks", "lam",
+             "weights", "weights_sha256", "weights_bytes"},
     "pruning": {"test_loss", "latency_b1_ms", "latency_b128_ms", "params_effective", "flops",
                 "flops_effective", "params",
                 "prune_s", "adjust_s", "eval_s", "cost_s", "notebook"},
@@ -205,7 +215,7 @@ _RANGES = {
              "target_fraction": (0.0, 1.0, "open_low"), "final_test_acc": _UNIT, "best_test_acc": _UNIT,
              "epochs": (0, math.inf), "epochs_done": (0, math.inf), "width": (0.0, math.inf, "open_low"),
              "n_train": (1, math.inf), "n_test": (1, math.inf), "seed": (0, math.inf),
-             "best_epoch": (0, math.inf), "wall_time_s": (0.0, math.inf)},
+             "best_epoch": (0, math.inf), "wall_time_s": (0.0, math.inf), "weights_bytes": (1, math.inf)},
     "pruning": {"fraction": (0.0, 1.0, "open_high"), "test_acc": _UNIT, "params": (0, math.inf),
                 "params_effective": (0, math.inf), "flops": (0, math.inf), "flops_effective": (0, math.inf),
                 "latency_b1_ms": (0.0, math.inf), "latency_b128_ms": (0.0, math.inf),
@@ -226,6 +236,8 @@ _FORMATS = {
     "run_id": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"), "a run id (letters, digits, '_', '.', '-')"),
     "git_commit": (re.compile(r"^[0-9a-f]{7,40}$"), "a git commit (7-40 lowercase hex digits, or empty)"),
     "notebook": (re.compile(r"^[^\x00-\x1f\x7f]*$"), "a path (no control characters)"),
+    "weights": (re.compile(r"^[^\x00-\x1f\x7f]*\.safetensors$"), "a path to a .safetensors file"),
+    "weights_sha256": (re.compile(r"^[0-9a-f]{64}$"), "a SHA-256 (64 lowercase hex digits)"),
 }
 _PROTOCOL_NAMES = ("paper", "fast", "smoke")
 _SELECT_NAMES = ("final", "best_test")
@@ -240,12 +252,13 @@ def _choices() -> dict[str, dict[str, tuple[str, ...]]]:
     from . import data, models
     try:
         from . import train
-        select, protocols = tuple(train.SELECT), tuple(train.PROTOCOLS)
+        select, protocols, precisions = tuple(train.SELECT), tuple(train.PROTOCOLS), tuple(train.PRECISIONS)
     except ImportError:  # pragma: no cover - only while train.py is missing
-        select, protocols = _SELECT_NAMES, _PROTOCOL_NAMES
+        select, protocols, precisions = _SELECT_NAMES, _PROTOCOL_NAMES, ("fp32", "bf16")
     out = {
         "runs": {"model": tuple(models.MODELS), "regularizer": tuple(models.REGULARIZERS),
-                 "dataset": tuple(data.DATASETS), "protocol": protocols, "select": select},
+                 "dataset": tuple(data.DATASETS), "protocol": protocols, "select": select,
+                 "precision": precisions},
         "pruning": {"mode": _MODE_NAMES, "scope": _SCOPE_NAMES},
         "latency": {"runtime": RUNTIMES},
     }
@@ -350,7 +363,9 @@ def _coerce_value(v, dtype: str):
 def validate(table: str, df: pd.DataFrame, *, source: str | None = None, first_line: int = 2) -> pd.DataFrame:
     """Check ``df`` against the schema of ``table`` and return a typed copy.
 
-    Raises ``ValueError`` naming ``source`` (a file name or description), the row (as the
+    Columns of :data:`LATER_COLUMNS` that ``df`` lacks (rows written before they existed)
+    take their :data:`LATER_VALUES` value (default empty). Raises ``ValueError`` naming
+    ``source`` (a file name or description), the row (as the
     CSV line number, ``first_line`` for the first data row) and the column for: missing or
     unexpected columns, values of the wrong type, missing required values, values out of
     range or not among the known names, and duplicated keys.
@@ -360,6 +375,12 @@ def validate(table: str, df: pd.DataFrame, *, source: str | None = None, first_l
     where = source or f"{table} table"
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"{where}: expected a pandas DataFrame, got {type(df).__name__}")
+    later = [c for c in LATER_COLUMNS.get(table, ()) if c not in df.columns]
+    if later:                # rows written before these columns existed: their implicit values
+        df = df.copy()
+        for col in later:
+            df[col] = LATER_VALUES.get(table, {}).get(col)
+        df = df[[c for c in schema if c in df.columns] + [c for c in df.columns if c not in schema]]
     cols = list(df.columns)
     missing = [c for c in schema if c not in cols]
     extra = [c for c in cols if c not in schema]
@@ -443,10 +464,7 @@ def load(table: str, root=None) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise ValueError(f"{p}: not a readable CSV table ({err})") from None
     raw = raw.astype(object).where(raw.notna(), None)
-    for col in LATER_COLUMNS.get(table, ()):   # tables written before the column existed
-        if col not in raw.columns:
-            raw.insert(list(SCHEMAS[table]).index(col), col, None)
-    return validate(table, raw, source=str(p))
+    return validate(table, raw, source=str(p))   # fills columns added later (LATER_COLUMNS)
 
 
 def _check_complete(p: Path) -> None:
@@ -638,12 +656,12 @@ def provenance(device=None) -> dict:
 #: Parameters that do not change what a run computes (where it runs, where it writes),
 #: hence are left out of the run id's hash.
 NON_IDENTITY = frozenset({"device", "data_root", "results_dir", "notebook_path", "run_id", "grid",
-                          "checkpoint_dir"})
+                          "checkpoint_dir", "weights_dir"})
 
 
 #: Parameters added after runs were first recorded, with the value they implicitly had
 #: before: left out of the hash when they have it, so earlier run ids stay valid.
-LATER_DEFAULTS = {"prune_recalibrate_bn": [False], "quirks": [], "lam": None}
+LATER_DEFAULTS = {"prune_recalibrate_bn": [False], "quirks": [], "lam": None, "precision": "fp32"}
 
 
 def _canonical(v):
@@ -672,7 +690,7 @@ def make_run_id(params: Mapping) -> str:
 
     Readable part: dataset, model, width, regularizer (for bridgeout / sparseout followed by
     ``q<q>`` when q is not 1.5 and ``signed`` when signed; for slimming / group_lasso by
-    ``lam<lam>`` when lam is given), protocol, ``e<epochs>`` (only when
+    ``lam<lam>`` when lam is given), protocol, the precision when not fp32, ``e<epochs>`` (only when
     an epochs override is given), ``n<n_train>`` (only for a training subset), ``s<seed>``.
     The last six hex digits are the SHA-256 of the canonical JSON of all parameters except
     those in :data:`NON_IDENTITY` (device, paths, grid name) and those of
@@ -697,6 +715,8 @@ def make_run_id(params: Mapping) -> str:
     if params.get("lam") is not None:                          # slimming / group_lasso strength
         parts.append(f"lam{_slug(float(params['lam']))}")
     parts.append(_slug(params["protocol"]))
+    if params.get("precision", "fp32") != "fp32":
+        parts.append(_slug(params["precision"]))
     if params.get("epochs") is not None:
         parts.append(f"e{_slug(params['epochs'])}")
     if params.get("n_train") is not None:

@@ -21,7 +21,13 @@ for tests. Any ``epochs`` override rescales a protocol's milestones the same way
 (:func:`get_protocol`).
 
 Engine. The data are a :class:`bridgeout.data.DeviceData` (whole dataset on the device,
-augmentation there). On CUDA the forward/backward run under bf16 autocast, the model and
+augmentation there). ``precision`` (:data:`PRECISIONS`) is ``"fp32"`` or ``"bf16"``: with
+``"bf16"`` the forward/backward run under ``torch.autocast(dtype=torch.bfloat16)`` on CPU or
+CUDA, with every BatchNorm and the loss kept in fp32 (BatchNorm inputs are cast up; the
+weights, the optimizer and Bridgeout's noise stay fp32, the noisy weight is cast at the conv);
+``"auto"`` (:func:`resolve_precision`) picks bf16 where the hardware computes it natively
+(CUDA with bf16, a CPU with ``avx512_bf16`` or AMX) and fp32 elsewhere. Test-set evaluation is
+always fp32, so a stored fp32 weights file reproduces every recorded accuracy. The model and
 inputs are channels_last (on the CPU too, by default), cuDNN autotuning is on, and ``compile=True`` wraps the model with
 :func:`torch.compile`. Loss and accuracy are accumulated on the device and read once per
 logging point (``log_every`` steps for the progress bar, and at the end of the epoch), so
@@ -38,10 +44,12 @@ CPU (and CUDA) RNG states, the data generator state, the state of every module-l
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import numbers
 import os
+import re
 import time
 import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
@@ -55,10 +63,12 @@ import torch.nn.functional as F
 from ._validate import check_choice
 from .data import as_device_data
 
-__all__ = ["Protocol", "PROTOCOLS", "SELECT", "HISTORY_COLUMNS", "get_protocol", "resolve_device",
+__all__ = ["Protocol", "PROTOCOLS", "SELECT", "PRECISIONS", "resolve_precision", "native_bf16", "autocast", "HISTORY_COLUMNS", "get_protocol", "resolve_device",
            "evaluate", "fit", "prepare_model", "train_step", "FitResult", "CHECKPOINT_NAME", "load_checkpoint"]
 
 SELECT = ("final", "best_test")
+#: Training precisions: ``fp32`` throughout, or ``bf16`` autocast with BatchNorm and loss in fp32.
+PRECISIONS = ("fp32", "bf16")
 HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc",
                    "seconds", "images_per_s")
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -181,10 +191,55 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+def native_bf16(device="cpu") -> bool:
+    """Whether ``device`` computes bf16 natively: CUDA with bf16 support, or a CPU that
+    reports ``avx512_bf16`` or AMX (``amx_bf16``) in ``/proc/cpuinfo``."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def resolve_precision(precision: str, device="cpu") -> str:
+    """``"fp32"`` / ``"bf16"`` as given; ``"auto"`` -> ``"bf16"`` where :func:`native_bf16`,
+    else ``"fp32"`` (with a printed note saying why)."""
+    precision = check_choice("precision", precision, (*PRECISIONS, "auto"))
+    if precision != "auto":
+        return precision
+    if native_bf16(device):
+        return "bf16"
+    print(f"precision 'auto': {torch.device(device)} has no native bf16 (avx512_bf16 / AMX / CUDA bf16); "
+          f"training in fp32")
+    return "fp32"
+
+
+def _bn_in_fp32(module, args):
+    """Forward pre-hook: a BatchNorm's input cast up to fp32 (its statistics and output in fp32)."""
+    x = args[0]
+    return (x.float(),) + tuple(args[1:]) if x.dtype != torch.float32 else None
+
+
+@contextlib.contextmanager
+def autocast(model: nn.Module, device: torch.device, precision: str = "fp32"):
+    """The forward precision of a training step: nothing for ``"fp32"``; for ``"bf16"``,
+    ``torch.autocast(device.type, torch.bfloat16)`` with every BatchNorm of ``model`` fed fp32
+    (hooks installed for the block's duration, removed on exit)."""
+    check_choice("precision", precision, PRECISIONS)
+    if precision == "fp32":
+        yield
+        return
+    hooks = [m.register_forward_pre_hook(_bn_in_fp32) for m in model.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    try:
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+            yield
+    finally:
+        for h in hooks:
+            h.remove()
 
 
 def channels_last_model(model: nn.Module) -> bool:
@@ -208,7 +263,7 @@ def evaluate(model: nn.Module, data, device=None, batch_size: int = 100, *, data
 
     ``data`` is a :class:`~bridgeout.data.DeviceData` or the 4-tuple of arrays (then pass
     ``dataset``). ``device`` defaults to the model's device. The model is put in eval mode
-    for the pass and its previous mode restored. Sums are kept on the device and read once.
+    for the pass and its previous mode restored. Always fp32, whatever the training precision. Sums are kept on the device and read once.
     """
     dev = _model_device(model) if device is None else resolve_device(device)
     dd = as_device_data(data, dataset, dev)
@@ -219,8 +274,7 @@ def evaluate(model: nn.Module, data, device=None, batch_size: int = 100, *, data
     correct = torch.zeros((), dtype=torch.int64, device=dev)
     try:
         for x, y in dd.test_batches(batch_size):
-            with _autocast(dev):
-                out = model(_prepare_input(x, cl))
+            out = model(_prepare_input(x, cl))
             loss_sum += F.cross_entropy(out.float(), y, reduction="sum").double()
             correct += (out.argmax(1) == y).sum()
     finally:
@@ -251,19 +305,20 @@ def prepare_model(model: nn.Module, device: torch.device, *, compile: bool = Fal
 
 def train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                device: torch.device, channels_last: bool | None = None,
-               penalty=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One SGD step on a batch: forward (bf16 autocast on CUDA; channels_last inputs when
-    the model's weights are, see :func:`prepare_model`), mean cross-entropy, backward,
-    ``opt.step()``. Returns the detached float32 loss and the number of correct predictions
-    as 0-d tensors on the device (no host sync). ``channels_last`` None looks at the
-    model's weights (pass it to skip the look). ``penalty``, a callable returning a 0-d
-    tensor (:func:`bridgeout.sparsity.penalty_fn`), is added to the loss that is minimised;
-    the returned loss is the cross-entropy alone."""
+               penalty=None, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+    """One SGD step on a batch: forward (in ``precision``, see :func:`autocast`;
+    channels_last inputs when the model's weights are, see :func:`prepare_model`), mean
+    cross-entropy in fp32, backward, ``opt.step()``. Returns the detached float32 loss and the
+    number of correct predictions as 0-d tensors on the device (no host sync).
+    ``channels_last`` None looks at the model's weights (pass it to skip the look).
+    ``penalty``, a callable returning a 0-d tensor (:func:`bridgeout.sparsity.penalty_fn`),
+    is added to the loss that is minimised (in fp32); the returned loss is the cross-entropy
+    alone."""
     cl = channels_last_model(net) if channels_last is None else channels_last
-    with _autocast(device):
+    with autocast(net, device, precision):
         out = net(_prepare_input(x, cl))
-        ce = F.cross_entropy(out, y)
-        loss = ce if penalty is None else ce + penalty()
+    ce = F.cross_entropy(out.float(), y)
+    loss = ce if penalty is None else ce + penalty()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -273,7 +328,8 @@ def train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: t
 @dataclass
 class FitResult:
     """What :func:`fit` returns. ``model`` has the selected weights loaded, is on the
-    training device and in eval mode; ``history`` has one row per epoch
+    training device and in eval mode; ``precision`` is the resolved training precision;
+    ``history`` has one row per epoch
     (:data:`HISTORY_COLUMNS`; test columns are NaN on epochs that were not evaluated)."""
 
     model: nn.Module = field(repr=False)
@@ -286,6 +342,10 @@ class FitResult:
     select: str
     protocol: Protocol = field(default=None)
     device: str = "cpu"
+    precision: str = "fp32"
+    #: With ``select="best_test"``: the final epoch's weights (CPU tensors), which ``model``
+    #: no longer holds; None otherwise.
+    final_state: dict | None = field(default=None, repr=False)
 
 
 def _generator_modules(model: nn.Module) -> dict:
@@ -346,7 +406,8 @@ def _cpu_state(module: nn.Module) -> dict:
 
 def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, select: str = "final",
         device="auto", seed: int = 0, dataset: str | None = None, compile: bool = False,
-        channels_last: bool = True, checkpoint_dir=None, checkpoint_owner: dict | None = None, checkpoint_every: int | None = None, progress: bool = True,
+        channels_last: bool = True, precision: str = "fp32", checkpoint_dir=None,
+        checkpoint_owner: dict | None = None, checkpoint_every: int | None = None, progress: bool = True,
         eval_every: int = 1, log_every: int = 50) -> FitResult:
     """Train ``model`` on ``data`` with a protocol; return a :class:`FitResult`.
 
@@ -364,6 +425,9 @@ def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, 
         compile: wrap the model with :func:`torch.compile` (CUDA; works on CPU too).
         channels_last: NHWC weights and inputs (the fast path on CPU and CUDA; the same
             arithmetic up to float rounding, pinned by a test).
+        precision: ``"fp32"``, ``"bf16"`` (autocast, BatchNorm and loss in fp32; see the
+            module docstring) or ``"auto"`` (:func:`resolve_precision`); recorded in the
+            checkpoint, so a run of one precision never resumes the other's.
         checkpoint_dir: when given, a checkpoint ``checkpoint.pt`` is written there every
             ``checkpoint_every`` epochs (default 1) and after the last epoch, atomically
             (temporary file + :func:`os.replace`), and a run finding one resumes from it. A
@@ -386,6 +450,7 @@ def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, 
     if checkpoint_every is not None:
         _check_int("checkpoint_every", checkpoint_every, 1)
     dev = resolve_device(device)
+    precision = resolve_precision(precision, dev)
     dd = as_device_data(data, dataset, dev)
     t_start = time.perf_counter()
 
@@ -400,7 +465,7 @@ def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, 
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(proto.milestones), gamma=proto.gamma)
 
     config = {"protocol": asdict(proto), "seed": seed, "select": select, "dataset": dd.name,
-              "owner": _canonical_owner(checkpoint_owner)}
+              "precision": precision, "owner": _canonical_owner(checkpoint_owner)}
     history: list[dict] = []
     best_acc, best_epoch, best_state = -math.inf, 0, None
     start_epoch = 0
@@ -413,7 +478,7 @@ def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, 
         ckpt = load_checkpoint(ckpt_dir)
         if ckpt is not None:
             # keys a checkpoint predates (the owner) are taken as matching
-            saved = {k: ckpt["config"].get(k, config[k]) for k in config}
+            saved = {k: ckpt["config"].get(k, "fp32" if k == "precision" else config[k]) for k in config}
             # fields added to Protocol later take their default in older checkpoints
             defaults = {f.name: f.default for f in fields(Protocol) if f.default is not MISSING}
             saved["protocol"] = {**defaults, **saved["protocol"],
@@ -448,7 +513,7 @@ def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, 
                    disable=not progress, leave=False, dynamic_ncols=True)
         batches = itertools.islice(dd.train_batches(proto.batch_size, data_gen), steps_per_epoch)
         for step, (x, y) in enumerate(batches):
-            loss, n_correct = train_step(net, opt, x, y, dev, channels_last, penalty)
+            loss, n_correct = train_step(net, opt, x, y, dev, channels_last, penalty, precision)
             b = y.shape[0]
             loss_sum += loss * b
             correct += n_correct
@@ -494,7 +559,9 @@ def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, 
                 "wall_time_s": time.perf_counter() - t_start,
             }, ckpt_path)
 
+    final_state = None
     if select == "best_test":
+        final_state = _cpu_state(model)
         if best_state is None:
             warnings.warn("select='best_test' but no epoch was evaluated; keeping the final weights",
                           stacklevel=2)
@@ -507,4 +574,5 @@ def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, 
     return FitResult(model=model, history=hist, epochs_done=len(hist),
                      wall_time_s=time.perf_counter() - t_start, final_test_acc=final,
                      best_test_acc=best_acc if best_epoch else math.nan, best_epoch=best_epoch,
-                     select=select, protocol=proto, device=str(dev))
+                     select=select, protocol=proto, device=str(dev), precision=precision,
+                     final_state=final_state)

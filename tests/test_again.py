@@ -3,11 +3,13 @@ checkpoint (refusing one that is not the run's), adds pruning and latency rows o
 resumes where it stopped."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
 
-from bridgeout import again, experiment, results
+from bridgeout import again, experiment, results, weights
 from tests.synthetic import write_synthetic_mnist
 
 
@@ -21,7 +23,7 @@ def recorded(tmp_path_factory):
               "checkpoint_dir": str(tmp / "ckpt"), "fractions": [0.0, 0.5], "latency": False,
               "prune_modes": ["mask"], "grid": "g"}
     out = experiment.run_experiment(params, progress=False)
-    return {"tmp": tmp, "params": params, "run_id": out["params"]["run_id"], "data": data}
+    return {"tmp": tmp, "params": params, "run_id": out["params"]["run_id"], "data": data, "runs": out["runs"]}
 
 
 def _load(rec, **kw):
@@ -40,8 +42,6 @@ def test_reloaded_network_is_the_runs(recorded):
 def test_refuses_a_checkpoint_that_is_not_the_runs(recorded, tmp_path):
     with pytest.raises(ValueError, match="is not in"):
         again.load_trained("no-such-run", results_dir=recorded["params"]["results_dir"])
-    with pytest.raises(ValueError, match="no checkpoint for run"):
-        _load(recorded, checkpoint_dir=str(tmp_path))
     # weights of another network under the run's name: the recorded accuracy is not reproduced
     src = torch.load(f"{recorded['params']['checkpoint_dir']}/{recorded['run_id']}/checkpoint.pt",
                      weights_only=True)
@@ -51,6 +51,24 @@ def test_refuses_a_checkpoint_that_is_not_the_runs(recorded, tmp_path):
     torch.save(src, tmp_path / recorded["run_id"] / "checkpoint.pt")
     with pytest.raises(ValueError, match="recorded"):
         _load(recorded, checkpoint_dir=str(tmp_path))
+
+
+def test_without_a_checkpoint_the_kept_weights_are_loaded_and_checked(recorded, tmp_path):
+    run = recorded["runs"].iloc[0]
+    wfile = results.REPO_ROOT / run["weights"] if not Path(run["weights"]).is_absolute() else Path(run["weights"])
+    assert wfile.is_file() and run["weights_sha256"] == weights.sha256(wfile)
+    t = _load(recorded, checkpoint_dir=str(tmp_path))          # no checkpoint there: the weights file
+    assert t.test_acc == pytest.approx(run["final_test_acc"], abs=again.ACC_TOLERANCE)
+    saved = wfile.read_bytes()
+    try:
+        wfile.write_bytes(saved[:-4] + b"\0\0\0\0")              # one tensor's last bytes changed
+        with pytest.raises(ValueError, match="differs from the recorded"):
+            _load(recorded, checkpoint_dir=str(tmp_path))
+        wfile.unlink()
+        with pytest.raises(ValueError, match="no weights file"):
+            _load(recorded, checkpoint_dir=str(tmp_path))
+    finally:
+        wfile.write_bytes(saved)
 
 
 def test_run_pass_adds_rows_once_and_names_its_notebook(recorded):

@@ -85,7 +85,8 @@ def test_shipped_specs_expand_and_validate(spec):
     assert all(c["grid"] == spec.stem and c["notebook_path"].endswith(f"{c['run_id']}.ipynb") for c in cells)
     expected = {"paper-cifar10": 9, "paper-cifar100": 9, "cpu-cifar10": 6, "cpu-cifar10-e12": 3, "cpu-cifar10-vgg": 12,
                 "mnist-teaching": 9, "mnist-teaching-5seed": 15, "smoke": 1, "pilot-lambda": 5,
-                "pilot-lambda-e8": 7, "cpu-cifar10-sparsity": 6, "mnist-noise-ablation": 24}
+                "pilot-lambda-e8": 7, "cpu-cifar10-sparsity": 6, "mnist-noise-ablation": 24,
+                "cpu-cifar10-bf16-parity": 6}
     assert len(cells) == expected[spec.stem]
     if spec.stem.startswith("paper-"):
         assert {(c["model"], c["regularizer"]) for c in cells} == {
@@ -98,6 +99,15 @@ def test_shipped_specs_expand_and_validate(spec):
                   "prune_recalibrate_bn", "select"):
             assert all(c[k] == vgg[k] for c in cells), k
         assert {(c["regularizer"], c["lam"]) for c in cells} == {("slimming", 1e-3), ("group_lasso", 1e-3)}
+    if spec.stem == "cpu-cifar10-bf16-parity":   # each cell is a cpu-cifar10-vgg cell but for precision
+        vgg = {(c["regularizer"], c["q"], c["signed"], c["seed"]): c
+               for c in grid.expand(grid.load_spec(spec.with_name("cpu-cifar10-vgg.yaml")))}
+        ignore = {"run_id", "notebook_path", "grid", "precision"}
+        for c in cells:
+            twin = vgg[(c["regularizer"], c["q"], c["signed"], c["seed"])]
+            assert c["precision"] == "bf16" and twin["precision"] == "fp32"
+            assert {k: v for k, v in c.items() if k not in ignore} == \
+                   {k: v for k, v in twin.items() if k not in ignore}
     if spec.stem == "mnist-noise-ablation":    # one setting off the published noise at a time
         pub = {"p": 0.3, "q": 1.5, "target_fraction": 0.75, "signed": False}
         off = [tuple(k for k in pub if c[k] != pub[k]) for c in cells]

@@ -25,7 +25,9 @@ def run_row(run_id="r1", **kw) -> dict:
         "epochs_done": 1, "width": 1.0, "n_train": 64, "n_test": 32, "seed": 0, "select": "final",
         "quirks": "", "final_test_acc": 0.5, "best_test_acc": 0.625, "best_epoch": 1, "wall_time_s": 1.25, "device": "cpu",
         "device_name": "cpu", "torch_version": "2.x", "cuda_version": "", "git_commit": "abc1234", "git_dirty": True,
-        "date": "2026-01-01T00:00:00Z", "notebook": "data/runs/g/r1.ipynb",
+        "date": "2026-01-01T00:00:00Z", "notebook": "data/runs/g/r1.ipynb", "precision": "bf16",
+        "weights": f"data/weights/{run_id}.safetensors", "weights_sha256": "0123456789abcdef" * 4,
+        "weights_bytes": 4096,
     }
     row.update(kw)
     return row
