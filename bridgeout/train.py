@@ -23,8 +23,9 @@ for tests. Any ``epochs`` override rescales a protocol's milestones the same way
 Engine. The data are a :class:`bridgeout.data.DeviceData` (whole dataset on the device,
 augmentation there). ``precision`` (:data:`PRECISIONS`) is ``"fp32"`` or ``"bf16"``: with
 ``"bf16"`` the forward/backward run under ``torch.autocast(dtype=torch.bfloat16)`` on CPU or
-CUDA, with every BatchNorm and the loss kept in fp32 (BatchNorm inputs are cast up; the
-weights, the optimizer and Bridgeout's noise stay fp32, the noisy weight is cast at the conv);
+CUDA (see :func:`autocast`): convolutions in bf16; BatchNorm's parameters, statistics and
+arithmetic, the loss, the weights, the optimizer and Bridgeout's noise in fp32 (the noisy
+weight is cast at the conv);
 ``"auto"`` (:func:`resolve_precision`) picks bf16 where the hardware computes it natively
 (CUDA with bf16, a CPU with ``avx512_bf16`` or AMX) and fp32 elsewhere. Test-set evaluation is
 always fp32, so a stored fp32 weights file reproduces every recorded accuracy. The model and
@@ -217,29 +218,20 @@ def resolve_precision(precision: str, device="cpu") -> str:
     return "fp32"
 
 
-def _bn_in_fp32(module, args):
-    """Forward pre-hook: a BatchNorm's input cast up to fp32 (its statistics and output in fp32)."""
-    x = args[0]
-    return (x.float(),) + tuple(args[1:]) if x.dtype != torch.float32 else None
-
-
 @contextlib.contextmanager
-def autocast(model: nn.Module, device: torch.device, precision: str = "fp32"):
+def autocast(device: torch.device, precision: str = "fp32"):
     """The forward precision of a training step: nothing for ``"fp32"``; for ``"bf16"``,
-    ``torch.autocast(device.type, torch.bfloat16)`` with every BatchNorm of ``model`` fed fp32
-    (hooks installed for the block's duration, removed on exit)."""
+    ``torch.autocast(device.type, torch.bfloat16)``: convolutions and linear layers compute
+    in bf16 from fp32 master weights; BatchNorm keeps fp32 parameters, running statistics
+    and arithmetic (PyTorch's mixed-type batch norm: bf16 activations in and out, statistics
+    accumulated in fp32; pinned by a test), and element-wise ops (Bridgeout's noise on the
+    weights) stay fp32."""
     check_choice("precision", precision, PRECISIONS)
     if precision == "fp32":
         yield
         return
-    hooks = [m.register_forward_pre_hook(_bn_in_fp32) for m in model.modules()
-             if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    try:
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
-            yield
-    finally:
-        for h in hooks:
-            h.remove()
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+        yield
 
 
 def channels_last_model(model: nn.Module) -> bool:
@@ -315,7 +307,7 @@ def train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: t
     is added to the loss that is minimised (in fp32); the returned loss is the cross-entropy
     alone."""
     cl = channels_last_model(net) if channels_last is None else channels_last
-    with autocast(net, device, precision):
+    with autocast(device, precision):
         out = net(_prepare_input(x, cl))
     ce = F.cross_entropy(out.float(), y)
     loss = ce if penalty is None else ce + penalty()
