@@ -1,0 +1,303 @@
+"""Re-derive a recorded run and say whether it agrees: ``bridgeout verify RUN_ID``.
+
+Two ways to re-derive a cell of the result tables:
+
+* :func:`rerun` re-executes the run's experiment notebook with the parameters papermill
+  injected when it was recorded (read back from the executed notebook ``runs.notebook``)
+  into a scratch folder (its own tables, weights and notebook; the committed tables are never
+  written), training included;
+* :func:`from_weights` reloads the run's kept weights (``runs.weights``, SHA-256 checked) and
+  prunes them again with the recorded sweep settings: seconds instead of a training run.
+
+:func:`compare` puts the recorded and the re-derived values side by side (unpruned accuracy,
+every pruning row of the run's own sweep, every epoch of the history) and gives a verdict
+against a stated :class:`Tolerance`: ``identical`` (every compared value equal), ``within
+tolerance`` or ``differs``. :func:`report` writes it as text, naming the commit, CPU and
+torch version of both sides. Latency columns are timings, not results, and are not compared.
+
+Example::
+
+    from bridgeout import verify
+    rec = verify.recorded("mnist-lenet5-w1-bridgeout-fast_lr0.05-e3-s1-ade8bd")
+    new = verify.from_weights(rec)           # or verify.rerun(rec, scratch="/tmp/verify")
+    print(verify.report(verify.compare(rec, new)))
+"""
+from __future__ import annotations
+
+import ast
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from . import results
+
+__all__ = ["Tolerance", "Recorded", "Comparison", "VERDICTS", "recorded", "cell_parameters", "rerun",
+           "from_weights", "compare", "report"]
+
+VERDICTS = ("identical", "within tolerance", "differs")
+_PRUNING_KEY = ["criterion", "scope", "mode", "fraction", "recalibrate_bn", "finetune_epochs"]
+_HISTORY_VALUES = ["train_loss", "train_acc", "test_loss", "test_acc"]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Agreement a re-derived run must reach to be ``within tolerance`` (accuracies in [0, 1]).
+
+    ``unpruned``: largest |difference| of the unpruned test accuracy; ``pruning_median`` and
+    ``pruning_max``: median and largest |difference| of the pruning rows' test accuracy (the
+    steep part of a pruning curve amplifies tiny weight differences, so one row may move far
+    while the curve as a whole agrees); ``history``: largest |difference| of a per-epoch test
+    accuracy. The defaults are set from re-derivations measured on two CPU types (the book's
+    *Reproduce it* page shows them).
+    """
+
+    unpruned: float = 0.005
+    pruning_median: float = 0.02
+    pruning_max: float = 0.15
+    history: float = 0.02
+
+    def __post_init__(self):
+        for name in ("unpruned", "pruning_median", "pruning_max", "history"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v <= 1):
+                raise ValueError(f"tolerance {name} must be a number in [0, 1] (an accuracy difference), got {v!r}")
+
+
+@dataclass
+class Recorded:
+    """A run as the committed tables hold it: its ``runs`` row, its own ``pruning`` rows (not
+    those of later passes), its ``history`` and the notebook parameters that produced it."""
+
+    run: pd.Series
+    pruning: pd.DataFrame
+    history: pd.DataFrame
+    params: dict
+    results_dir: Path
+
+
+@dataclass
+class Comparison:
+    """What :func:`compare` found: one table per kind of value (``recorded``, ``rederived``,
+    ``diff`` columns), the largest differences, the verdict and both sides' provenance."""
+
+    unpruned: pd.DataFrame
+    pruning: pd.DataFrame
+    history: pd.DataFrame
+    summary: dict
+    verdict: str
+    tolerance: Tolerance
+    provenance: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- recorded
+def cell_parameters(notebook) -> dict:
+    """The parameters papermill injected into an executed notebook (its cell tagged
+    ``injected-parameters``), as Python values."""
+    import nbformat
+    path = Path(notebook)
+    if not path.is_file():
+        raise ValueError(f"{path}: the run's executed notebook is not there; its parameters cannot be read back")
+    nb = nbformat.read(str(path), as_version=4)
+    for cell in nb.cells:
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            out = {}
+            for node in ast.parse(cell.source).body:
+                if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                    out[node.targets[0].id] = ast.literal_eval(node.value)
+            return out
+    raise ValueError(f"{path}: no cell tagged 'injected-parameters'; it was not executed by papermill")
+
+
+def recorded(run_id: str, results_dir="data/results") -> Recorded:
+    """The recorded run ``run_id`` from the tables in ``results_dir`` (``ValueError`` when
+    it is not there or its notebook cannot be read)."""
+    from .experiment import _repo_path
+    root = _repo_path(results_dir)
+    runs = results.load("runs", root)
+    hit = runs[runs["run_id"] == run_id]
+    if hit.empty:
+        raise ValueError(f"run_id {run_id!r} is not in {results.path('runs', root)}; pass the id of a recorded run")
+    run = hit.iloc[0]
+    pr = results.load("pruning", root)
+    pr = pr[(pr["run_id"] == run_id) & (pr["notebook"].fillna("") == "")].reset_index(drop=True)
+    hist = results.load("history", root)
+    hist = hist[hist["run_id"] == run_id].reset_index(drop=True)
+    params = cell_parameters(_repo_path(run["notebook"])) if run["notebook"] else {}
+    return Recorded(run=run, pruning=pr, history=hist, params=params, results_dir=root)
+
+
+# ---------------------------------------------------------------------------- re-derive
+def rerun(rec: Recorded, scratch, *, log_output: bool = False) -> Recorded:
+    """Re-execute the run's notebook with its recorded parameters into ``scratch`` (tables in
+    ``scratch/results``, weights in ``scratch/weights``, the notebook as
+    ``scratch/<run_id>.ipynb``; no checkpoint, so it trains from the start). Returns the
+    re-derived run read from ``scratch/results``."""
+    import papermill as pm
+
+    from .experiment import NOTEBOOK, REPO_ROOT
+    if not rec.params:
+        raise ValueError(f"run {rec.run['run_id']!r} has no executed notebook to take its parameters from")
+    scratch = Path(scratch).expanduser().resolve()
+    if scratch == rec.results_dir.resolve() or rec.results_dir.resolve() in (scratch, *scratch.parents):
+        raise ValueError(f"scratch {scratch} is (inside) the recorded tables' folder {rec.results_dir}; "
+                         f"pass a separate folder")
+    scratch.mkdir(parents=True, exist_ok=True)
+    run_id = rec.run["run_id"]
+    out_nb = scratch / f"{run_id}.ipynb"
+    params = {**rec.params, "results_dir": str(scratch / "results"), "weights_dir": str(scratch / "weights"),
+              "notebook_path": str(out_nb), "checkpoint_dir": None, "run_id": run_id}
+    pm.execute_notebook(str(REPO_ROOT / NOTEBOOK), str(out_nb), parameters=params, kernel_name="python3",
+                        cwd=str(REPO_ROOT), progress_bar=False, log_output=log_output)
+    return recorded(run_id, scratch / "results")
+
+
+def from_weights(rec: Recorded, *, data_root=None, progress: bool = False) -> Recorded:
+    """Re-derive the run's pruning rows from its kept weights, without training: load them
+    (SHA-256 checked against ``runs.weights_sha256``), evaluate them unpruned and sweep with
+    the recorded settings (latency not measured). The unpruned accuracy is compared, not
+    required to match (that is :func:`compare`'s job). The history is the recorded one
+    (nothing to re-derive without training)."""
+    from . import again, experiment, train, weights
+    run = rec.run
+    if not (isinstance(run.get("weights"), str) and run["weights"]):
+        raise ValueError(f"run {run['run_id']!r} has no kept weights (runs.weights is empty); "
+                         f"use a full re-execution instead (bridgeout verify RUN_ID without --from-weights)")
+    base = again._params_of(run, "cpu", data_root)
+    sweep_keys = ("prune_modes", "prune_criteria", "prune_scopes", "prune_recalibrate_bn", "fractions", "quirks")
+    params = experiment.validate_params({**base, **{k: rec.params[k] for k in sweep_keys if k in rec.params},
+                                         "latency": False})
+    dd = experiment.load_data(params)
+    model = experiment.build_model(params, dd.num_classes)
+    model.load_state_dict(weights.load(experiment._repo_path(run["weights"]), run["weights_sha256"]))
+    model.eval()
+    acc = float(train.evaluate(model, dd)["acc"])
+    sweep = experiment.sweep_model(params, model, dd, progress=progress)
+    sweep.insert(0, "run_id", run["run_id"])
+    new_run = run.copy()
+    new_run[("final_test_acc" if params["select"] == "final" else "best_test_acc")] = acc
+    return Recorded(run=new_run, pruning=sweep, history=rec.history.copy(), params=rec.params,
+                    results_dir=rec.results_dir)
+
+
+# ------------------------------------------------------------------------------ compare
+def _side_by_side(a: pd.DataFrame, b: pd.DataFrame, key: list[str], value: str) -> pd.DataFrame:
+    m = a[key + [value]].merge(b[key + [value]], on=key, how="outer", suffixes=("_recorded", "_rederived"))
+    m = m.rename(columns={f"{value}_recorded": "recorded", f"{value}_rederived": "rederived"})
+    m.insert(len(key), "value", value)
+    m["diff"] = m["rederived"] - m["recorded"]
+    return m
+
+
+def _same(df: pd.DataFrame) -> bool:
+    """Every row present on both sides and exactly equal (NaN equal to NaN)."""
+    r, d = df["recorded"].astype(float), df["rederived"].astype(float)
+    return bool((((r == d) | (r.isna() & d.isna())).all()))
+
+
+def _max_abs(s: pd.Series) -> float:
+    s = s.astype(float).abs().dropna()
+    return float(s.max()) if len(s) else 0.0
+
+
+def compare(rec: Recorded, new: Recorded, tolerance: Tolerance | None = None) -> Comparison:
+    """Recorded against re-derived values, and the verdict (:data:`VERDICTS`).
+
+    ``identical``: every unpruned, pruning and history value compared is equal and no row is
+    missing on either side. ``within tolerance``: no row missing and every difference within
+    ``tolerance`` (:class:`Tolerance`). ``differs`` otherwise; ``summary['reasons']`` says
+    which bound failed (or which rows are missing).
+    """
+    tol = tolerance or Tolerance()
+    unpruned = pd.DataFrame([{"value": c, "recorded": float(rec.run[c]), "rederived": float(new.run[c])}
+                             for c in ("final_test_acc", "best_test_acc")])
+    unpruned["diff"] = unpruned["rederived"] - unpruned["recorded"]
+    pruning = _side_by_side(rec.pruning, new.pruning, _PRUNING_KEY, "test_acc")
+    history = pd.concat([_side_by_side(rec.history, new.history, ["epoch"], v) for v in _HISTORY_VALUES],
+                        ignore_index=True)
+    missing = int(pruning[["recorded", "rederived"]].isna().any(axis=1).sum())
+    summary = {
+        "unpruned_diff": float(unpruned.loc[0, "diff"]),
+        "pruning_rows": int(len(pruning)), "pruning_missing": missing,
+        "pruning_median_abs_diff": float(pruning["diff"].abs().median()) if len(pruning) else 0.0,
+        "pruning_max_abs_diff": _max_abs(pruning["diff"]),
+        "history_max_abs_test_acc_diff": _max_abs(history.loc[history["value"] == "test_acc", "diff"]),
+    }
+    reasons = []
+    if missing:
+        reasons.append(f"{missing} pruning row(s) on one side only")
+    checks = (("unpruned accuracy", abs(summary["unpruned_diff"]), tol.unpruned),
+              ("median pruning-row difference", summary["pruning_median_abs_diff"], tol.pruning_median),
+              ("largest pruning-row difference", summary["pruning_max_abs_diff"], tol.pruning_max),
+              ("largest history test-accuracy difference", summary["history_max_abs_test_acc_diff"], tol.history))
+    for what, got, bound in checks:
+        if not (got <= bound):
+            reasons.append(f"{what} {100 * got:.2f} points > {100 * bound:.2f}")
+    if not reasons and _same(unpruned) and _same(pruning) and _same(history):
+        verdict = "identical"
+    else:
+        verdict = "differs" if reasons else "within tolerance"
+    summary["reasons"] = reasons
+    prov = {"recorded": {k: rec.run.get(k) for k in ("git_commit", "device_name", "torch_version", "precision", "date")},
+            "rederived": results.provenance("cpu")}
+    return Comparison(unpruned=unpruned, pruning=pruning, history=history, summary=summary, verdict=verdict,
+                      tolerance=tol, provenance=prov)
+
+
+def _pts(x) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:+.2f}"
+
+
+def _pct(x) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
+
+
+def _num(x) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+
+def _table(df: pd.DataFrame, key: list[str]) -> str:
+    """Accuracies as percentages with differences in points; losses as they are."""
+    out = df[key].astype(str).copy()
+    acc = df["value"].astype(str).str.endswith("acc") if "value" in df else pd.Series(True, index=df.index)
+    for col, name in (("recorded", "recorded"), ("rederived", "re-derived")):
+        out[name] = [(_pct(v) + " %") if a else _num(v) for v, a in zip(df[col], acc)]
+    out["diff"] = [(_pts(v) + " pt") if a else _num(v) for v, a in zip(df["diff"], acc)]
+    return out.to_string(index=False)
+
+
+def report(c: Comparison, *, show_history: bool = True) -> str:
+    """The comparison as text: provenance of both sides, the three tables, the verdict."""
+    rec, new = c.provenance.get("recorded", {}), c.provenance.get("rederived", {})
+    lines = ["recorded  : commit {} | {} | torch {} | {} | {}".format(
+                 str(rec.get("git_commit") or "?")[:10], rec.get("device_name"), rec.get("torch_version"),
+                 rec.get("precision"), rec.get("date")),
+             "re-derived: commit {} | {} | torch {} | {}".format(
+                 str(new.get("git_commit") or "?")[:10], new.get("device_name"), new.get("torch_version"),
+                 new.get("date")),
+             "", "unpruned test accuracy", _table(c.unpruned, ["value"]),
+             "", "pruning rows (test accuracy)", _table(c.pruning, _PRUNING_KEY)]
+    if show_history:
+        lines += ["", "history", _table(c.history, ["epoch", "value"])]
+    s, t = c.summary, c.tolerance
+    lines += ["",
+              f"unpruned: {_pts(s['unpruned_diff'])} points; pruning rows: median |diff| "
+              f"{100 * s['pruning_median_abs_diff']:.2f}, largest {100 * s['pruning_max_abs_diff']:.2f} points over "
+              f"{s['pruning_rows']} rows; history test accuracy: largest {100 * s['history_max_abs_test_acc_diff']:.2f}",
+              f"tolerance: unpruned {100 * t.unpruned:.2f}, pruning median {100 * t.pruning_median:.2f} / largest "
+              f"{100 * t.pruning_max:.2f}, history {100 * t.history:.2f} points",
+              f"verdict: {c.verdict.upper()}" + (f" ({'; '.join(s['reasons'])})" if s["reasons"] else "")]
+    return "\n".join(lines)
+
+
+def summary_row(run_id: str, how: str, c: Comparison) -> dict:
+    """One row describing a verification (for the book's table of measured agreement)."""
+    rec, new = c.provenance.get("recorded", {}), c.provenance.get("rederived", {})
+    return {"run_id": run_id, "how": how, "verdict": c.verdict,
+            **{k: v for k, v in c.summary.items() if k != "reasons"},
+            "recorded_commit": rec.get("git_commit"), "recorded_cpu": rec.get("device_name"),
+            "recorded_torch": rec.get("torch_version"), "rederived_commit": new.get("git_commit"),
+            "rederived_cpu": new.get("device_name"), "rederived_torch": new.get("torch_version"),
+            "date": new.get("date")}
+
