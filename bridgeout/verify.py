@@ -164,7 +164,7 @@ def from_weights(rec: Recorded, *, data_root=None, progress: bool = False) -> Re
     if not (isinstance(run.get("weights"), str) and run["weights"]):
         raise ValueError(f"run {run['run_id']!r} has no kept weights (runs.weights is empty); "
                          f"use a full re-execution instead (bridgeout verify RUN_ID without --from-weights)")
-    base = again._params_of(run, "cpu", data_root)
+    base = again._params_of(run, "cpu", data_root if data_root is not None else rec.params.get("data_root"))
     sweep_keys = ("prune_modes", "prune_criteria", "prune_scopes", "prune_recalibrate_bn", "fractions", "quirks")
     params = experiment.validate_params({**base, **{k: rec.params[k] for k in sweep_keys if k in rec.params},
                                          "latency": False})

@@ -305,7 +305,8 @@ def test_progress_output(capsys):
 @pytest.mark.cuda
 def test_fit_on_cuda_bf16_channels_last():
     res = train.fit(_vgg(), _blobs("cifar10", n_train=256, n_test=50), TINY, dataset="cifar10",
-                    device="cuda", progress=False)
+                    device="cuda", precision="bf16", progress=False)
+    assert res.precision == "bf16"
     p = next(res.model.parameters())
     assert p.is_cuda and p.dtype == torch.float32
     convs = [m for m in res.model.modules() if isinstance(m, nn.Conv2d)]
@@ -426,3 +427,66 @@ def test_checkpoint_of_another_owner_is_refused(tmp_path):
     res = train.fit(_lenet(0), arrays, proto, dataset="mnist", device="cpu", progress=False,
                     checkpoint_dir=tmp_path, checkpoint_owner=dict(owner))
     assert res.epochs_done == 1
+
+
+# --------------------------------------------------------------------------- precision
+def test_bf16_fit_learns_keeps_fp32_weights_and_is_reproducible():
+    arrays = _blobs(n_train=512)
+    proto = train.Protocol(epochs=3, batch_size=32, lr=0.05, milestones=(2,))
+    runs = [train.fit(_lenet(regularizer=r), arrays, proto, dataset="mnist", progress=False, seed=1,
+                      precision="bf16") for r in ("weight_decay", "bridgeout", "bridgeout")]
+    wd, bo, bo2 = runs
+    assert wd.precision == bo.precision == "bf16"
+    assert all(p.dtype == torch.float32 for r in runs for p in r.model.state_dict().values() if p.is_floating_point())
+    assert wd.final_test_acc > 0.6 and bo.final_test_acc > 0.6      # chance is 0.1 on these 100 images
+    # bit-equal on the same machine, like fp32
+    assert all(torch.equal(a, b) for a, b in zip(bo.model.state_dict().values(), bo2.model.state_dict().values()))
+    fp32 = train.fit(_lenet(regularizer="weight_decay"), arrays, proto, dataset="mnist", progress=False, seed=1)
+    assert fp32.precision == "fp32"
+    assert not all(torch.equal(a, b) for a, b in zip(fp32.model.state_dict().values(),
+                                                     wd.model.state_dict().values()))   # bf16 did compute in bf16
+
+
+def test_bf16_batchnorm_statistics_are_fp32():
+    """Under CPU autocast a BatchNorm receives bf16 activations; its running statistics are
+    those of fp32 arithmetic on the same values (PyTorch's mixed-type kernel)."""
+    torch.manual_seed(0)
+    x = (torch.randn(64, 8, 16, 16) * 3 + 1).to(torch.bfloat16)
+    a, b = nn.BatchNorm2d(8), nn.BatchNorm2d(8)
+    with train.autocast(torch.device("cpu"), "bf16"):
+        y = a(x)
+    b(x.float())
+    assert a.running_mean.dtype == torch.float32 and y.dtype == torch.bfloat16
+    torch.testing.assert_close(a.running_mean, b.running_mean, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(a.running_var, b.running_var, rtol=1e-6, atol=1e-7)
+
+
+def test_precision_choices_and_auto(monkeypatch, capsys):
+    with pytest.raises(ValueError, match="precision"):
+        train.resolve_precision("fp16")
+    assert train.resolve_precision("fp32") == "fp32" and train.resolve_precision("bf16") == "bf16"
+    monkeypatch.setattr(train, "native_bf16", lambda device="cpu": False)
+    assert train.resolve_precision("auto") == "fp32"
+    assert "no native bf16" in capsys.readouterr().out
+    monkeypatch.setattr(train, "native_bf16", lambda device="cpu": True)
+    assert train.resolve_precision("auto") == "bf16"
+    with pytest.raises(ValueError, match="precision"):
+        train.fit(_lenet(), _blobs(n_train=64, n_test=20), TINY, dataset="mnist", progress=False, precision="half")
+
+
+def test_checkpoint_of_other_precision_is_refused(tmp_path):
+    arrays = _blobs(n_train=64, n_test=20)
+    train.fit(_lenet(), arrays, TINY, dataset="mnist", seed=1, progress=False, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="different run"):
+        train.fit(_lenet(), arrays, TINY, dataset="mnist", seed=1, progress=False, checkpoint_dir=tmp_path,
+                  precision="bf16")
+
+
+def test_best_test_keeps_the_final_weights_too(monkeypatch):
+    arrays = _blobs(n_train=128, n_test=40)
+    proto = train.Protocol(epochs=2, batch_size=32, lr=0.05, milestones=())
+    res = train.fit(_lenet(), arrays, proto, dataset="mnist", progress=False, select="best_test")
+    assert res.final_state is not None and set(res.final_state) == set(res.model.state_dict())
+    plain = train.fit(_lenet(), arrays, proto, dataset="mnist", progress=False)
+    assert plain.final_state is None
+    assert all(torch.equal(a, b) for a, b in zip(res.final_state.values(), plain.model.state_dict().values()))
