@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["GRID", "TWIN_GRID", "UNPRUNED_GOAL", "pairs", "welch", "t975", "table", "verdict", "sentence", "plot",
-           "handles"]
+           "handles", "markdown_table"]
 
 GRID = "cpu-cifar10-bf16-parity"
 TWIN_GRID = "cpu-cifar10-vgg"
@@ -186,3 +186,25 @@ def handles(arms):
           Line2D([], [], color="0.3", lw=0.7, alpha=0.5, label="one seed"),
           Line2D([], [], color="0.5", lw=0.8, ls=":", label="chance (10 %)")]
     return h
+
+
+def _ms(mean, sd, n) -> str:
+    if not n:
+        return "–"
+    return f"{100 * mean:.1f}" + (f" ± {100 * sd:.1f}" if n > 1 and math.isfinite(sd) else "") + f" ({int(n)})"
+
+
+def markdown_table(root=None) -> str:
+    """:func:`table` as a Markdown table for the book: accuracy in %, mean ± sd (seeds) per
+    precision, the difference with its Welch 95 % interval in points, and the goal's verdict
+    (– for a value not in yet)."""
+    t = table(root)
+    lines = ["| arm | measure | fp32 | bf16 | bf16 − fp32 (95 % CI) | goal |", "| --- | --- | --- | --- | --- | --- |"]
+    goal = {"in": "met", "out": "missed", "pending": "–"}
+    for _, r in t.iterrows():
+        what = r["measure"] if r["measure"] == "unpruned" else f"{r['measure']}, {100 * r['fraction']:.0f} %"
+        d = "–" if not math.isfinite(r["diff"]) else f"{100 * r['diff']:+.1f}" + (
+            f" ({100 * r['low']:+.1f} to {100 * r['high']:+.1f})" if math.isfinite(r["low"]) else "")
+        lines.append(f"| {_arm_label(r['arm'])} | {what} | {_ms(r['fp32_mean'], r['fp32_sd'], r['fp32_n'])} | "
+                     f"{_ms(r['bf16_mean'], r['bf16_sd'], r['bf16_n'])} | {d} | {goal[r['verdict']]} |")
+    return "\n".join(lines)

@@ -34,7 +34,7 @@ import pandas as pd
 from . import results
 
 __all__ = ["Tolerance", "Recorded", "Comparison", "VERDICTS", "recorded", "cell_parameters", "rerun",
-           "from_weights", "compare", "report"]
+           "from_weights", "compare", "report", "summary_row", "agreement", "RECORD_COLUMNS"]
 
 VERDICTS = ("identical", "within tolerance", "differs")
 _PRUNING_KEY = ["criterion", "scope", "mode", "fraction", "recalibrate_bn", "finetune_epochs"]
@@ -301,3 +301,52 @@ def summary_row(run_id: str, how: str, c: Comparison) -> dict:
             "rederived_cpu": new.get("device_name"), "rederived_torch": new.get("torch_version"),
             "date": new.get("date")}
 
+
+
+#: Columns of the verification table (``bridgeout verify --record``), ``data/results/verify.csv``.
+RECORD_COLUMNS = ("run_id", "how", "verdict", "unpruned_diff", "pruning_rows", "pruning_missing",
+                  "pruning_median_abs_diff", "pruning_max_abs_diff", "history_max_abs_test_acc_diff",
+                  "recorded_commit", "recorded_cpu", "recorded_torch", "rederived_commit", "rederived_cpu",
+                  "rederived_torch", "date")
+
+
+def _cpu_kind(name: str) -> str:
+    name = str(name)
+    return "AMD EPYC" if "AMD" in name else "Intel Xeon" if "Intel" in name else name
+
+
+def agreement(frame: pd.DataFrame) -> dict[str, str]:
+    """What re-derivations agreed to, from the recorded verification table: per group (same
+    CPU type / another CPU type) the number of runs, how many were identical, and the largest
+    unpruned and pruning-row differences. Returns sentences keyed ``same_cpu``, ``other_cpu``
+    and ``expect`` (what a reader should expect)."""
+    if not len(frame):
+        return {"same_cpu": "No recorded run has been verified yet.", "other_cpu": "", "expect": ""}
+    f = frame.copy()
+    for c in ("unpruned_diff", "pruning_median_abs_diff", "pruning_max_abs_diff"):
+        f[c] = f[c].astype(float)
+    f["same"] = [_cpu_kind(a) == _cpu_kind(b) for a, b in zip(f["recorded_cpu"], f["rederived_cpu"])]
+    out = {}
+    for key, same in (("same_cpu", True), ("other_cpu", False)):
+        g = f[f["same"] == same]
+        if not len(g):
+            out[key] = ("No run has been verified on the CPU type it was recorded on yet." if same else
+                        "No run has been verified on another CPU type than the one it was recorded on yet.")
+            continue
+        n_ident = int((g["verdict"] == "identical").sum())
+        kinds = ", ".join(sorted({f"{_cpu_kind(a)} → {_cpu_kind(b)}" for a, b in zip(g["recorded_cpu"], g["rederived_cpu"])}))
+        mnist = int(g["run_id"].str.startswith("mnist").sum())
+        what = f"{len(g)} run{'s' if len(g) != 1 else ''} ({mnist} MNIST, {len(g) - mnist} CIFAR-10; {kinds})"
+        if n_ident == len(g):
+            out[key] = f"{what}: every one re-derived identically, every unpruned accuracy, pruning row and epoch."
+        else:
+            out[key] = (f"{what}: {n_ident} identical; unpruned accuracy moved by up to "
+                        f"{100 * g['unpruned_diff'].abs().max():.2f} points, pruning rows by a median of up to "
+                        f"{100 * g['pruning_median_abs_diff'].max():.2f} and at most "
+                        f"{100 * g['pruning_max_abs_diff'].max():.1f} points; verdicts: "
+                        + ", ".join(f"{v} {n}" for v, n in g["verdict"].value_counts().items()) + ".")
+    t = Tolerance()
+    out["expect"] = (f"`bridgeout verify` calls a re-derivation within tolerance when the unpruned accuracy moves by at "
+                     f"most {100 * t.unpruned:.1f} points and the pruning rows by a median of at most "
+                     f"{100 * t.pruning_median:.0f} and never more than {100 * t.pruning_max:.0f} points.")
+    return out

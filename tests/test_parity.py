@@ -92,3 +92,13 @@ def test_partial_pilot_says_so_and_draws(tmp_path):
     plt.close(fig)
     empty = tmp_path / "none"
     assert parity.sentence(empty).startswith("No bf16 run")
+
+
+def test_markdown_table(tmp_path):
+    _tables(tmp_path, shift=0.05)
+    md = parity.markdown_table(tmp_path).splitlines()
+    assert md[0].startswith("| arm | measure | fp32 | bf16 |") and len(md) == 2 + 14
+    row = next(line for line in md if "Batch Bridgeout" in line and "one-shot, 30 %" in line)
+    assert "| +5.0 (" in row and row.endswith("| missed |")
+    _tables(tmp_path / "partial", bf16_seeds=())
+    assert all(line.endswith("| – |") for line in parity.markdown_table(tmp_path / "partial").splitlines()[2:])

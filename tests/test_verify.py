@@ -139,3 +139,18 @@ def test_cli_grid_is_the_runner_and_again_checks_its_arguments(capsys):
     assert "not found" in capsys.readouterr().err
     assert cli.main(["again", "notebooks/passes/criteria.yaml", "--shard", "3/2"]) == 2
     assert "--shard" in capsys.readouterr().err
+
+
+def test_agreement_sentences():
+    rows = [dict(run_id="mnist-a", verdict="identical", unpruned_diff=0.0, pruning_median_abs_diff=0.0,
+                 pruning_max_abs_diff=0.0, recorded_cpu="Intel(R) Xeon(R) Processor", rederived_cpu="Intel(R) Xeon(R) Processor"),
+            dict(run_id="cifar10-b", verdict="identical", unpruned_diff=0.0, pruning_median_abs_diff=0.0,
+                 pruning_max_abs_diff=0.0, recorded_cpu="Intel(R) Xeon(R) Processor", rederived_cpu="Intel(R) Xeon(R) Processor"),
+            dict(run_id="mnist-c", verdict="within tolerance", unpruned_diff=-0.0002, pruning_median_abs_diff=0.006,
+                 pruning_max_abs_diff=0.105, recorded_cpu="AMD EPYC", rederived_cpu="Intel(R) Xeon(R) Processor")]
+    a = verify.agreement(pd.DataFrame(rows))
+    assert a["same_cpu"].startswith("2 runs (1 MNIST, 1 CIFAR-10; Intel Xeon → Intel Xeon): every one")
+    assert "AMD EPYC → Intel Xeon" in a["other_cpu"] and "0.02 points" in a["other_cpu"]
+    assert "at most 10.5 points" in a["other_cpu"] and "within tolerance 1" in a["other_cpu"]
+    assert "0.5 points" in a["expect"]
+    assert verify.agreement(pd.DataFrame(columns=list(verify.RECORD_COLUMNS)))["same_cpu"].startswith("No recorded")
