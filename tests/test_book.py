@@ -429,7 +429,8 @@ def _synthetic_tables(root: Path) -> None:
 
 
 def _append_padded(root: Path, **tables) -> None:
-    """Append rows (lists of dicts) to the named tables, columns the rows lack left empty."""
+    """Append rows (lists of dicts) to the named tables, columns the rows lack left empty
+    (or, for a column added later, the value older rows take: precision fp32)."""
     import numpy as np
     import pandas as pd
 
@@ -440,7 +441,7 @@ def _append_padded(root: Path, **tables) -> None:
             df = pd.DataFrame(tables[name])
             for col in results.SCHEMAS[name]:
                 if col not in df:
-                    df[col] = np.nan
+                    df[col] = results.LATER_VALUES.get(name, {}).get(col, np.nan)
             results.append(name, df[list(results.SCHEMAS[name])], root=root)
 
 
