@@ -6,10 +6,11 @@ counted), 10 minutes per command, 64 MiB of working tree carried per call, at mo
 none of those minutes go to debugging:
 
 ``plan`` (here)
-    Measures what travels (the working tree, the wheels the device lacks, the CIFAR-10
-    archive), splits the archive into parts that fit beside the tree, writes them to
-    ``.stage/`` (git-ignored) and prints every device call (command and ``carry``) with its
-    minute budget.
+    Hides the kept weights and executed notebooks from the working tree for the visit (``slim``:
+    a sparse checkout; they stay committed), measures what travels (the working tree, the
+    wheels the device lacks: :func:`device_lacks`, the CIFAR-10 archive), splits the archive
+    into parts that fit beside the tree, writes them to ``.stage/`` (git-ignored) and prints
+    every device call (command and ``carry``) with its minute budget.
 ``device-stage --part K --of N`` (device, one call per part)
     Keeps part K in the visit folder outside the repository (``/tmp/bridgeout-visit``); after
     the last part, reassembles the archive, checks its SHA-256 and installs the wheels into
@@ -24,8 +25,9 @@ none of those minutes go to debugging:
     Polls for the runs to finish (at most ``S`` seconds), then packs their tables, executed
     notebooks, weights, logs and the benchmark figures into at most 8 files in ``$OUT``.
 ``merge FOLDER`` (here)
-    Unpacks what came back and merges it into ``data/`` with the idempotent appends of
-    :func:`bridgeout.results.merge` (runs already there are skipped).
+    Brings the hidden folders back (``unslim``), unpacks what came back and merges it into
+    ``data/`` with the idempotent appends of :func:`bridgeout.results.merge` (runs already
+    there are skipped).
 ``rehearse``
     Plays plan, stage, run, collect and merge against a local folder standing in for the
     device (a copy of the working tree as the tool sends it, a fake ``$OUT`` with the same
@@ -60,16 +62,14 @@ STAGE = Path(".stage")
 VISIT = Path(os.environ.get("BRIDGEOUT_VISIT_ROOT", "/tmp/bridgeout-visit"))
 REHEARSE = os.environ.get("BRIDGEOUT_VISIT_REHEARSE") == "1"
 CIFAR_SHA256 = "a44cc18e4ad961b5158c7da062a6232fb65938b615bf013046199b823b75c43d"
-#: What the device lacks of the project's needs (its image has torch, torchvision, numpy,
-#: pandas, matplotlib, seaborn, tqdm, pyyaml, safetensors, onnx, onnxruntime, pytest: the
-#: device tool's KINDS.md, package list of 2026-11-17). Their own needs that the image has
-#: are left out; the rest are listed here, pinned by requirements.lock.
-DEVICE_LACKS = ("papermill", "nbclient", "nbformat", "ipykernel", "jupyter-client", "jupyter-core",
-                "torch-pruning", "submitit", "fastjsonschema", "comm", "debugpy", "ipython",
-                "matplotlib-inline", "nest-asyncio", "pyzmq", "tornado", "traitlets", "entrypoints",
-                "tenacity", "ansicolors", "cloudpickle", "ipython-pygments-lexers", "jedi", "parso",
-                "prompt-toolkit", "wcwidth", "pexpect", "ptyprocess", "stack-data", "executing",
-                "asttokens", "pure-eval", "decorator")
+#: The device image's Python packages (the device tool's KINDS.md, copied with its date).
+DEVICE_PACKAGES = REPO / "tools" / "device_packages.txt"
+#: What a run on the device imports beyond torch and the scientific stack the image has.
+RUN_NEEDS = ("papermill", "nbclient", "nbformat", "ipykernel", "torch-pruning", "submitit", "safetensors")
+#: The device's Python, for the environment markers of the requirements.
+DEVICE_PYTHON = {"python_version": "3.12", "python_full_version": "3.12.3", "sys_platform": "linux",
+                 "platform_system": "Linux", "platform_machine": "x86_64", "implementation_name": "cpython",
+                 "platform_python_implementation": "CPython", "os_name": "posix", "extra": ""}
 #: The runs a visit may start, in order: the paper's ResNet, then VGG-16, at the published
 #: protocol, each arm of the CPU comparison (grid notebooks/grids/gpu-cifar10.yaml).
 ARMS = ("weight_decay", "dropout", "bridgeout", "targeted_dropconnect")
@@ -78,6 +78,40 @@ PROTOCOL_EPOCHS = {"paper": 230, "fast": 30, "smoke": 1}
 
 
 # ----------------------------------------------------------------------------- helpers
+def _norm(name: str) -> str:
+    from bridgeout.wheelhouse import normalize   # PEP 503, one definition
+    return normalize(name)
+
+
+def device_packages(path: Path = DEVICE_PACKAGES) -> set[str]:
+    """The normalized names of :data:`DEVICE_PACKAGES` (comments and blank lines skipped)."""
+    return {_norm(n) for n in path.read_text().splitlines() if n.strip() and not n.startswith("#")}
+
+
+def device_lacks(needs=RUN_NEEDS, have: set[str] | None = None) -> list[str]:
+    """The packages to carry: the dependency closure of ``needs`` (as installed here, with the
+    device's Python for the markers) minus what the device image has. Raises when a needed
+    package is not installed here (its requirements cannot be read)."""
+    import importlib.metadata as md
+
+    from packaging.requirements import Requirement
+    have = device_packages() if have is None else have
+    seen, todo = set(), list(needs)
+    while todo:
+        name = _norm(todo.pop())
+        if name in seen or name in have:
+            continue
+        seen.add(name)
+        try:
+            reqs = md.requires(name) or []
+        except md.PackageNotFoundError:
+            raise SystemExit(f"error: {name} (needed on the device) is not installed here; run make install") from None
+        for r in map(Requirement, reqs):
+            if r.marker is None or r.marker.evaluate(DEVICE_PYTHON):
+                todo.append(r.name)
+    return sorted(seen)
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -105,12 +139,16 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 # -------------------------------------------------------------------------------- plan
 def wheels(dest: Path) -> list[Path]:
-    """Wheels of :data:`DEVICE_LACKS` at the lock's versions for the device (CPython 3.12,
+    """Wheels of :func:`device_lacks` at the lock's versions for the device (CPython 3.12,
     manylinux x86-64), downloaded here into ``dest`` (skipped when present)."""
     from bridgeout import wheelhouse
     pins = {wheelhouse.normalize(n): v for n, v, _ in wheelhouse.read_lock(REPO / "requirements.lock")}
     dest.mkdir(parents=True, exist_ok=True)
-    want = [f"{n}=={pins[n]}" for n in DEVICE_LACKS if n in pins]
+    lacks = device_lacks()
+    unpinned = [n for n in lacks if wheelhouse.normalize(n) not in pins]
+    if unpinned:
+        raise SystemExit(f"error: {unpinned} (needed on the device) are not pinned in requirements.lock")
+    want = [f"{n}=={pins[wheelhouse.normalize(n)]}" for n in lacks]
     have = {wheelhouse.normalize(p.name.split("-")[0]) for p in dest.glob("*.whl")}
     todo = [w for w in want if wheelhouse.normalize(w.split("==")[0]) not in have]
     if todo:
@@ -120,12 +158,13 @@ def wheels(dest: Path) -> list[Path]:
     return sorted(dest.glob("*.whl"))
 
 
-def split(archive: Path, dest: Path, part_bytes: int) -> list[Path]:
-    """``archive`` cut into parts of at most ``part_bytes``, ``dest/part-KK/<name>.KK``."""
+def split(archive: Path, dest: Path, part_bytes: int, first_bytes: int | None = None) -> list[Path]:
+    """``archive`` cut into parts of at most ``part_bytes`` (the first of at most ``first_bytes``,
+    default the same: it travels with the wheels), ``dest/part-KK/<name>.KK``."""
     parts = []
     with open(archive, "rb") as f:
         k = 0
-        while chunk := f.read(part_bytes):
+        while chunk := f.read(part_bytes if k or first_bytes is None else first_bytes):
             k += 1
             d = dest / f"part-{k:02d}"
             d.mkdir(parents=True, exist_ok=True)
@@ -135,8 +174,42 @@ def split(archive: Path, dest: Path, part_bytes: int) -> list[Path]:
     return parts
 
 
+#: What the device does not need and every call would carry: the kept weights and the executed
+#: notebooks (tens of MiB, growing with every grid). ``slim`` hides them with a sparse checkout
+#: for the visit (they stay committed, ``git status`` stays clean); ``merge`` and ``unslim``
+#: bring them back.
+SLIM_OUT = ("data/weights/", "data/runs/")
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
+
+
+def slim(root: Path = REPO) -> int:
+    """Hide :data:`SLIM_OUT` from the working tree; returns the bytes a call now carries.
+    Refuses (nothing changed) while those folders hold uncommitted changes."""
+    dirty = _git(root, "status", "--porcelain", "--", *SLIM_OUT).strip()
+    if dirty:
+        raise SystemExit(f"error: uncommitted changes under {', '.join(SLIM_OUT)} (commit them first, the "
+                         f"visit hides these folders):\n{dirty}")
+    _git(root, "sparse-checkout", "set", "--no-cone", "/*", *[f"!/{p}" for p in SLIM_OUT])
+    return tree_bytes(root)
+
+
+def unslim(root: Path = REPO) -> None:
+    """Bring :data:`SLIM_OUT` back (no-op when the checkout is not sparse)."""
+    if _git(root, "config", "--bool", "--default", "false", "core.sparseCheckout").strip() == "true":
+        _git(root, "sparse-checkout", "disable")
+
+
 def plan(archive: Path, *, rehearse: bool = False, wheel_dir: Path | None = None) -> dict:
-    """Write ``.stage/`` and return (and print) the visit's calls and minute budget."""
+    """Write ``.stage/`` and return (and print) the visit's calls and minute budget; unless
+    rehearsing, first :func:`slim` the working tree (print what that saved)."""
+    if not rehearse:
+        before = tree_bytes()
+        after = slim()
+        print(f"slim: {', '.join(SLIM_OUT)} hidden for the visit (sparse checkout; `merge` or `unslim` "
+              f"brings them back): {before / MiB:.1f} -> {after / MiB:.1f} MiB per call")
     stage = REPO / STAGE
     shutil.rmtree(stage, ignore_errors=True)
     whl = wheels(wheel_dir or stage / "whl") if not rehearse else []
@@ -149,8 +222,8 @@ def plan(archive: Path, *, rehearse: bool = False, wheel_dir: Path | None = None
     if first_room <= MiB:
         raise SystemExit(f"the working tree ({tree / MiB:.1f} MiB) and wheels ({wheel_bytes / MiB:.1f} MiB) leave "
                          f"no room for data in a {CARRY_LIMIT / MiB:.0f} MiB call")
-    part_bytes = min(room, first_room)
-    parts = split(archive, stage, part_bytes)
+    part_bytes = room
+    parts = split(archive, stage, part_bytes, first_room)
     if whl:
         shutil.move(str(stage / "whl"), str(stage / "part-01" / "whl"))
     manifest = {"archive": archive.name, "sha256": sha256(archive), "parts": len(parts),
@@ -166,10 +239,11 @@ def plan(archive: Path, *, rehearse: bool = False, wheel_dir: Path | None = None
     calls.append({"step": "collect", "carry": [], "minutes": COLLECT_MIN,
                   "command": "python3 tools/gpu_visit.py device-collect --wait 480"})
     info = {"tree_bytes": tree, "wheel_bytes": wheel_bytes, "archive_bytes": manifest["bytes"],
-            "part_bytes": part_bytes, "parts": n, "calls": calls, "start_minutes": START_MIN,
+            "part_bytes": [p.stat().st_size for p in parts], "parts": n, "calls": calls, "start_minutes": START_MIN,
             "minutes_for_runs": left}
     print(f"working tree {tree / MiB:.1f} MiB, wheels {wheel_bytes / MiB:.1f} MiB ({len(whl)}), "
-          f"{archive.name} {manifest['bytes'] / MiB:.1f} MiB in {n} part(s) of <= {part_bytes / MiB:.1f} MiB")
+          f"{archive.name} {manifest['bytes'] / MiB:.1f} MiB in {n} part(s): "
+          + ", ".join(f"{p.stat().st_size / MiB:.1f}" for p in parts) + " MiB")
     print(f"minutes: start {START_MIN}, " + ", ".join(f"{c['step']} {c['minutes']:.1f}" for c in calls))
     for c in calls:
         print(f"  {c['step']:10s} carry={c['carry']}  command: {c['command']}")
@@ -312,7 +386,7 @@ def _cell(model: str, arm: str, protocol: str) -> dict:
     return cell
 
 
-def _start(cells: list[dict], protocol: str) -> list[str]:
+def _start(cells: list[dict], protocol: str, deadline: float | None = None) -> list[str]:
     """Write the visit's spec and start one grid runner per cell (``setsid``, own log)."""
     import yaml
     spec = {"name": f"gpu-cifar10-{protocol}", "description": f"GPU visit: CIFAR-10, {protocol} protocol, bf16.",
@@ -324,11 +398,14 @@ def _start(cells: list[dict], protocol: str) -> list[str]:
     from bridgeout import grid
     ids = [c["run_id"] for c in grid.expand(grid.load_spec(path))]
     (VISIT / "logs").mkdir(exist_ok=True)
+    pids = []
     for rid in ids:
         log = open(VISIT / "logs" / f"{rid}.log", "w")
-        subprocess.Popen([sys.executable, "-m", "bridgeout.grid", str(path), "--only", rid, "--log-output"],
-                         cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    (VISIT / "started.json").write_text(json.dumps({"spec": str(path), "run_ids": ids, "time": time.time()}))
+        pids.append(subprocess.Popen([sys.executable, "-m", "bridgeout.grid", str(path), "--only", rid, "--log-output"],
+                                     cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True).pid)
+    (VISIT / "started.json").write_text(json.dumps({"spec": str(path), "run_ids": ids, "pids": pids,
+                                                    "time": time.time(), "deadline": deadline}))
     return ids
 
 
@@ -359,24 +436,39 @@ def device_run(minutes_left: float) -> int:
     for p in proj:
         print(f"  {p['model']:7s} {p['arm']:22s} {p['minutes']:7.1f} min  {'START' if p['starts'] else 'does not fit'}")
     chosen = [_cell(p["model"], p["arm"], protocol) for p in proj if p["starts"]]
-    ids = _start(chosen, protocol) if chosen else []
+    ids = _start(chosen, protocol, deadline=t0 + 60 * minutes_left) if chosen else []
     print(f"started {len(ids)} run(s) in the background: {ids}")
     return 0 if bool(sm["ok"].all()) else 1
 
 
 # ---------------------------------------------------------------------- device: collect
-def _finished(ids: list[str]) -> list[str]:
+def _alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _finished(started: dict) -> list[str]:
+    """Runs whose ``runs`` row is written and whose runner has exited (its executed notebook
+    is moved into place after the row, so a row alone is not the end of a run)."""
     from bridgeout import results
     runs = results.load("runs", VISIT / "results") if (VISIT / "results").is_dir() else None
-    return [] if runs is None else sorted(set(runs["run_id"]) & set(ids))
+    rows = set() if runs is None else set(runs["run_id"])
+    pids = dict(zip(started["run_ids"], started.get("pids", [])))
+    return sorted(r for r in started["run_ids"] if r in rows and not (r in pids and _alive(pids[r])))
 
 
 def device_collect(wait: float, out: Path) -> int:
     started = json.loads((VISIT / "started.json").read_text()) if (VISIT / "started.json").is_file() else {"run_ids": []}
     ids, t0 = started["run_ids"], time.time()
-    while ids and len(_finished(ids)) < len(ids) and time.time() - t0 < wait:
+    if started.get("deadline"):      # never past the end of the minutes device-run was given
+        wait = max(0.0, min(wait, started["deadline"] - t0))
+    print(f"waiting at most {wait:.0f} s for {len(ids)} run(s)")
+    while ids and len(_finished(started)) < len(ids) and time.time() - t0 < wait:
         time.sleep(2 if REHEARSE else 15)
-    done = _finished(ids)
+    done = _finished(started)
     print(f"{len(done)} of {len(ids)} run(s) finished: {done}")
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
@@ -409,6 +501,8 @@ def merge(folder: Path, data_dir: Path = REPO / "data") -> dict:
     """Reassemble ``visit.tgz.*`` from ``folder``, check it, and merge its tables, notebooks
     and weights into ``data_dir`` (``results/``, ``runs/<grid>/``, ``weights/``)."""
     from bridgeout import results
+    if data_dir == REPO / "data":
+        unslim()                 # the kept weights and notebooks come back before new ones land
     parts = sorted(folder.glob("visit.tgz.*"))
     blob = b"".join(p.read_bytes() for p in parts)
     want = (folder / "visit.sha256").read_text().split()[0]
@@ -498,12 +592,46 @@ class FakeDevice:
         return rc, back
 
 
+def _stop_started(visit: Path) -> list[int]:
+    """End the process groups of runs the (fake) device started that are still alive; returns
+    their pids. On a real device the machine goes away instead; a rehearsal must leave nothing."""
+    import signal
+    info = visit / "started.json"
+    alive = []
+    for pid in json.loads(info.read_text()).get("pids", []) if info.is_file() else []:
+        try:
+            os.killpg(pid, signal.SIGTERM)    # the runner was started with its own session
+            alive.append(pid)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return alive
+
+
 def rehearse(root: Path, *, merge_into: Path | None = None) -> dict:
     """Plan, stage, run, collect and merge against :class:`FakeDevice` in ``root`` (CPU,
     smoke protocol, tiny synthetic CIFAR-10 cut into two parts); the merge goes to
-    ``merge_into`` (default ``root/data``), never to the committed tables."""
+    ``merge_into`` (default ``root/data``), never to the committed tables. A ``.stage/`` of a
+    real plan is set aside and put back; any run still going at the end is stopped."""
     root = Path(root).resolve()
     shutil.rmtree(root, ignore_errors=True)
+    kept = REPO / STAGE
+    aside = root.parent / f".{root.name}-stage-aside"
+    if kept.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+        shutil.move(str(kept), str(aside))
+    dev = FakeDevice(root / "device")
+    try:
+        return _rehearse(root, dev, merge_into)
+    finally:
+        stopped = _stop_started(dev.visit)
+        if stopped:
+            print(f"rehearsal: ended {len(stopped)} runner process group(s) still alive: {stopped}", file=sys.stderr)
+        shutil.rmtree(REPO / STAGE, ignore_errors=True)
+        if aside.exists():
+            shutil.move(str(aside), str(kept))
+
+
+def _rehearse(root: Path, dev: "FakeDevice", merge_into: Path | None) -> dict:
     archive = _tiny_cifar(root / "src")
     info = plan(archive, rehearse=True)
     # the real archive needs several parts: cut the tiny one in two so reassembly is exercised
@@ -512,7 +640,6 @@ def rehearse(root: Path, *, merge_into: Path | None = None) -> dict:
     parts = split(archive, REPO / STAGE, half)
     (REPO / STAGE / "manifest.json").write_text(json.dumps({"archive": archive.name, "sha256": sha256(archive),
                                                            "parts": len(parts), "bytes": archive.stat().st_size}))
-    dev = FakeDevice(root / "device")
     rcs = {}
     for k in range(1, len(parts) + 1):
         rcs[f"stage {k}"], _ = dev.call(f"python3 tools/gpu_visit.py device-stage --part {k} --of {len(parts)}",
@@ -525,7 +652,6 @@ def rehearse(root: Path, *, merge_into: Path | None = None) -> dict:
         shutil.copy2(p, got / p.name)
     data = merge_into or root / "data"
     added = merge(got, data)
-    shutil.rmtree(REPO / STAGE, ignore_errors=True)
     return {"plan": info, "exit": rcs, "back": [p.name for p in back], "added": added, "data": data}
 
 
@@ -543,6 +669,8 @@ def main(argv=None) -> int:
     c.add_argument("--wait", type=float, default=480)
     m = sub.add_parser("merge", help="here: merge what came back (the files_at folder) into data/")
     m.add_argument("folder")
+    sub.add_parser("slim", help="here: hide data/weights and data/runs for the visit (sparse checkout)")
+    sub.add_parser("unslim", help="here: bring them back (merge does it too)")
     h = sub.add_parser("rehearse", help="here: the whole visit against a local stand-in for the device")
     h.add_argument("--root", default="/tmp/bridgeout-rehearsal")
     a = ap.parse_args(argv)
@@ -559,6 +687,12 @@ def main(argv=None) -> int:
         return device_run(a.minutes_left)
     if a.step == "device-collect":
         return device_collect(a.wait, Path(os.environ.get("OUT", "out")))
+    if a.step == "slim":
+        print(f"{slim() / MiB:.1f} MiB per call now")
+        return 0
+    if a.step == "unslim":
+        unslim()
+        return 0
     if a.step == "merge":
         merge(Path(a.folder))
         return 0
