@@ -28,7 +28,7 @@ import torch
 
 from . import results
 
-__all__ = ["Trained", "load_trained", "prune_rows", "latency_rows", "cpu_busy", "require_quiet",
+__all__ = ["Trained", "load_trained", "prune_rows", "filter_rows", "latency_rows", "cpu_busy", "require_quiet",
            "select_runs", "run_pass"]
 
 #: Difference allowed between the recorded unpruned test accuracy and the reloaded one:
@@ -149,6 +149,23 @@ def prune_rows(t: Trained, *, criteria: Sequence[str] = ("l2",), modes: Sequence
                             source=f"pruning rows of run {t.params['run_id']}")
 
 
+def filter_rows(t: Trained) -> pd.DataFrame:
+    """``filters.csv`` rows of the reloaded network (:func:`bridgeout.experiment.filter_rows`:
+    norms, BatchNorm parameters and running statistics), validated."""
+    from .experiment import filter_rows as rows_of
+    rows = rows_of(t.model)
+    rows.insert(0, "run_id", t.params["run_id"])
+    return results.validate("filters", rows, source=f"filter rows of run {t.params['run_id']}")
+
+
+def _lacks_filter_stats(run_id: str, root) -> bool:
+    """True when the run has no filter rows, or rows whose BatchNorm running statistics are
+    empty although their BatchNorm scales are not (rows written before those columns)."""
+    f = results.load("filters", root)
+    f = f[f["run_id"] == run_id]
+    return f.empty or bool((f["bn_mean"].isna() & f["gamma"].notna()).any())
+
+
 def cpu_busy(seconds: float = 2.0) -> float:
     """Fraction of all CPU time spent busy over ``seconds`` (from ``/proc/stat``; NaN where
     there is none)."""
@@ -259,13 +276,16 @@ def run_pass(run_ids: Sequence[str], *, criteria: Sequence[str] = ("l2",), modes
              latency_fractions: Sequence[float] = (), latency_criterion: str = "l2", threads: int = 1,
              batch_sizes: Sequence[int] = (1, 128), repeats: int = 10, quiet_limit: float = 0.15,
              results_dir="data/results", checkpoint_dir="~/.cache/bridgeout/checkpoints",
-             data_root=None, notebook: str = "", progress: bool = True) -> pd.DataFrame:
+             data_root=None, notebook: str = "", filter_stats: bool = False,
+             progress: bool = True) -> pd.DataFrame:
     """Prune (and time) each run again and append the rows; returns one summary row per run.
 
     A run whose requested rows are all in the tables already is skipped, so a pass that was
     stopped resumes where it was. Each run's rows are appended as soon as they are measured
     (``keyed=True``). ``latency_fractions`` non-empty times the removed networks; before each
     run's timing the CPU must be quiet (:func:`require_quiet` with ``quiet_limit``).
+    ``filter_stats``: rewrite the run's ``filters.csv`` rows from its weights where they lack
+    the BatchNorm running statistics (:func:`filter_rows`; the other columns come out equal).
     """
     from .experiment import _repo_path
     root = _repo_path(results_dir)
@@ -282,9 +302,10 @@ def run_pass(run_ids: Sequence[str], *, criteria: Sequence[str] = ("l2",), modes
         t0 = time.perf_counter()
         todo_p = _missing("pruning", want_p[want_p["run_id"] == run_id], root) if len(want_p) else want_p
         todo_l = _missing("latency", want_l[want_l["run_id"] == run_id], root) if len(want_l) else want_l
+        todo_f = filter_stats and _lacks_filter_stats(run_id, root)
         row = {"run_id": run_id, "recorded_acc": math.nan, "reloaded_acc": math.nan,
-               "pruning_rows": 0, "latency_rows": 0, "cpu_busy": math.nan, "seconds": 0.0}
-        if len(todo_p) or len(todo_l):
+               "pruning_rows": 0, "latency_rows": 0, "filter_rows": 0, "cpu_busy": math.nan, "seconds": 0.0}
+        if len(todo_p) or len(todo_l) or todo_f:
             t = load_trained(run_id, results_dir=root, checkpoint_dir=checkpoint_dir, data_root=data_root)
             row["recorded_acc"], row["reloaded_acc"] = float(t.run["final_test_acc"]), t.test_acc
             for rb in recalibrate_bn:
@@ -292,6 +313,8 @@ def run_pass(run_ids: Sequence[str], *, criteria: Sequence[str] = ("l2",), modes
                     rows = prune_rows(t, criteria=criteria, modes=modes, fractions=fractions, recalibrate_bn=rb,
                                       finetune_epochs=finetune_epochs, notebook=notebook, progress=progress)
                     row["pruning_rows"] += results.append("pruning", rows, root, keyed=True)
+            if todo_f:
+                row["filter_rows"] = results.append("filters", filter_rows(t), root, replace=True)
             if len(todo_l):
                 row["cpu_busy"] = require_quiet(quiet_limit)
                 rows = latency_rows(t, fractions=latency_fractions, criterion=latency_criterion,
@@ -300,6 +323,6 @@ def run_pass(run_ids: Sequence[str], *, criteria: Sequence[str] = ("l2",), modes
         row["seconds"] = time.perf_counter() - t0
         summary.append(row)
         if progress:
-            print(f"{run_id}: +{row['pruning_rows']} pruning, +{row['latency_rows']} latency rows "
-                  f"in {row['seconds']:.0f} s", flush=True)
+            print(f"{run_id}: +{row['pruning_rows']} pruning, +{row['latency_rows']} latency, "
+                  f"{row['filter_rows']} filter rows rewritten in {row['seconds']:.0f} s", flush=True)
     return pd.DataFrame(summary)

@@ -24,7 +24,7 @@ from torch import nn
 
 __all__ = ["FILTER_COLUMNS", "conv_batchnorm_pairs", "filter_table"]
 
-FILTER_COLUMNS = ("layer", "filter", "norm", "gamma", "beta")
+FILTER_COLUMNS = ("layer", "filter", "norm", "gamma", "beta", "bn_mean", "bn_var")
 
 
 def _example_input(model: nn.Module) -> torch.Tensor:
@@ -73,7 +73,10 @@ def filter_table(model: nn.Module, example_input: torch.Tensor | None = None) ->
 
     ``norm`` is the L2 norm of the filter's weights ``||W[f]||_2``; ``gamma`` and ``beta``
     are ``weight[f]`` and ``bias[f]`` of the BatchNorm fed by the conv
-    (:func:`conv_batchnorm_pairs`), NaN when there is none. Layers are in module order.
+    (:func:`conv_batchnorm_pairs`), ``bn_mean`` and ``bn_var`` its ``running_mean[f]`` and
+    ``running_var[f]``; NaN when there is none (or it is not affine / keeps no running
+    statistics). Layers are in module order. With these four, the channel's eval-mode output
+    is ``gamma (x - bn_mean) / sqrt(bn_var + eps) + beta``.
     """
     pairs = conv_batchnorm_pairs(model, example_input)
     mods = dict(model.named_modules())
@@ -82,13 +85,16 @@ def filter_table(model: nn.Module, example_input: torch.Tensor | None = None) ->
         w = mods[name].weight.detach().float()
         norms = w.flatten(1).norm(dim=1).cpu()
         n = norms.numel()
-        gamma = beta = [math.nan] * n
+        gamma = beta = mean = var = [math.nan] * n
         bn = mods[bn_name] if bn_name is not None else None
         if bn is not None and bn.affine and bn.num_features == n:
             gamma = bn.weight.detach().float().cpu().tolist()
             beta = bn.bias.detach().float().cpu().tolist()
+        if bn is not None and bn.track_running_stats and bn.num_features == n:
+            mean = bn.running_mean.detach().float().cpu().tolist()
+            var = bn.running_var.detach().float().cpu().tolist()
         parts.append(pd.DataFrame({"layer": name, "filter": range(n), "norm": norms.tolist(),
-                                   "gamma": gamma, "beta": beta}))
+                                   "gamma": gamma, "beta": beta, "bn_mean": mean, "bn_var": var}))
     if not parts:
         return pd.DataFrame({c: [] for c in FILTER_COLUMNS})
     out = pd.concat(parts, ignore_index=True)

@@ -157,6 +157,9 @@ FILTERS_SCHEMA: dict[str, tuple[str, str]] = {
     "norm": ("float", "L2 norm of the filter's weights (the published pruning criterion)."),
     "gamma": ("float", "Scale of the BatchNorm fed by this conv, for this channel (empty when none)."),
     "beta": ("float", "Shift of that BatchNorm for this channel (empty when none)."),
+    "bn_mean": ("float", "Running mean of that BatchNorm for this channel: the statistic it normalizes "
+                         "with in eval mode (empty when none, or for rows written before this column)."),
+    "bn_var": ("float", "Running variance of that BatchNorm for this channel (empty likewise)."),
 }
 
 LATENCY_SCHEMA: dict[str, tuple[str, str]] = {
@@ -193,7 +196,7 @@ KEYS = {
 #: Nullable columns added after tables were first written: a table without them loads with
 #: them empty (and is written back with them on the next append).
 LATER_COLUMNS = {"runs": ("lam", "quirks", "precision", "weights", "weights_sha256", "weights_bytes"),
-                 "pruning": ("notebook",)}
+                 "pruning": ("notebook",), "filters": ("bn_mean", "bn_var")}
 #: The value a later column takes in rows written before it existed (default: empty).
 LATER_VALUES = {"runs": {"precision": "fp32"}}
 
@@ -205,7 +208,7 @@ _NULLABLE = {
                 "flops_effective", "params",
                 "prune_s", "adjust_s", "eval_s", "cost_s", "notebook"},
     "history": {"lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "images_per_s"},
-    "filters": {"gamma", "beta"},
+    "filters": {"gamma", "beta", "bn_mean", "bn_var"},
     "latency": {"git_commit", "notebook"},
 }
 # Closed [low, high] ranges, or (low, high, "open_high").
@@ -225,7 +228,7 @@ _RANGES = {
     "history": {"epoch": (1, math.inf), "train_acc": _UNIT, "test_acc": _UNIT, "lr": (0.0, math.inf),
                 "seconds": (0.0, math.inf), "images_per_s": (0.0, math.inf),
                 "train_loss": (0.0, math.inf), "test_loss": (0.0, math.inf)},
-    "filters": {"filter": (0, math.inf), "norm": (0.0, math.inf)},
+    "filters": {"filter": (0, math.inf), "norm": (0.0, math.inf), "bn_var": (0.0, math.inf)},
     "latency": {"fraction": (0.0, 1.0, "open_high"), "batch_size": (1, math.inf), "threads": (1, math.inf),
                 "latency_ms": (0.0, math.inf, "open_low"), "repeats": (1, math.inf), "flops": (0, math.inf),
                 "params": (0, math.inf)},

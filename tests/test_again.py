@@ -130,3 +130,26 @@ def test_prune_again_notebook_runs_a_pass(recorded, tmp_path):
     assert "pruning rows and" in out.read_text()
     lat = results.load("latency", recorded["params"]["results_dir"])
     assert len(lat) == 2 and set(lat["notebook"]) == {str(out)}
+
+
+def test_filter_stats_pass_rewrites_filter_rows_from_the_weights(recorded, tmp_path):
+    import shutil
+    rd, rid = Path(recorded["params"]["results_dir"]), recorded["run_id"]
+    own = results.load("filters", rd)
+    own = own[own["run_id"] == rid].reset_index(drop=True)
+    assert len(own) == 6 + 16                                   # LeNet-5: two convs
+    t = _load(recorded)
+    pd.testing.assert_frame_equal(again.filter_rows(t).reset_index(drop=True), own)   # re-derived = recorded
+    kw = dict(criteria=[], checkpoint_dir=recorded["params"]["checkpoint_dir"], data_root=recorded["data"],
+              filter_stats=True, progress=False)
+    s = again.run_pass([rid], results_dir=rd, **kw)
+    assert list(s["filter_rows"]) == [0] and s["reloaded_acc"].isna().all()   # complete: nothing reloaded
+    # a table without the run's filter rows: the pass writes them, equal to the run's own
+    bare = tmp_path / "results"
+    bare.mkdir()
+    for name in ("runs", "history", "pruning"):
+        shutil.copy2(results.path(name, rd), results.path(name, bare))
+    s = again.run_pass([rid], results_dir=bare, **kw)
+    assert list(s["filter_rows"]) == [len(own)] and list(s["pruning_rows"]) == [0]
+    pd.testing.assert_frame_equal(results.load("filters", bare).reset_index(drop=True), own)
+    assert list(again.run_pass([rid], results_dir=bare, **kw)["filter_rows"]) == [0]   # resumed: done

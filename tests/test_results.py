@@ -58,7 +58,9 @@ def history_df(run_id="r1", epochs=2) -> pd.DataFrame:
 
 def filters_df(run_id="r1") -> pd.DataFrame:
     return pd.DataFrame([{"run_id": run_id, "layer": layer, "filter": f, "norm": 0.5 + f,
-                          "gamma": math.nan if layer == "head" else 1.0 - 0.1 * f, "beta": 0.0}
+                          "gamma": math.nan if layer == "head" else 1.0 - 0.1 * f, "beta": 0.0,
+                          "bn_mean": math.nan if layer == "head" else 0.2 * f - 0.1,
+                          "bn_var": math.nan if layer == "head" else 0.5 + f}
                          for layer in ("features.0.conv", "head") for f in range(3)])
 
 
@@ -425,7 +427,7 @@ def test_filters_table_is_gzip_and_reproducible(tmp_path):
     results.append("filters", filters_df("a"), tmp_path)
     p = results.path("filters", tmp_path)
     text = gzip.decompress(p.read_bytes()).decode()
-    assert text.startswith("run_id,layer,filter,norm,gamma,beta\n") and text.endswith("\n")
+    assert text.startswith("run_id,layer,filter,norm,gamma,beta,bn_mean,bn_var\n") and text.endswith("\n")
     assert p.read_bytes()[4:8] == b"\x00\x00\x00\x00"          # gzip mtime field: 0
     # equal tables give equal bytes, whenever and wherever they are written
     other = tmp_path / "again"
