@@ -25,9 +25,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["ARMS", "ARM_LABELS", "ARM_COLORS", "arm_of", "arms_in", "load", "accuracy", "summary",
-           "training_check", "outcome", "plot_training", "plot_pruning", "plot_filter_norms",
-           "arm_handles"]
+__all__ = ["ARMS", "ARM_LABELS", "ARM_COLORS", "arm_of", "arms_in", "load", "accuracy", "relative",
+           "paper_relative", "summary", "versus_paper", "versus_paper_markdown", "training_check", "outcome",
+           "outcome_sentence", "plot_training", "plot_pruning", "plot_filter_norms", "arm_handles"]
 
 #: Arms in display order, with their legend labels.
 ARM_LABELS = {
@@ -99,6 +99,87 @@ def accuracy(pruning: pd.DataFrame, *, mode: str = "mask", recalibrate_bn: bool 
                   & (pruning["finetune_epochs"] == finetune_epochs)]
     cols = ["run_id", "arm", "seed", "fraction", "test_acc", "flops_effective"]
     return sel[cols].sort_values(["arm", "seed", "fraction"]).reset_index(drop=True)
+
+
+def relative(acc: pd.DataFrame) -> pd.DataFrame:
+    """``acc`` with ``test_acc`` divided by the same run's unpruned accuracy (fraction 0):
+    the share of its own accuracy a network keeps, which compares networks trained to
+    different accuracies (ours at a compressed schedule, the paper's at 230 epochs). Runs
+    without a fraction-0 row are dropped."""
+    base = acc[np.isclose(acc["fraction"], 0.0)].set_index("run_id")["test_acc"]
+    out = acc[acc["run_id"].isin(base.index)].copy()
+    out["test_acc"] = out["test_acc"] / out["run_id"].map(base)
+    return out.reset_index(drop=True)
+
+
+_relative = relative     # plot_pruning's keyword shadows the name
+
+
+def paper_relative(curve: pd.DataFrame) -> pd.DataFrame:
+    """A published curve (:func:`bridgeout.paper.curve`) divided by its unpruned accuracy,
+    per regularizer."""
+    base = curve[np.isclose(curve["fraction"], 0.0)].set_index("regularizer")["accuracy"]
+    out = curve[curve["regularizer"].isin(base.index)].copy()
+    out["accuracy"] = out["accuracy"] / out["regularizer"].map(base)
+    return out.reset_index(drop=True)
+
+
+def versus_paper(acc: pd.DataFrame, curve: pd.DataFrame,
+                 fractions: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)) -> pd.DataFrame:
+    """Per arm drawn in ``acc`` and fraction: our ``mean``, ``sd``, ``n`` (seeds), the
+    published ``paper`` value of the same regularizer (NaN for an arm the paper did not
+    draw: targeted DropConnect) and ``diff`` = mean - paper. Accuracies in [0, 1]."""
+    s = summary(acc, fractions)
+    pub = {(r.regularizer, round(float(r.fraction), 4)): float(r.accuracy) for r in curve.itertuples()}
+    s["paper"] = [pub.get((a, round(float(f), 4)), math.nan) for a, f in zip(s["arm"], s["fraction"])]
+    s["diff"] = s["mean"] - s["paper"]
+    return s
+
+
+def _pct(mean: float, sd: float = math.nan) -> str:
+    if not math.isfinite(mean):
+        return "–"
+    return f"{100 * mean:.1f}" + (f" ± {100 * sd:.1f}" if math.isfinite(sd) else "")
+
+
+def versus_paper_markdown(table: pd.DataFrame) -> str:
+    """:func:`versus_paper` as a Markdown table: a row per arm (seeds in brackets), a column
+    per fraction holding "ours ± sd / published"."""
+    if table.empty:
+        return ""
+    fr = sorted(table["fraction"].unique())
+    head = "| arm (seeds) | " + " | ".join("unpruned" if f == 0 else f"{round(100 * f)} %" for f in fr) + " |"
+    lines = [head, "| --- |" + " --- |" * len(fr)]
+    for arm in arms_in(table):
+        t = table[table["arm"] == arm].set_index("fraction")
+        cells = []
+        for f in fr:
+            if f not in t.index:
+                cells.append("–")
+                continue
+            r = t.loc[f]
+            paper = f" / {100 * r['paper']:.1f}" if math.isfinite(r["paper"]) else ""
+            cells.append(_pct(r["mean"], r["sd"]) + paper)
+        lines.append(f"| {ARM_LABELS.get(arm, arm)} ({int(t['n'].max())}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def outcome_sentence(summ: pd.DataFrame, *, fractions: Sequence[float] = (0.2, 0.3, 0.4),
+                     what: str = "one shot") -> str:
+    """One sentence: at ``fractions``, does Batch Bridgeout keep more than both baselines
+    (weight decay, targeted Dropout), by how much, against the larger seed sd; "" when an
+    arm is missing. Accuracies in [0, 1]."""
+    o = outcome(summ, fractions=fractions)
+    if o.empty:
+        return ""
+    ahead, clear = int(o["ahead"].sum()), int(o["clearly_ahead"].sum())
+    parts = [f"{round(100 * r.fraction)} %: {100 * r.difference:+.1f} points against "
+             f"{ARM_LABELS[r.best_baseline]}" for r in o.itertuples()]
+    verdict = ("keeps more than both baselines at every one of these fractions" if ahead == len(o) else
+               "keeps less than the better baseline at every one of these fractions" if ahead == 0 else
+               f"keeps more than both baselines at {ahead} of {len(o)} fractions")
+    return (f"{what[:1].upper() + what[1:]}, Batch Bridgeout {verdict} ({'; '.join(parts)}; {int(o['n'].min())} "
+            f"seed(s) per arm); the lead exceeds the larger seed sd at {clear} of {len(o)}.")
 
 
 def summary(acc: pd.DataFrame, fractions: Iterable[float] | None = None) -> pd.DataFrame:
@@ -196,9 +277,15 @@ def plot_training(axes, history: pd.DataFrame):
     ax_te.set(xlabel="epoch", ylabel="test accuracy (%)", title="test (noise off)")
 
 
-def plot_pruning(ax, acc: pd.DataFrame, paper_curve: pd.DataFrame | None = None, *, title: str | None = None):
+def plot_pruning(ax, acc: pd.DataFrame, paper_curve: pd.DataFrame | None = None, *, title: str | None = None,
+                 relative: bool = False):
     """Test accuracy against filters pruned per layer: a thin line per seed, the mean thick;
-    the published curve of the same model dashed (a different scale: shape only)."""
+    the published curve of the same model dashed (a different scale: shape only).
+    ``relative``: ``acc`` and the published curve as shares of their unpruned accuracy
+    (:func:`relative`, :func:`paper_relative`; pass ``acc`` as it is)."""
+    if relative:
+        acc = _relative(acc)
+        paper_curve = paper_relative(paper_curve) if paper_curve is not None and len(paper_curve) else paper_curve
     for arm in arms_in(acc):
         _per_seed(ax, acc[acc["arm"] == arm], "fraction", "test_acc", arm)
     if paper_curve is not None and len(paper_curve):
@@ -207,7 +294,9 @@ def plot_pruning(ax, acc: pd.DataFrame, paper_curve: pd.DataFrame | None = None,
             if len(pc):
                 ax.plot(100 * pc["fraction"], 100 * pc["accuracy"], color=ARM_COLORS[arm], ls="--", lw=1.2,
                         marker=ARM_MARKERS[arm], mfc="white", ms=3.5, alpha=0.9)
-    ax.set(xlabel="filters pruned in each layer (%)", ylabel="test accuracy (%)", xlim=(-3, 93), ylim=(0, 100))
+    ax.set(xlabel="filters pruned in each layer (%)",
+           ylabel="% of its unpruned accuracy" if relative else "test accuracy (%)", xlim=(-3, 93),
+           ylim=(0, 105) if relative else (0, 100))
     ax.set_xticks(range(0, 100, 20))
     if title:
         ax.set_title(title)

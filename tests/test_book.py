@@ -426,6 +426,7 @@ def _synthetic_tables(root: Path) -> None:
     add("vgg16", "cifar10", "bridgeout", 0, "cpu-other", protocol="fast", epochs=10, width=0.25, q=1.0)
     _append_padded(root, runs=runs, pruning=rows)
     _synthetic_cpu_comparison(root)
+    _synthetic_cpu_comparison(root, "cpu-cifar10-resnet", model="resnet", width=1.0, seeds=(0,), precision="bf16")
 
 
 def _append_padded(root: Path, **tables) -> None:
@@ -445,22 +446,24 @@ def _append_padded(root: Path, **tables) -> None:
             results.append(name, df[list(results.SCHEMAS[name])], root=root)
 
 
-def _synthetic_cpu_comparison(root: Path) -> None:
-    """Two seeds of three of the four arms of the CPU comparison grid (targeted DropConnect
-    missing), with training histories and filter tables."""
+def _synthetic_cpu_comparison(root: Path, grid: str | None = None, model: str = "vgg16", width: float = 0.25,
+                              seeds=(0, 1), precision: str = "fp32") -> None:
+    """Seeds of three of the four arms of a CPU comparison grid (default: the VGG one;
+    targeted DropConnect missing), with training histories and filter tables."""
     import numpy as np
 
     from bridgeout import summary
 
+    grid = grid or summary.CPU_GRID
     runs, rows, hist, filt = [], [], [], []
     arms = {"weight_decay": (1.5, False, 1.2), "dropout": (1.5, False, 1.0), "bridgeout": (1.5, False, 0.4)}
     for reg, (q, signed, slope) in arms.items():
-        for seed in (0, 1):
-            rid = f"cpu-{reg}-{seed}"
-            runs.append(dict(run_id=rid, grid=summary.CPU_GRID, model="vgg16", regularizer=reg, p=0.3, q=q,
+        for seed in seeds:
+            rid = f"{grid}-{reg}-{seed}"
+            runs.append(dict(run_id=rid, grid=grid, model=model, regularizer=reg, p=0.3, q=q,
                              target_fraction=0.75, signed=signed, lam=None, dataset="cifar10", protocol="cpu",
-                             epochs=26,
-                             epochs_done=26, width=0.25, n_train=50_000, n_test=10_000, seed=seed,
+                             epochs=26, precision=precision,
+                             epochs_done=26, width=width, n_train=50_000, n_test=10_000, seed=seed,
                              select="final", quirks="", final_test_acc=0.85 + 0.01 * seed, best_test_acc=0.86,
                              best_epoch=26, wall_time_s=1800.0, device="cpu", device_name="test cpu",
                              torch_version="x", cuda_version="", git_commit="", git_dirty=False,
@@ -507,10 +510,18 @@ def test_result_chapters_draw_synthetic_rows(tmp_path, monkeypatch):
     monkeypatch.setenv("BRIDGEOUT_RESULTS", str(tmp_path))
 
     figures, text = _run("reproduction")
-    # the six panels, the CPU comparison's three glued figures, the reduced-scale CPU grid
-    # (the MNIST teaching runs are a table here; their figures are in the teaching chapter)
-    assert figures == 5
-    assert "run at the published scale" in text and text.count("not run yet") == 5
+    # the six panels, the CPU comparison's three glued figures, the ResNet's two, the
+    # reduced-scale CPU grid (the MNIST teaching runs are a table here; their figures are in
+    # the teaching chapter)
+    assert figures == 7
+    # the paper's ResNet at its width: 3 of 12 runs, one seed per arm, beside the published panel
+    assert "Status: 3 of 12 runs finished" in text and "precision bf16" in text
+    assert ("One shot, as published, Batch Bridgeout keeps more than both baselines at every one of these "
+            "fractions (20 %: +12.0 points against targeted Dropout") in text
+    assert "| weight decay only (1) | 85.0 / 93.2 |" in text and "1 seed(s) per arm" in text
+    assert "With BatchNorm re-estimated, Batch Bridgeout keeps more than both baselines" in text
+    # ResNet / CIFAR-10 has the CPU-scale runs of its own section: 4 panels not run at all
+    assert "run at the published scale" in text and text.count("not run yet") == 4
     assert "6 of 12 runs finished" in text and "targeted DropConnect (signed, q = 2) 0" in text
     # at 30 %: WD 0.85 - 0.36 (+0.01 seed 1) -> 49.5 mean; BB 0.85 - 0.12 -> 73.5
     assert "weight decay only 49.5 ± 0.7" in text and "Batch Bridgeout (q = 1.5) 73.5 ± 0.7" in text

@@ -85,3 +85,57 @@ def test_figures_draw_a_line_per_seed_and_the_mean():
     x, y = axes[0].lines[0].get_data()
     assert np.allclose(x, [0.01, 0.2, 0.5, 1.0]) and np.allclose(y, [25, 50, 75, 100])
     plt.close(fig)
+
+
+def _curve():
+    # a published-like curve: bridgeout 0.90 -> 0.72 at 30 %, weight decay 0.93 -> 0.31 (no DropConnect)
+    return pd.DataFrame([{"regularizer": r, "fraction": f, "accuracy": a}
+                         for r, pts in (("bridgeout", ((0.0, 0.90), (0.2, 0.81), (0.3, 0.72))),
+                                        ("weight_decay", ((0.0, 0.93), (0.2, 0.62), (0.3, 0.31))))
+                         for f, a in pts])
+
+
+def test_relative_divides_each_run_and_curve_by_its_own_unpruned_accuracy():
+    rel = comparison.relative(_acc())
+    r = rel[(rel["run_id"] == "bridgeout1") & np.isclose(rel["fraction"], 0.5)].iloc[0]
+    assert math.isclose(r["test_acc"], (0.8 - 0.15 + 0.01) / (0.8 + 0.01))
+    assert (rel[np.isclose(rel["fraction"], 0)]["test_acc"] == 1.0).all()
+    no_base = _acc()[lambda d: ~((d["run_id"] == "dropout0") & (d["fraction"] == 0))]
+    assert "dropout0" not in set(comparison.relative(no_base)["run_id"])       # no unpruned row: dropped
+    pr = comparison.paper_relative(_curve()).set_index(["regularizer", "fraction"])["accuracy"]
+    assert math.isclose(pr[("bridgeout", 0.3)], 0.72 / 0.90) and pr[("weight_decay", 0.0)] == 1.0
+
+
+def test_versus_paper_table_and_its_markdown():
+    t = comparison.versus_paper(_acc(), _curve(), fractions=(0.0, 0.2, 0.3))
+    row = t[(t["arm"] == "bridgeout") & np.isclose(t["fraction"], 0.3)].iloc[0]
+    assert math.isclose(row["mean"], 0.8 - 0.09 + 0.005) and math.isclose(row["paper"], 0.72)
+    assert math.isclose(row["diff"], row["mean"] - 0.72) and row["n"] == 2
+    assert t[t["arm"] == "dropout"]["paper"].isna().all()            # the curve has no Dropout here
+    md = comparison.versus_paper_markdown(t)
+    lines = md.splitlines()
+    assert lines[0] == "| arm (seeds) | unpruned | 20 % | 30 % |"
+    assert lines[2].startswith("| weight decay only (2) | 90.5 ± 0.7 / 93.0 | ")
+    assert "| targeted Dropout (2) | 85.5 ± 0.7 | " in md             # no published value: ours only
+    assert comparison.versus_paper_markdown(t.iloc[0:0]) == ""
+
+
+def test_outcome_sentence_says_by_how_much_and_against_the_spread():
+    s = comparison.summary(_acc())
+    text = comparison.outcome_sentence(s, fractions=(0.2, 0.3))
+    assert text.startswith("One shot, Batch Bridgeout keeps more than both baselines at every one of these fractions")
+    assert "20 %: +13.0 points against targeted Dropout" in text and "2 seed(s) per arm" in text
+    assert text.endswith("the lead exceeds the larger seed sd at 2 of 2.")
+    worse = s.assign(mean=np.where(s["arm"] == "bridgeout", 0.0, s["mean"]))
+    assert "keeps less than the better baseline at every one" in comparison.outcome_sentence(worse, fractions=(0.2,))
+    assert comparison.outcome_sentence(s[s["arm"] != "dropout"]) == ""
+    assert comparison.outcome_sentence(s, what="with BatchNorm re-estimated").startswith("With BatchNorm ")
+
+
+def test_relative_pruning_panel_draws_shares(tmp_path):
+    fig, ax = plt.subplots()
+    comparison.plot_pruning(ax, _acc(), _curve(), relative=True)
+    assert ax.get_ylabel() == "% of its unpruned accuracy"
+    ys = [line.get_ydata() for line in ax.lines]
+    assert max(max(y) for y in ys) == pytest.approx(100.0)           # every curve starts at 100 %
+    plt.close(fig)

@@ -86,7 +86,7 @@ def test_shipped_specs_expand_and_validate(spec):
     expected = {"paper-cifar10": 9, "paper-cifar100": 9, "cpu-cifar10": 6, "cpu-cifar10-e12": 3, "cpu-cifar10-vgg": 12,
                 "mnist-teaching": 9, "mnist-teaching-5seed": 15, "smoke": 1, "pilot-lambda": 5,
                 "pilot-lambda-e8": 7, "cpu-cifar10-sparsity": 6, "mnist-noise-ablation": 24,
-                "cpu-cifar10-bf16-parity": 6}
+                "cpu-cifar10-bf16-parity": 6, "cpu-cifar10-resnet": 12}
     assert len(cells) == expected[spec.stem]
     if spec.stem.startswith("paper-"):
         assert {(c["model"], c["regularizer"]) for c in cells} == {
@@ -108,6 +108,19 @@ def test_shipped_specs_expand_and_validate(spec):
             assert c["precision"] == "bf16" and twin["precision"] == "fp32"
             assert {k: v for k, v in c.items() if k not in ignore} == \
                    {k: v for k, v in twin.items() if k not in ignore}
+    if spec.stem == "cpu-cifar10-resnet":   # the VGG comparison's arms and protocol, the paper's ResNet at width 1
+        vgg = {(c["regularizer"], c["q"], c["signed"], c["seed"]): c
+               for c in grid.expand(grid.load_spec(spec.with_name("cpu-cifar10-vgg.yaml")))}
+        assert set(vgg) == {(c["regularizer"], c["q"], c["signed"], c["seed"]) for c in cells}
+        same = ("protocol", "dataset", "epochs", "n_train", "fractions", "prune_modes", "prune_recalibrate_bn",
+                "select", "p", "target_fraction", "device")
+        for c in cells:
+            twin = vgg[(c["regularizer"], c["q"], c["signed"], c["seed"])]
+            assert {k: c[k] for k in same} == {k: twin[k] for k in same}
+            assert (c["model"], c["width"], c["precision"]) == ("resnet", 1.0, "bf16")
+        # two workers start with weight decay and Batch Bridgeout of seed 0
+        assert [(c["regularizer"], c["q"], c["seed"]) for c in cells[:2]] == [("weight_decay", 1.5, 0),
+                                                                             ("bridgeout", 1.5, 0)]
     if spec.stem == "mnist-noise-ablation":    # one setting off the published noise at a time
         pub = {"p": 0.3, "q": 1.5, "target_fraction": 0.75, "signed": False}
         off = [tuple(k for k in pub if c[k] != pub[k]) for c in cells]
