@@ -43,6 +43,8 @@ __all__ = [
     "bridge_penalty",
     "bridge_penalty_grad",
     "relative_pull",
+    "relative_noise",
+    "matched_p",
     "expected_penalty",
     "MonteCarloEstimate",
     "monte_carlo_penalty",
@@ -120,6 +122,52 @@ def relative_pull(w: Tensor, q: float) -> Tensor:
     """
     q = check_positive("q", q)
     return 0.5 * q * w.abs().pow(q - 2.0)
+
+
+def relative_noise(w: Tensor, p: float, q: float) -> Tensor:
+    r"""Standard deviation of Bridgeout's perturbation of a weight relative to the weight,
+    element-wise: :math:`\operatorname{sd}(s(w)|w|^{q/2}\epsilon)/|w| = |w|^{q/2-1}\sqrt{p/(1-p)}`
+    (the sign convention does not change the magnitude). For ``q = 2`` it is
+    :math:`\sqrt{p/(1-p)}` for every weight (0.65 at ``p = 0.3``); for ``q < 2`` it grows as
+    the weight shrinks. ``w == 0`` gives ``inf`` for ``q < 2``.
+    """
+    q = check_positive("q", q)
+    return w.abs().pow(0.5 * q - 1.0) * math.sqrt(noise_variance(p))
+
+
+def matched_p(weights, *, p: float = 0.3, q: float = 1.5, q_to: float = 2.0,
+              target_fraction: float = 0.75) -> dict:
+    r"""The drop probability at which Bridgeout with exponent ``q_to`` perturbs the targeted
+    weights as much, relative to themselves, as exponent ``q`` does at ``p``.
+
+    With :math:`r_q(w) = |w|^{q/2-1}\sqrt{p/(1-p)}` (:func:`relative_noise`), the medians over
+    the targeted weights :math:`T` (:func:`bridgeout.functional.targeting_mask`) are matched:
+    :math:`\sqrt{p'/(1-p')}\,\mathrm{med}_T|w|^{q'/2-1} = \mathrm{med}_T r_q(w)`, so
+    :math:`p' = s^2/(1+s^2)` with :math:`s = \mathrm{med}_T r_q / \mathrm{med}_T|w|^{q'/2-1}`.
+
+    ``weights``: the conv weights of a trained network (a ``state_dict``'s 4-D ``weight``
+    tensors, or any iterable of tensors). Returns ``{"p": pooled over every targeted weight,
+    "per_tensor": [p' of each tensor], "relative_noise": pooled median of r_q,
+    "relative_noise_to": the pooled median of the q' noise at p (before matching)}``.
+    """
+    p = check_probability("p", p)
+    tf = check_fraction("target_fraction", target_fraction)
+    tensors = [w.detach().float() for w in (weights.values() if isinstance(weights, dict) else weights)]
+    tensors = [w for w in tensors if w.dim() == 4]
+    if not tensors:
+        raise ValueError("matched_p needs at least one 4-D conv weight, got none")
+
+    def match(ws):
+        vals = torch.cat([w[BF.targeting_mask(w, tf)] for w in ws])
+        vals = vals[vals != 0]
+        r_from = relative_noise(vals, p, q).median()
+        base = vals.abs().pow(0.5 * q_to - 1.0).median()
+        s = float(r_from / base)
+        return s * s / (1.0 + s * s), float(r_from), float(base) * math.sqrt(noise_variance(p))
+
+    pooled, r_from, r_to = match(tensors)
+    return {"p": pooled, "per_tensor": [match([w])[0] for w in tensors], "relative_noise": r_from,
+            "relative_noise_to": r_to}
 
 
 def expected_penalty(x: Tensor, weight: Tensor, p: float, q: float,

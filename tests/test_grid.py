@@ -86,7 +86,8 @@ def test_shipped_specs_expand_and_validate(spec):
     expected = {"paper-cifar10": 9, "paper-cifar100": 9, "cpu-cifar10": 6, "cpu-cifar10-e12": 3, "cpu-cifar10-vgg": 12,
                 "mnist-teaching": 9, "mnist-teaching-5seed": 15, "smoke": 1, "pilot-lambda": 5,
                 "pilot-lambda-e8": 7, "cpu-cifar10-sparsity": 6, "mnist-noise-ablation": 24,
-                "cpu-cifar10-bf16-parity": 6, "cpu-cifar10-resnet": 12}
+                "cpu-cifar10-bf16-parity": 6, "cpu-cifar10-resnet": 12, "cpu-cifar10-vgg-e52": 6,
+                "cpu-cifar10-dropconnect-matched": 3}
     assert len(cells) == expected[spec.stem]
     if spec.stem.startswith("paper-"):
         assert {(c["model"], c["regularizer"]) for c in cells} == {
@@ -121,6 +122,22 @@ def test_shipped_specs_expand_and_validate(spec):
         # two workers start with weight decay and Batch Bridgeout of seed 0
         assert [(c["regularizer"], c["q"], c["seed"]) for c in cells[:2]] == [("weight_decay", 1.5, 0),
                                                                              ("bridgeout", 1.5, 0)]
+    if spec.stem in ("cpu-cifar10-vgg-e52", "cpu-cifar10-dropconnect-matched"):
+        # each cell is a cell of the 26-epoch comparison but for the one setting varied
+        twins = {(c["regularizer"], c["q"], c["signed"], c["seed"]): c
+                 for name in ("cpu-cifar10-vgg", "cpu-cifar10-bf16-parity")   # bf16 twins win
+                 for c in grid.expand(grid.load_spec(spec.with_name(f"{name}.yaml")))}
+        varied = {"epochs"} if spec.stem.endswith("e52") else {"p", "precision"}
+        ignore = {"run_id", "notebook_path", "grid"} | varied
+        for c in cells:
+            twin = twins[(c["regularizer"], c["q"], c["signed"], c["seed"])]
+            assert {k: v for k, v in c.items() if k not in ignore} == \
+                   {k: v for k, v in twin.items() if k not in ignore}
+            assert c["precision"] == "bf16"
+            if spec.stem.endswith("e52"):
+                assert c["epochs"] == 52 and twin["epochs"] in (None, 26)
+            else:
+                assert (c["q"], c["signed"], c["p"]) == (2.0, True, 0.79)
     if spec.stem == "mnist-noise-ablation":    # one setting off the published noise at a time
         pub = {"p": 0.3, "q": 1.5, "target_fraction": 0.75, "signed": False}
         off = [tuple(k for k in pub if c[k] != pub[k]) for c in cells]

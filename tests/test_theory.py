@@ -199,3 +199,23 @@ def test_bn_filter_scale_check():
     dc = T.bn_filter_scale_check((0.1, 1.0, 10.0), q=2.0, signed=True, n_draws=400)
     assert dc["noisy_loss"].max() - dc["noisy_loss"].min() < 1e-9 * dc["noisy_loss"].max()
     assert (dc["relative_noise"] - (0.3 / 0.7) ** 0.5).abs().max() < 1e-12
+
+
+def test_relative_noise_and_the_matched_p():
+    w = torch.tensor([0.01, 0.1, 1.0, -0.1])
+    r = T.relative_noise(w, 0.3, 1.5)
+    assert torch.allclose(r, w.abs().pow(-0.25) * math.sqrt(0.3 / 0.7))
+    assert torch.allclose(T.relative_noise(w, 0.3, 2.0), torch.full((4,), math.sqrt(0.3 / 0.7)))
+    # a conv weight whose every entry has |w| = c: r_1.5 = c^-1/4 sqrt(p/(1-p)); the matched q = 2
+    # p' solves sqrt(p'/(1-p')) = c^-1/4 sqrt(0.3/0.7)
+    c = 0.0625
+    conv = torch.full((4, 8, 3, 3), c) * torch.where(torch.rand(4, 8, 3, 3) < 0.5, -1.0, 1.0)
+    m = T.matched_p({"a.weight": conv, "a.bias": torch.ones(4)}, p=0.3, q=1.5, target_fraction=0.75)
+    s2 = c ** -0.5 * 0.3 / 0.7
+    assert math.isclose(m["p"], s2 / (1 + s2), rel_tol=1e-6) and m["per_tensor"] == [pytest.approx(m["p"])]
+    assert math.isclose(m["relative_noise"], c ** -0.25 * math.sqrt(0.3 / 0.7), rel_tol=1e-6)
+    assert math.isclose(m["relative_noise_to"], math.sqrt(0.3 / 0.7), rel_tol=1e-6)
+    # matching q to itself gives p back
+    assert math.isclose(T.matched_p([conv], p=0.3, q=1.5, q_to=1.5)["p"], 0.3, rel_tol=1e-6)
+    with pytest.raises(ValueError, match="at least one 4-D conv weight"):
+        T.matched_p([torch.ones(3)])
