@@ -135,14 +135,19 @@ def load_trained(run_id: str, *, results_dir="data/results", checkpoint_dir="~/.
 def prune_rows(t: Trained, *, criteria: Sequence[str] = ("l2",), modes: Sequence[str] = ("mask",),
                fractions: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
                recalibrate_bn: bool = False, finetune_epochs: int = 0, notebook: str = "",
-               progress: bool = False) -> pd.DataFrame:
+               pruner: str = "plain", progress: bool = False) -> pd.DataFrame:
     """``pruning.csv`` rows of the reloaded network (:func:`bridgeout.prune.sweep`, layer
-    scope, no latency), seeded with the run's seed, naming ``notebook``; validated."""
+    scope, no latency), seeded with the run's seed, naming ``notebook``; validated.
+    ``pruner="published"``: the authors' pruner (mask rows also zero the BatchNorm scales it
+    reaches: the ``bn_scale_pruning`` quirk) on the same weights."""
     from . import prune
+    from ._validate import check_choice
+    pruner = check_choice("pruner", pruner, results.PRUNERS)
     sw = prune.sweep(t.model, t.data, fractions=tuple(fractions), criteria=tuple(criteria),
                      scopes=("layer",), modes=tuple(modes), recalibrate_bn=recalibrate_bn,
                      finetune_epochs=finetune_epochs, device=t.data.device, latency=False,
-                     dataset=t.params["dataset"], seed=t.params["seed"], progress=progress)
+                     dataset=t.params["dataset"], seed=t.params["seed"], progress=progress,
+                     bn_scales=pruner == "published")
     sw.insert(0, "run_id", t.params["run_id"])
     sw["notebook"] = notebook
     return results.validate("pruning", sw[list(results.PRUNING_SCHEMA)],
@@ -276,7 +281,7 @@ def run_pass(run_ids: Sequence[str], *, criteria: Sequence[str] = ("l2",), modes
              latency_fractions: Sequence[float] = (), latency_criterion: str = "l2", threads: int = 1,
              batch_sizes: Sequence[int] = (1, 128), repeats: int = 10, quiet_limit: float = 0.15,
              results_dir="data/results", checkpoint_dir="~/.cache/bridgeout/checkpoints",
-             data_root=None, notebook: str = "", filter_stats: bool = False,
+             data_root=None, notebook: str = "", filter_stats: bool = False, pruner: str = "plain",
              progress: bool = True) -> pd.DataFrame:
     """Prune (and time) each run again and append the rows; returns one summary row per run.
 
@@ -286,11 +291,14 @@ def run_pass(run_ids: Sequence[str], *, criteria: Sequence[str] = ("l2",), modes
     run's timing the CPU must be quiet (:func:`require_quiet` with ``quiet_limit``).
     ``filter_stats``: rewrite the run's ``filters.csv`` rows from its weights where they lack
     the BatchNorm running statistics (:func:`filter_rows`; the other columns come out equal).
+    ``pruner``: whose pruner (:data:`bridgeout.results.PRUNERS`; :func:`prune_rows`).
     """
     from .experiment import _repo_path
     root = _repo_path(results_dir)
+    # the published pruner differs in mask mode only; its remove rows are the plain pruner's
     want_p = pd.DataFrame([{"run_id": r, "criterion": c, "scope": "layer", "mode": m, "fraction": float(f),
-                            "recalibrate_bn": bool(rb), "finetune_epochs": int(finetune_epochs)}
+                            "recalibrate_bn": bool(rb), "finetune_epochs": int(finetune_epochs),
+                            "pruner": pruner if m == "mask" else "plain"}
                            for r in run_ids for c in criteria for m in modes for f in fractions
                            for rb in recalibrate_bn])
     want_l = pd.DataFrame([{"run_id": r, "criterion": latency_criterion, "fraction": float(f), "runtime": rt,
@@ -311,7 +319,8 @@ def run_pass(run_ids: Sequence[str], *, criteria: Sequence[str] = ("l2",), modes
             for rb in recalibrate_bn:
                 if len(todo_p) and (todo_p["recalibrate_bn"].astype(str) == str(bool(rb))).any():
                     rows = prune_rows(t, criteria=criteria, modes=modes, fractions=fractions, recalibrate_bn=rb,
-                                      finetune_epochs=finetune_epochs, notebook=notebook, progress=progress)
+                                      finetune_epochs=finetune_epochs, notebook=notebook, pruner=pruner,
+                                      progress=progress)
                     row["pruning_rows"] += results.append("pruning", rows, root, keyed=True)
             if todo_f:
                 row["filter_rows"] = results.append("filters", filter_rows(t), root, replace=True)

@@ -129,7 +129,7 @@ SWEEP_COLUMNS = (
     "criterion", "scope", "mode", "fraction", "test_acc", "test_loss",
     "params", "params_effective", "flops", "flops_effective",
     "latency_b1_ms", "latency_b128_ms", "recalibrate_bn", "finetune_epochs",
-    "prune_s", "adjust_s", "eval_s", "cost_s",
+    "prune_s", "adjust_s", "eval_s", "cost_s", "pruner",
 )
 
 _EPS = 1e-12
@@ -670,7 +670,8 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
         progress: show a tqdm bar.
         bn_scales: also zero, in mask rows, the smallest-``|gamma|`` fraction of the BatchNorm
             scales the published pruner reached (the ``bn_scale_pruning`` quirk,
-            :func:`bridgeout.quirks.prune_bn_scales_`); remove rows are unaffected.
+            :func:`bridgeout.quirks.prune_bn_scales_`); those rows name ``pruner="published"``,
+            the rest ``"plain"`` (remove rows are unaffected: the authors' code only masks).
         batch_size: evaluation batch size.  Evaluation is
             :func:`bridgeout.train.evaluate` on the device-resident test set (bf16 autocast
             and channels-last on CUDA, float32 on the CPU).
@@ -724,7 +725,8 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
                                 if mode == "remove" and any(f > 0 for f in fractions) else None)
                 for fraction in fractions:
                     row = dict(criterion=criterion, scope=scope, mode=mode, fraction=fraction,
-                               recalibrate_bn=bool(recal_batches), finetune_epochs=int(finetune_epochs))
+                               recalibrate_bn=bool(recal_batches), finetune_epochs=int(finetune_epochs),
+                               pruner="published" if bn_scales and mode == "mask" else "plain")
                     if fraction == 0.0:
                         row.update(run.unpruned())
                     elif mode == "mask":

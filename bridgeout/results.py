@@ -67,7 +67,7 @@ import pandas as pd
 from ._validate import check_choice
 
 __all__ = [
-    "RUNS_SCHEMA", "PRUNING_SCHEMA", "HISTORY_SCHEMA", "FILTERS_SCHEMA", "LATENCY_SCHEMA", "SCHEMAS", "KEYS", "TABLES", "COMPRESSED",
+    "PRUNERS", "RUNS_SCHEMA", "PRUNING_SCHEMA", "HISTORY_SCHEMA", "FILTERS_SCHEMA", "LATENCY_SCHEMA", "SCHEMAS", "KEYS", "TABLES", "COMPRESSED",
     "REPO_ROOT", "default_root", "path", "empty", "validate", "load", "append",
     "provenance", "make_run_id", "load_joined", "atomic_write_csv", "merge",
 ]
@@ -136,7 +136,14 @@ PRUNING_SCHEMA: dict[str, tuple[str, str]] = {
     "cost_s": ("float", "Wall-clock seconds measuring FLOPs, parameters and latency."),
     "notebook": ("str", "Executed notebook of a later pruning pass that produced the row "
                         "(`notebooks/prune_again.ipynb`); empty: the run's own notebook (`runs.notebook`)."),
+    "pruner": ("str", "Which pruner (`PRUNERS`): `plain`, the filters alone zeroed or removed (every row "
+                      "written before this column); `published`, the authors' code, which in `mask` mode also "
+                      "zeroes the smallest-|gamma| fraction of the BatchNorm scales it reaches "
+                      "(`bridgeout.quirks.published_bn_targets`)."),
 }
+
+#: The pruners a ``pruning`` row may name (its ``pruner`` column, part of the key).
+PRUNERS = ("plain", "published")
 
 HISTORY_SCHEMA: dict[str, tuple[str, str]] = {
     "run_id": ("str", "Run (`runs.run_id`)."),
@@ -187,7 +194,7 @@ TABLES = tuple(SCHEMAS)
 COMPRESSED = frozenset({"filters"})   # tables stored as ``<table>.csv.gz``
 KEYS = {
     "runs": ("run_id",),
-    "pruning": ("run_id", "criterion", "scope", "mode", "fraction", "recalibrate_bn", "finetune_epochs"),
+    "pruning": ("run_id", "criterion", "scope", "mode", "fraction", "recalibrate_bn", "finetune_epochs", "pruner"),
     "history": ("run_id", "epoch"),
     "filters": ("run_id", "layer", "filter"),
     "latency": ("run_id", "criterion", "fraction", "runtime", "batch_size", "threads"),
@@ -196,9 +203,9 @@ KEYS = {
 #: Nullable columns added after tables were first written: a table without them loads with
 #: them empty (and is written back with them on the next append).
 LATER_COLUMNS = {"runs": ("lam", "quirks", "precision", "weights", "weights_sha256", "weights_bytes"),
-                 "pruning": ("notebook",), "filters": ("bn_mean", "bn_var")}
+                 "pruning": ("notebook", "pruner"), "filters": ("bn_mean", "bn_var")}
 #: The value a later column takes in rows written before it existed (default: empty).
-LATER_VALUES = {"runs": {"precision": "fp32"}}
+LATER_VALUES = {"runs": {"precision": "fp32"}, "pruning": {"pruner": "plain"}}
 
 # Columns that may be empty / NaN. Everything else is required.
 _NULLABLE = {
@@ -262,13 +269,13 @@ def _choices() -> dict[str, dict[str, tuple[str, ...]]]:
         "runs": {"model": tuple(models.MODELS), "regularizer": tuple(models.REGULARIZERS),
                  "dataset": tuple(data.DATASETS), "protocol": protocols, "select": select,
                  "precision": precisions},
-        "pruning": {"mode": _MODE_NAMES, "scope": _SCOPE_NAMES},
+        "pruning": {"mode": _MODE_NAMES, "scope": _SCOPE_NAMES, "pruner": PRUNERS},
         "latency": {"runtime": RUNTIMES},
     }
     try:  # prune.py defines the authoritative lists; fall back to the contract's.
         from . import prune
         out["pruning"] = {"mode": tuple(prune.MODES), "scope": tuple(prune.SCOPES),
-                          "criterion": tuple(prune.CRITERIA)}
+                          "criterion": tuple(prune.CRITERIA), "pruner": PRUNERS}
         out["latency"]["criterion"] = tuple(prune.CRITERIA)
     except ImportError:  # pragma: no cover - only while prune.py is missing
         pass
@@ -367,7 +374,8 @@ def validate(table: str, df: pd.DataFrame, *, source: str | None = None, first_l
     """Check ``df`` against the schema of ``table`` and return a typed copy.
 
     Columns of :data:`LATER_COLUMNS` that ``df`` lacks (rows written before they existed)
-    take their :data:`LATER_VALUES` value (default empty). Raises ``ValueError`` naming
+    take their :data:`LATER_VALUES` value (default empty), and so do empty cells of such a
+    column that has a value (a table padded with empty cells). Raises ``ValueError`` naming
     ``source`` (a file name or description), the row (as the
     CSV line number, ``first_line`` for the first data row) and the column for: missing or
     unexpected columns, values of the wrong type, missing required values, values out of
@@ -384,6 +392,11 @@ def validate(table: str, df: pd.DataFrame, *, source: str | None = None, first_l
         for col in later:
             df[col] = LATER_VALUES.get(table, {}).get(col)
         df = df[[c for c in schema if c in df.columns] + [c for c in df.columns if c not in schema]]
+    implicit = {c: v for c, v in LATER_VALUES.get(table, {}).items() if c in df.columns and c not in later}
+    if implicit and any(df[c].map(_is_missing).any() for c in implicit):
+        df = df.copy()
+        for col, v in implicit.items():
+            df[col] = [v if _is_missing(x) else x for x in df[col].tolist()]
     cols = list(df.columns)
     missing = [c for c in schema if c not in cols]
     extra = [c for c in cols if c not in schema]
@@ -730,17 +743,23 @@ def make_run_id(params: Mapping) -> str:
 
 
 # --------------------------------------------------------------------------- joins
-def load_joined(root=None, table: str = "pruning") -> pd.DataFrame:
+def load_joined(root=None, table: str = "pruning", *, pruner: str | None = "plain") -> pd.DataFrame:
     """Rows of ``table`` (default ``pruning``) with the parameters of their run merged in.
 
     Columns: the table's own, then the run columns that are not already present (model,
     regularizer, dataset, protocol, width, epochs, seed, ...). Rows whose run is not (yet)
-    in ``runs.csv`` are dropped: only finished runs are shown.
+    in ``runs.csv`` are dropped: only finished runs are shown. ``pruning`` rows are those of
+    ``pruner`` (default ``"plain"``, so that a mean over a run's rows never mixes pruners;
+    ``None``: every pruner's).
     """
     if table not in ("pruning", "history", "filters", "latency"):
         raise ValueError(f"table must be 'pruning', 'history', 'filters' or 'latency' to join with runs, "
                          f"got {table!r}")
+    if pruner is not None:
+        check_choice("pruner", pruner, PRUNERS)
     rows = load(table, root)
+    if table == "pruning" and pruner is not None:
+        rows = rows[rows["pruner"] == pruner]
     runs = load("runs", root)
     run_cols = ["run_id"] + [c for c in runs.columns if c not in rows.columns]
     return rows.merge(runs[run_cols], on="run_id", how="inner", validate="many_to_one")

@@ -153,3 +153,30 @@ def test_filter_stats_pass_rewrites_filter_rows_from_the_weights(recorded, tmp_p
     assert list(s["filter_rows"]) == [len(own)] and list(s["pruning_rows"]) == [0]
     pd.testing.assert_frame_equal(results.load("filters", bare).reset_index(drop=True), own)
     assert list(again.run_pass([rid], results_dir=bare, **kw)["filter_rows"]) == [0]   # resumed: done
+
+
+def test_published_pruner_rows_are_their_own_and_kept_out_of_joined_means(recorded, tmp_path):
+    import shutil
+    rd, rid = Path(recorded["params"]["results_dir"]), recorded["run_id"]
+    root = tmp_path / "results"
+    shutil.copytree(rd, root)
+    kw = dict(criteria=["l2"], modes=["mask", "remove"], fractions=[0.0, 0.5], results_dir=root,
+              checkpoint_dir=recorded["params"]["checkpoint_dir"], data_root=recorded["data"], progress=False)
+    plain = results.load("pruning", root)
+    s = again.run_pass([rid], pruner="published", **kw)
+    # the run recorded mask rows only: the published pruner's mask rows and the (plain) remove rows
+    # are new; the published pruner's remove rows are the plain pruner's, keyed as such
+    assert list(s["pruning_rows"]) == [4]
+    assert set(zip(*[results.load("pruning", root).query("mode == 'remove'")[c] for c in ("pruner",)])) == {("plain",)}
+    pr = results.load("pruning", root)
+    pub = pr[pr["pruner"] == "published"]
+    assert len(pub) == 2 and set(pub["mode"]) == {"mask"}
+    # LeNet-5 has no BatchNorm for the published pruner to reach: same accuracy as the plain rows
+    base = plain[(plain["mode"] == "mask") & (plain["criterion"] == "l2")].set_index("fraction")["test_acc"]
+    assert pub.set_index("fraction")["test_acc"].to_dict() == {f: base[f] for f in (0.0, 0.5)}
+    assert set(results.load_joined(root)["pruner"]) == {"plain"}                    # means never mix
+    assert set(results.load_joined(root, pruner=None)["pruner"]) == {"plain", "published"}
+    assert set(results.load_joined(root, pruner="published")["pruner"]) == {"published"}
+    with pytest.raises(ValueError, match="pruner"):
+        results.load_joined(root, pruner="authors")
+    assert list(again.run_pass([rid], pruner="published", **kw)["pruning_rows"]) == [0]   # resumed

@@ -97,5 +97,8 @@ def test_sweep_with_bn_scales_changes_mask_rows_only():
     mask = (a["mode"] == "mask") & (a["fraction"] == 0.5)
     assert not np.isclose(a.loc[mask, "test_loss"], b.loc[mask, "test_loss"]).all()
     assert np.allclose(a.loc[~mask, "test_loss"], b.loc[~mask, "test_loss"])
+    # the rows say whose pruner: the published one masks only, so its remove rows are plain
+    assert set(a["pruner"]) == {"plain"}
+    assert (b["pruner"] == np.where(b["mode"] == "mask", "published", "plain")).all()
     with pytest.raises(ValueError, match="bn_scales must be True or False"):
         prune.sweep(model, dd, bn_scales="yes", **kw)

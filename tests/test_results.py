@@ -46,7 +46,7 @@ def pruning_df(run_id="r1", fractions=(0.0, 0.5), modes=("mask",)) -> pd.DataFra
                          "flops": 5000, "flops_effective": 4000,
                          "latency_b1_ms": math.nan if mode == "mask" else 0.5, "latency_b128_ms": math.nan,
                          "recalibrate_bn": False, "finetune_epochs": 0, "prune_s": 0.01, "adjust_s": 0.0,
-                         "eval_s": 0.1, "cost_s": 0.02, "notebook": ""})
+                         "eval_s": 0.1, "cost_s": 0.02, "notebook": "", "pruner": "plain"})
     return pd.DataFrame(rows)
 
 
