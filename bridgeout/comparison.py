@@ -27,7 +27,7 @@ import pandas as pd
 
 __all__ = ["ARMS", "ARM_LABELS", "ARM_COLORS", "arm_of", "arms_in", "load", "accuracy", "relative",
            "paper_relative", "summary", "versus_paper", "versus_paper_markdown", "training_check", "outcome",
-           "outcome_sentence", "plot_training", "plot_pruning", "plot_filter_norms", "arm_handles"]
+           "outcome_sentence", "channel_energy", "energy_removed", "plot_training", "plot_pruning", "plot_filter_norms", "arm_handles"]
 
 #: Arms in display order, with their legend labels.
 ARM_LABELS = {
@@ -234,6 +234,47 @@ def outcome(summ: pd.DataFrame, *, arm: str = "bridgeout", baselines: Sequence[s
                      "baseline_mean": float(at.loc[best, "mean"]), "difference": diff,
                      "ahead": diff > 0, "clearly_ahead": bool(math.isfinite(sd) and diff > sd),
                      "n": int(at["n"].min())})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------ mechanism
+def channel_energy(filters: pd.DataFrame, eps: float = 1e-5) -> pd.Series:
+    """Second moment of each channel's BatchNorm output in eval mode when its input has the
+    recorded running mean and variance: ``gamma**2 * var / (var + eps) + beta**2``
+    (:class:`torch.nn.BatchNorm2d`'s default ``eps``). NaN where the row has no BatchNorm or
+    no running statistics (rows written before ``bn_var`` was recorded)."""
+    var = filters["bn_var"].astype(float)
+    return filters["gamma"].astype(float) ** 2 * var / (var + eps) + filters["beta"].astype(float) ** 2
+
+
+def energy_removed(filters: pd.DataFrame, fraction: float, eps: float = 1e-5) -> pd.DataFrame:
+    """Per run: the share of the post-BatchNorm channel energy (:func:`channel_energy`) that
+    the channels of the pruned filters carry, when the ``fraction`` of smallest-L2-norm filters
+    of every layer is pruned (:func:`bridgeout.prune.n_pruned` per layer, ties to the lower
+    index, as :func:`bridgeout.prune.select`). Columns ``run_id, share`` (pooled over the
+    layers: removed energy / total energy) and ``layer_mean`` (the mean of the per-layer
+    shares), plus ``arm`` and ``seed`` when the rows have them. Layers without running
+    statistics are left out; a run with none gets NaN."""
+    from .prune import n_pruned
+    f = filters.assign(energy=channel_energy(filters, eps))
+    rows = []
+    for rid, run in f.groupby("run_id", sort=False):
+        removed = total = 0.0
+        shares = []
+        for _, layer in run.groupby("layer", sort=False):
+            if layer["energy"].isna().any():
+                continue
+            order = layer.sort_values(["norm", "filter"], kind="stable")
+            k = n_pruned(len(order), fraction)
+            gone, all_ = float(order["energy"].iloc[:k].sum()), float(order["energy"].sum())
+            removed, total = removed + gone, total + all_
+            shares.append(gone / all_ if all_ > 0 else math.nan)
+        row = {"run_id": rid, "share": removed / total if total > 0 else math.nan,
+               "layer_mean": float(np.nanmean(shares)) if shares else math.nan}
+        for col in ("arm", "seed"):
+            if col in run:
+                row[col] = run[col].iloc[0]
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

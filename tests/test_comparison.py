@@ -139,3 +139,37 @@ def test_relative_pruning_panel_draws_shares(tmp_path):
     ys = [line.get_ydata() for line in ax.lines]
     assert max(max(y) for y in ys) == pytest.approx(100.0)           # every curve starts at 100 %
     plt.close(fig)
+
+
+def _filters():
+    # one run, two layers of 4 filters; layer b has no running statistics (an older row)
+    rows = []
+    for layer, norms, gammas in (("a", [0.4, 0.1, 0.3, 0.2], [1.0, 0.5, 2.0, 0.25]),
+                                 ("b", [0.1, 0.2, 0.3, 0.4], [1.0, 1.0, 1.0, 1.0])):
+        for i, (n, g) in enumerate(zip(norms, gammas)):
+            rows.append({"run_id": "r", "arm": "bridgeout", "seed": 0, "layer": layer, "filter": i, "norm": n,
+                         "gamma": g, "beta": 0.5 if layer == "a" else 0.0,
+                         "bn_mean": 0.0 if layer == "a" else math.nan, "bn_var": 1.0 if layer == "a" else math.nan})
+    return pd.DataFrame(rows)
+
+
+def test_channel_energy_and_the_share_the_pruned_filters_carry():
+    f = _filters()
+    e = comparison.channel_energy(f, eps=0.0)
+    assert e.iloc[:4].tolist() == pytest.approx([1.25, 0.5, 4.25, 0.3125])     # gamma^2 + beta^2
+    assert e.iloc[4:].isna().all()
+    # the BatchNorm's eps shrinks the variance part: gamma^2 var / (var + eps)
+    assert comparison.channel_energy(f, eps=1.0).iloc[0] == pytest.approx(0.5 + 0.25)
+    # 50 %: the two smallest norms of layer a are filters 1 and 3 (energies 0.5 and 0.3125);
+    # layer b has no running statistics and is left out
+    out = comparison.energy_removed(f, 0.5, eps=0.0).iloc[0]
+    assert out["share"] == pytest.approx((0.5 + 0.3125) / 6.3125)
+    assert out["layer_mean"] == pytest.approx(out["share"]) and out["arm"] == "bridgeout"
+    # ties in norm go to the lower filter index, as bridgeout.prune.select does
+    tied = f.assign(norm=0.1)
+    assert comparison.energy_removed(tied, 0.25, eps=0.0).iloc[0]["share"] == pytest.approx(1.25 / 6.3125)
+    from bridgeout import prune
+    import torch
+    assert prune.select([torch.full((4,), 0.1)], 0.25)[0].tolist() == [0]
+    # no statistics at all: NaN, not 0
+    assert math.isnan(comparison.energy_removed(f[f["layer"] == "b"], 0.5).iloc[0]["share"])
