@@ -27,7 +27,7 @@ import pandas as pd
 
 __all__ = ["ARMS", "ARM_LABELS", "ARM_COLORS", "arm_of", "arms_in", "load", "accuracy", "relative",
            "paper_relative", "summary", "versus_paper", "versus_paper_markdown", "training_check", "outcome",
-           "outcome_sentence", "channel_energy", "energy_removed", "plot_training", "plot_pruning", "plot_filter_norms", "arm_handles"]
+           "outcome_sentence", "channel_energy", "energy_removed", "bn_recovery", "correlation", "plot_training", "plot_pruning", "plot_filter_norms", "arm_handles"]
 
 #: Arms in display order, with their legend labels.
 ARM_LABELS = {
@@ -276,6 +276,35 @@ def energy_removed(filters: pd.DataFrame, fraction: float, eps: float = 1e-5) ->
                 row[col] = run[col].iloc[0]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def bn_recovery(acc: pd.DataFrame, acc_recal: pd.DataFrame, fraction: float) -> pd.DataFrame:
+    """Per run: how much of the one-shot loss at ``fraction`` re-estimating the BatchNorm
+    statistics wins back, ``(recal - one_shot) / (unpruned - one_shot)`` (``recovered``; NaN when
+    one shot lost nothing), beside ``unpruned``, ``one_shot`` and ``recal`` (accuracies of
+    :func:`accuracy` without and with ``recalibrate_bn``, same run and fraction)."""
+    def at(a, f):
+        return a[np.isclose(a["fraction"], f)].set_index("run_id")
+    one, rec, base = at(acc, fraction), at(acc_recal, fraction), at(acc, 0.0)
+    ids = [r for r in one.index if r in rec.index and r in base.index]
+    out = pd.DataFrame({"run_id": ids, "arm": [one.loc[r, "arm"] for r in ids],
+                        "seed": [one.loc[r, "seed"] for r in ids],
+                        "unpruned": [float(base.loc[r, "test_acc"]) for r in ids],
+                        "one_shot": [float(one.loc[r, "test_acc"]) for r in ids],
+                        "recal": [float(rec.loc[r, "test_acc"]) for r in ids]})
+    lost = out["unpruned"] - out["one_shot"]
+    out["recovered"] = np.where(lost > 0, (out["recal"] - out["one_shot"]) / lost.where(lost > 0), np.nan)
+    return out
+
+
+def correlation(x, y) -> tuple[float, int]:
+    """Pearson's r of the finite pairs of ``x`` and ``y`` and their number (NaN below 3)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    n = int(ok.sum())
+    if n < 3 or np.std(x[ok]) == 0 or np.std(y[ok]) == 0:
+        return math.nan, n
+    return float(np.corrcoef(x[ok], y[ok])[0, 1]), n
 
 
 # ------------------------------------------------------------------------------ figures

@@ -173,3 +173,19 @@ def test_channel_energy_and_the_share_the_pruned_filters_carry():
     assert prune.select([torch.full((4,), 0.1)], 0.25)[0].tolist() == [0]
     # no statistics at all: NaN, not 0
     assert math.isnan(comparison.energy_removed(f[f["layer"] == "b"], 0.5).iloc[0]["share"])
+
+
+def test_bn_recovery_and_correlation():
+    acc = _acc()
+    recal = acc.assign(test_acc=acc["test_acc"] + np.where(acc["fraction"] > 0, 0.1, 0.0))
+    r = comparison.bn_recovery(acc, recal, 0.5).set_index("run_id")
+    # weight decay seed 0: unpruned 0.9, one shot 0.9 - 0.75 = 0.15, re-estimated 0.25: 0.1 / 0.75
+    assert r.loc["weight_decay0", "recovered"] == pytest.approx(0.1 / 0.75)
+    assert r.loc["weight_decay0", ["unpruned", "one_shot", "recal"]].tolist() == pytest.approx([0.9, 0.15, 0.25])
+    assert len(r) == 6 and set(r["arm"]) == {"weight_decay", "dropout", "bridgeout"}
+    assert comparison.bn_recovery(acc, recal, 0.0)["recovered"].isna().all()     # nothing lost at 0 %
+    assert comparison.correlation([1, 2, 3, 4], [2, 4, 6, 8.5])[0] == pytest.approx(np.corrcoef(
+        [1, 2, 3, 4], [2, 4, 6, 8.5])[0, 1])
+    assert comparison.correlation([1, 2, float("nan"), 4, 5], [5, 4, 0, 2, 1]) == (pytest.approx(-1.0), 4)   # the NaN pair dropped
+    r2, n = comparison.correlation([1, 2], [2, 1])
+    assert math.isnan(r2) and n == 2
