@@ -520,8 +520,12 @@ def test_result_chapters_draw_synthetic_rows(tmp_path, monkeypatch):
             "fractions (20 %: +12.0 points against targeted Dropout") in text
     assert "| weight decay only (1) | 85.0 / 93.2 |" in text and "1 seed(s) per arm" in text
     assert "With BatchNorm re-estimated, Batch Bridgeout keeps more than both baselines" in text
+    # why the curves differ: every cause listed, measured where the tables allow
+    assert "| candidate cause | what the runs show | status |" in text
+    assert "| width (VGG-16 at a quarter of its channels) | the paper's ResNet at its own width, one shot" in text
+    assert "| training length (26 epochs instead of 230) | the same comparison at 52 epochs" in text
     # ResNet / CIFAR-10 has the CPU-scale runs of its own section: 4 panels not run at all
-    assert "run at the published scale" in text and text.count("not run yet") == 4
+    assert "run at the published scale" in text and text.count(">not run yet<") == 4   # status table cells
     assert "6 of 12 runs finished" in text and "targeted DropConnect (signed, q = 2) 0" in text
     # at 30 %: WD 0.85 - 0.36 (+0.01 seed 1) -> 49.5 mean; BB 0.85 - 0.12 -> 73.5
     assert "weight decay only 49.5 ± 0.7" in text and "Batch Bridgeout (q = 1.5) 73.5 ± 0.7" in text
