@@ -133,21 +133,24 @@ def load_trained(run_id: str, *, results_dir="data/results", checkpoint_dir="~/.
 
 
 def prune_rows(t: Trained, *, criteria: Sequence[str] = ("l2",), modes: Sequence[str] = ("mask",),
+               scopes: Sequence[str] = ("layer",),
                fractions: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
                recalibrate_bn: bool = False, finetune_epochs: int = 0, notebook: str = "",
                pruner: str = "plain", progress: bool = False) -> pd.DataFrame:
-    """``pruning.csv`` rows of the reloaded network (:func:`bridgeout.prune.sweep`, layer
-    scope, no latency), seeded with the run's seed, naming ``notebook``; validated.
-    ``pruner="published"``: the authors' pruner (mask rows also zero the BatchNorm scales it
-    reaches: the ``bn_scale_pruning`` quirk) on the same weights."""
+    """``pruning.csv`` rows of the reloaded network (:func:`bridgeout.prune.sweep`, no
+    latency; ``scopes``: per-layer and/or global ranking), seeded with the run's seed,
+    naming ``notebook``; validated.
+    ``pruner``: ``"published"``, the authors' pruner (mask rows also zero the BatchNorm scales
+    it reaches: the ``bn_scale_pruning`` quirk) on the same weights; ``"mean"``, mean
+    replacement (:func:`bridgeout.prune.sweep`)."""
     from . import prune
     from ._validate import check_choice
     pruner = check_choice("pruner", pruner, results.PRUNERS)
     sw = prune.sweep(t.model, t.data, fractions=tuple(fractions), criteria=tuple(criteria),
-                     scopes=("layer",), modes=tuple(modes), recalibrate_bn=recalibrate_bn,
+                     scopes=tuple(scopes), modes=tuple(modes), recalibrate_bn=recalibrate_bn,
                      finetune_epochs=finetune_epochs, device=t.data.device, latency=False,
                      dataset=t.params["dataset"], seed=t.params["seed"], progress=progress,
-                     bn_scales=pruner == "published")
+                     pruner=pruner)
     sw.insert(0, "run_id", t.params["run_id"])
     sw["notebook"] = notebook
     return results.validate("pruning", sw[list(results.PRUNING_SCHEMA)],
@@ -276,7 +279,7 @@ def _missing(table: str, frame: pd.DataFrame, root) -> pd.DataFrame:
 
 
 def run_pass(run_ids: Sequence[str], *, criteria: Sequence[str] = ("l2",), modes: Sequence[str] = ("mask",),
-             fractions: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+             scopes: Sequence[str] = ("layer",), fractions: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
              recalibrate_bn: Sequence[bool] = (False,), finetune_epochs: int = 0,
              latency_fractions: Sequence[float] = (), latency_criterion: str = "l2", threads: int = 1,
              batch_sizes: Sequence[int] = (1, 128), repeats: int = 10, quiet_limit: float = 0.15,
@@ -291,16 +294,17 @@ def run_pass(run_ids: Sequence[str], *, criteria: Sequence[str] = ("l2",), modes
     run's timing the CPU must be quiet (:func:`require_quiet` with ``quiet_limit``).
     ``filter_stats``: rewrite the run's ``filters.csv`` rows from its weights where they lack
     the BatchNorm running statistics (:func:`filter_rows`; the other columns come out equal).
-    ``pruner``: whose pruner (:data:`bridgeout.results.PRUNERS`; :func:`prune_rows`).
+    ``pruner``: whose pruner (:data:`bridgeout.results.PRUNERS`; :func:`prune_rows`);
+    ``scopes``: ``"layer"`` (the paper's ranking within each layer) and/or ``"global"``.
     """
     from .experiment import _repo_path
     root = _repo_path(results_dir)
     # the published pruner differs in mask mode only; its remove rows are the plain pruner's
-    want_p = pd.DataFrame([{"run_id": r, "criterion": c, "scope": "layer", "mode": m, "fraction": float(f),
+    want_p = pd.DataFrame([{"run_id": r, "criterion": c, "scope": sc, "mode": m, "fraction": float(f),
                             "recalibrate_bn": bool(rb), "finetune_epochs": int(finetune_epochs),
                             "pruner": pruner if m == "mask" else "plain"}
-                           for r in run_ids for c in criteria for m in modes for f in fractions
-                           for rb in recalibrate_bn])
+                           for r in run_ids for c in criteria for sc in scopes for m in modes
+                           for f in fractions for rb in recalibrate_bn])
     want_l = pd.DataFrame([{"run_id": r, "criterion": latency_criterion, "fraction": float(f), "runtime": rt,
                             "batch_size": int(b), "threads": int(threads)}
                            for r in run_ids for f in latency_fractions for rt in results.RUNTIMES
@@ -318,7 +322,8 @@ def run_pass(run_ids: Sequence[str], *, criteria: Sequence[str] = ("l2",), modes
             row["recorded_acc"], row["reloaded_acc"] = float(t.run["final_test_acc"]), t.test_acc
             for rb in recalibrate_bn:
                 if len(todo_p) and (todo_p["recalibrate_bn"].astype(str) == str(bool(rb))).any():
-                    rows = prune_rows(t, criteria=criteria, modes=modes, fractions=fractions, recalibrate_bn=rb,
+                    rows = prune_rows(t, criteria=criteria, modes=modes, scopes=scopes, fractions=fractions,
+                                      recalibrate_bn=rb,
                                       finetune_epochs=finetune_epochs, notebook=notebook, pruner=pruner,
                                       progress=progress)
                     row["pruning_rows"] += results.append("pruning", rows, root, keyed=True)

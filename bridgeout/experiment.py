@@ -283,7 +283,7 @@ def sweep_model(params: Mapping, model, dd, *, progress: bool = True) -> pd.Data
     parts = [prune.sweep(model, dd, fractions=tuple(params["fractions"]),
                          criteria=tuple(params["prune_criteria"]), scopes=tuple(params["prune_scopes"]),
                          modes=tuple(params["prune_modes"]), recalibrate_bn=recal, device=dd.device,
-                         bn_scales="bn_scale_pruning" in params.get("quirks", ()),
+                         pruner="published" if "bn_scale_pruning" in params.get("quirks", ()) else "plain",
                          latency=params["latency"] and not recal, dataset=params["dataset"],
                          seed=params["seed"], progress=progress)
              for recal in params.get("prune_recalibrate_bn", [False])]

@@ -644,7 +644,7 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
           modes: Iterable[str] = ("mask",), recalibrate_bn: bool | int = False,
           finetune_epochs: int = 0, device=None, latency: bool = True,
           dataset: str | None = None, seed: int = 0, progress: bool = True,
-          batch_size: int = 1000, bn_scales: bool = False):
+          batch_size: int = 1000, pruner: str = "plain"):
     """Prune ``model`` at every ``(criterion, scope, mode, fraction)`` and evaluate it.
 
     One shot, no retraining unless asked: every pruned model starts from ``model``'s
@@ -668,10 +668,13 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
             unpruned model (rows with fraction 0); NaN elsewhere.
         seed: seeds the ``"random"`` criterion, BN re-estimation and fine-tuning.
         progress: show a tqdm bar.
-        bn_scales: also zero, in mask rows, the smallest-``|gamma|`` fraction of the BatchNorm
-            scales the published pruner reached (the ``bn_scale_pruning`` quirk,
-            :func:`bridgeout.quirks.prune_bn_scales_`); those rows name ``pruner="published"``,
-            the rest ``"plain"`` (remove rows are unaffected: the authors' code only masks).
+        pruner: what a mask row does besides zeroing the selected filters
+            (:data:`bridgeout.results.PRUNERS`, the rows' ``pruner`` column): ``"plain"``
+            nothing; ``"published"`` also zeroes the smallest-``|gamma|`` fraction of the
+            BatchNorm scales the authors' pruner reached (the ``bn_scale_pruning`` quirk,
+            :func:`bridgeout.quirks.prune_bn_scales_`); ``"mean"`` keeps each zeroed filter's
+            channel at its mean BatchNorm output (:func:`bridgeout.repair.keep_channel_means_`).
+            Remove rows are always ``"plain"`` (both variants act on masked channels).
         batch_size: evaluation batch size.  Evaluation is
             :func:`bridgeout.train.evaluate` on the device-resident test set (bf16 autocast
             and channels-last on CUDA, float32 on the CPU).
@@ -700,8 +703,8 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
     scopes = _check_seq("scopes", scopes, lambda v: check_choice("scope", v, SCOPES))
     modes = _check_seq("modes", modes, lambda v: check_choice("mode", v, MODES))
     recal_batches = _check_recal(recalibrate_bn)
-    if not isinstance(bn_scales, bool):
-        raise ValueError(f"bn_scales must be True or False, got {bn_scales!r}")
+    from .results import PRUNERS
+    pruner = check_choice("pruner", pruner, PRUNERS)
     if isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, (int, np.integer)) \
             or finetune_epochs < 0:
         raise ValueError(f"finetune_epochs must be an integer >= 0, got {finetune_epochs!r}")
@@ -709,7 +712,7 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
     device = _resolve_device(device, data)
     data = as_device_data(data, dataset, device)
     run = _Sweep(model, data, device, recal_batches=recal_batches, finetune_epochs=int(finetune_epochs),
-                 latency=latency, seed=seed, batch_size=batch_size, bn_scales=bn_scales)
+                 latency=latency, seed=seed, batch_size=batch_size, pruner=pruner)
 
     bar = None
     if progress:
@@ -726,7 +729,7 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
                 for fraction in fractions:
                     row = dict(criterion=criterion, scope=scope, mode=mode, fraction=fraction,
                                recalibrate_bn=bool(recal_batches), finetune_epochs=int(finetune_epochs),
-                               pruner="published" if bn_scales and mode == "mask" else "plain")
+                               pruner=pruner if mode == "mask" else "plain")
                     if fraction == 0.0:
                         row.update(run.unpruned())
                     elif mode == "mask":
@@ -752,10 +755,10 @@ class _Sweep:
     once). Each ``*_row`` method returns the measured columns of one row."""
 
     def __init__(self, model, data, device, *, recal_batches, finetune_epochs, latency, seed, batch_size,
-                 bn_scales):
+                 pruner):
         self.data, self.device, self.seed, self.batch_size = data, device, seed, batch_size
         self.recal_batches, self.finetune_epochs = recal_batches, finetune_epochs
-        self.latency, self.bn_scales = latency, bn_scales
+        self.latency, self.pruner = latency, pruner
         self.base = _for_device(_plain_copy(model).to(device).eval(), device)
         self.example = data.normalize(data.x_test[:1])
         self.input_shape = tuple(self.example.shape[1:])
@@ -809,14 +812,17 @@ class _Sweep:
     def mask_row(self, conv_scores, fraction, criterion, scope) -> dict:
         """Zero the selected filters of a reused working copy (weights restored first)."""
         from .quirks import prune_bn_scales_
+        from .repair import keep_channel_means_
         t0 = time.perf_counter()
         if self._work is None:
             self._work = copy.deepcopy(self.base)
         self._work.load_state_dict(self.base_state)
         selection = _mask_selection_from_scores(self.convs, conv_scores, fraction, criterion, scope)
         pruned = _apply_mask(self._work, selection)
-        if self.bn_scales:
+        if self.pruner == "published":
             prune_bn_scales_(pruned, fraction)
+        elif self.pruner == "mean":
+            keep_channel_means_(pruned, selection)
         t1 = time.perf_counter()
         pruned = self.adjust(pruned, selection)
         if pruned is not self._work:          # fine-tuning returned another module

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["recalibrate_batchnorm", "finetune", "FINETUNE_LR"]
+__all__ = ["recalibrate_batchnorm", "keep_channel_means_", "finetune", "FINETUNE_LR"]
 
 _BN_RECAL_BATCHES = 50   # batches of 128 training images for recalibrate_bn=True
 FINETUNE_LR = 0.01       # learning rate of the short fine-tuning (constant over its 1-2 epochs)
@@ -48,6 +48,38 @@ def recalibrate_batchnorm(model: nn.Module, data, batches: int = _BN_RECAL_BATCH
         for m, flag in flags:
             m.training = flag
     return model
+
+
+@torch.no_grad()
+def keep_channel_means_(model: nn.Module, selection: dict[str, torch.Tensor]) -> dict[str, str]:
+    """Mean replacement for zeroed filters, in place: each zeroed filter's channel keeps its
+    mean BatchNorm output instead of a shifted constant.
+
+    A zeroed filter outputs its bias :math:`b` (0 without one) at every position, so the
+    BatchNorm after it outputs the constant :math:`\\gamma (b - \\mu)/\\sqrt{\\sigma^2 + \\epsilon}
+    + \\beta`, where :math:`\\mu, \\sigma^2` are the running statistics of the *unpruned*
+    channel: not the channel's mean output :math:`\\beta` (exactly its mean when :math:`\\mu`
+    is the mean of the conv output). Setting that channel's running mean to :math:`b` makes the
+    pruned channel output :math:`\\beta`, its mean before pruning, so the next layer sees the
+    channel's average instead of an arbitrary offset; nothing else changes.
+
+    ``selection``: ``{conv name: indices of its zeroed filters}`` (as the mask pruner
+    selects them). Returns ``{conv name: BatchNorm name}`` of the channels changed; a conv
+    that feeds no BatchNorm is left as it is (its zeroed filters output their bias)."""
+    from .filters import conv_batchnorm_pairs
+    pairs = conv_batchnorm_pairs(model)
+    mods = dict(model.named_modules())
+    done = {}
+    for name, idxs in selection.items():
+        bn = pairs.get(name)
+        if bn is None or not len(idxs) or mods[bn].running_mean is None:
+            continue
+        conv, norm = mods[name], mods[bn]
+        idxs = idxs.to(norm.running_mean.device)
+        bias = conv.bias[idxs].to(norm.running_mean) if conv.bias is not None else 0.0
+        norm.running_mean[idxs] = bias
+        done[name] = bn
+    return done
 
 
 def _finetune(model: nn.Module, data, epochs: int, selection, seed: int, device) -> nn.Module:

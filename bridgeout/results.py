@@ -139,11 +139,12 @@ PRUNING_SCHEMA: dict[str, tuple[str, str]] = {
     "pruner": ("str", "Which pruner (`PRUNERS`): `plain`, the filters alone zeroed or removed (every row "
                       "written before this column); `published`, the authors' code, which in `mask` mode also "
                       "zeroes the smallest-|gamma| fraction of the BatchNorm scales it reaches "
-                      "(`bridgeout.quirks.published_bn_targets`)."),
+                      "(`bridgeout.quirks.published_bn_targets`); `mean`, mean replacement: each zeroed filter's "
+                      "channel keeps its mean BatchNorm output (`bridgeout.repair.keep_channel_means_`)."),
 }
 
 #: The pruners a ``pruning`` row may name (its ``pruner`` column, part of the key).
-PRUNERS = ("plain", "published")
+PRUNERS = ("plain", "published", "mean")
 
 HISTORY_SCHEMA: dict[str, tuple[str, str]] = {
     "run_id": ("str", "Run (`runs.run_id`)."),

@@ -212,6 +212,24 @@ window.addEventListener('load', function () { setTimeout(function () {
                   text: (el.textContent || '').trim().split('\\n')[0].slice(0, 80)});
       }
     });
+    // words broken across lines inside a table cell ("resne|t"): a word whose text spans
+    // more than one line box; hyphens and slashes are allowed break points, so they split words
+    var broken = [];
+    art.querySelectorAll('td, th').forEach(function (cell) {
+      var walk = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+      var node;
+      while ((node = walk.nextNode())) {
+        var re = /[^\s\-\/\u2013\u2014]+/g, m;
+        while ((m = re.exec(node.data))) {
+          var range = document.createRange();
+          range.setStart(node, m.index); range.setEnd(node, m.index + m[0].length);
+          var tops = {};
+          Array.prototype.forEach.call(range.getClientRects(), function (r) { if (r.width > 0) tops[Math.round(r.top)] = 1; });
+          if (Object.keys(tops).length > 1) broken.push(m[0]);
+        }
+      }
+    });
+    var verdict = document.querySelector('.verdict');
     var rep = document.createElement('pre');
     rep.id = 'bridgeout-layout-report';
     rep.style.display = 'none';
@@ -220,7 +238,9 @@ window.addEventListener('load', function () { setTimeout(function () {
       document.querySelectorAll('.search-button-field, form.bd-search'), shown).length;
     var hdr = document.querySelector('header.bd-header');
     rep.textContent = JSON.stringify({article_width: Math.round(art.getBoundingClientRect().width),
-                                      overflow: out, search_boxes: searches,
+                                      overflow: out, search_boxes: searches, broken: broken,
+                                      viewport_height: window.innerHeight,
+                                      verdict_bottom: verdict ? Math.round(verdict.getBoundingClientRect().bottom + window.scrollY) : null,
                                       header_height: hdr ? Math.round(hdr.getBoundingClientRect().height) : 0});
     document.body.appendChild(rep);
   }, 300);
@@ -229,7 +249,7 @@ window.addEventListener('load', function () { setTimeout(function () {
 """
 
 
-def layout_report(page: Path, profile: str, width: int = 1280) -> dict:
+def layout_report(page: Path, profile: str, width: int = 1280, height: int = 900) -> dict:
     """Open ``page`` in headless Chromium at ``width`` px and return ``{"article_width",
     "overflow": [...]}``: the code blocks, tables and cell outputs of the article that
     overflow sideways, every folded block opened. The page itself is not modified: a copy
@@ -246,7 +266,7 @@ def layout_report(page: Path, profile: str, width: int = 1280) -> dict:
         copy.write_text(src, encoding="utf-8")
         res = subprocess.run(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
-             "--disable-dev-shm-usage", f"--user-data-dir={profile}", f"--window-size={width},900",
+             "--disable-dev-shm-usage", f"--user-data-dir={profile}", f"--window-size={width},{height}",
              "--virtual-time-budget=8000", "--dump-dom", copy.as_uri()],
             capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": profile})
     assert res.returncode == 0, f"chromium failed on {page}: {res.stderr[-2000:]}"
@@ -364,11 +384,82 @@ def test_every_figure_is_numbered_and_every_glue_resolved(page):
 def test_no_code_or_table_overflows_at_1280px(page, browser_profile):
     """(b) At a 1280 px window, no code block, table or cell output of the article (folded
     ones opened) is wider than its box or reaches past the article's edge."""
-    rep = layout_report(HTML / f"{page}.html", browser_profile)
+    rep = _layout(page, browser_profile)
     assert not rep["overflow"], (f"{page}: {len(rep['overflow'])} element(s) overflow the "
                                  f"{rep['article_width']} px article: " + "; ".join(
                                      f"{o['tag']} {o['scroll']}>{o['box']} px: {o['text'][:50]!r}"
                                      for o in rep["overflow"][:8]))
+
+
+_LAYOUTS: dict[tuple[str, int, int], dict] = {}
+
+
+def _layout(page: str, profile: str, width: int = 1280, height: int = 900) -> dict:
+    """:func:`layout_report` of a page of the build, once per page and window size."""
+    key = (page, width, height)
+    if key not in _LAYOUTS:
+        _LAYOUTS[key] = layout_report(HTML / f"{page}.html", profile, width, height)
+    return _LAYOUTS[key]
+
+
+@needs_chromium
+@pytest.mark.parametrize("page", PAGES)
+def test_no_table_cell_breaks_a_word_at_1280px(page, browser_profile):
+    """At a 1280 px window no word of a table cell is split across two lines ("resne|t");
+    a wide table scrolls instead (hyphens and slashes are allowed break points)."""
+    rep = _layout(page, browser_profile)
+    assert not rep["broken"], f"{page}: {len(rep['broken'])} word(s) broken inside a table cell: {rep['broken'][:12]}"
+
+
+@needs_chromium
+@pytest.mark.parametrize("width,height", [(1280, 800), (390, 844)])
+def test_the_verdict_is_on_the_first_screen(width, height, browser_profile):
+    """The introduction's verdict box ends within the first screen, on a laptop and on a phone."""
+    rep = _layout("book/intro", browser_profile, width, height)
+    assert rep["verdict_bottom"] is not None, "the introduction has no element of class 'verdict'"
+    assert rep["verdict_bottom"] <= rep["viewport_height"], (
+        f"at {width} x {height} px the verdict ends at {rep['verdict_bottom']} px, below the first screen")
+
+
+class _Tables(html.parser.HTMLParser):
+    """The text of every table cell of a page: a list of tables, each a list of rows of cells."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr" and self.tables:
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None and self.tables and self.tables[-1]:
+            self.tables[-1][-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def test_the_claims_table_gives_every_claim_a_verdict():
+    """The reproduction chapter holds the claims table: one row per claim of
+    :func:`bridgeout.claims.table`, each with a verdict from the legend."""
+    from bridgeout import claims
+    _build_if_missing()
+    parsed = _Tables()
+    parsed.feed((HTML / "notebooks" / "reproduction.html").read_text(encoding="utf-8"))
+    found = [t for t in parsed.tables if t and t[0][:1] == ["verdict"]]
+    assert len(found) == 1, f"expected one claims table (first header 'verdict'), found {len(found)}"
+    rows = found[0][1:]
+    assert len(rows) == len(claims.table()), rows
+    assert all(r[0] in claims.VERDICTS for r in rows), [r[0] for r in rows]
+    assert all(len(r) == 4 and all(r) for r in rows), "a claims row has an empty cell"
 
 
 @needs_chromium
@@ -376,7 +467,7 @@ def test_no_code_or_table_overflows_at_1280px(page, browser_profile):
 def test_no_empty_header_bar_and_one_search_box_at_1280px(page, browser_profile):
     """At a 1280 px window the theme's top bar (which would hold only a second search box)
     is not shown: one search box, in the sidebar."""
-    rep = layout_report(HTML / f"{page}.html", browser_profile)
+    rep = _layout(page, browser_profile)
     assert rep["header_height"] == 0, f"{page}: a {rep['header_height']} px header bar is shown"
     assert rep["search_boxes"] == 1, f"{page}: {rep['search_boxes']} search boxes are shown"
 

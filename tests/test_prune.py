@@ -518,3 +518,51 @@ def test_non_finite_weights_are_refused_naming_the_layer():
     for mode in ("mask", "remove"):
         with pytest.raises(ValueError, match=r"features.1.conv.*filters \[3\] are not finite"):
             P.prune(m, 0.5, mode=mode)
+
+
+# --------------------------------------------------------------------------- mean replacement
+@pytest.mark.parametrize("name", ["vgg16", "resnet"])
+def test_keep_channel_means_makes_a_zeroed_channel_output_its_beta(name):
+    """After zeroing filters, a plain mask leaves their BatchNorm channels at the constant
+    gamma*(0 - mu)/sqrt(var + eps) + beta; mean replacement makes it beta, and touches
+    nothing else."""
+    from bridgeout.filters import conv_batchnorm_pairs
+    from bridgeout.repair import keep_channel_means_
+    model = randomise_bn(small(name), shift=True)
+    conv, bn = next((c, b) for c, b in conv_batchnorm_pairs(model).items() if b is not None)
+    mods = dict(model.named_modules())
+    idx = torch.tensor([0, 2])
+    with torch.no_grad():
+        mods[conv].weight[idx] = 0
+    before = snapshot(model)
+    outs = {}
+    h = mods[bn].register_forward_hook(lambda m, a, o: outs.__setitem__("y", o.detach().clone()))
+    model(x_for(model))
+    plain = outs["y"][:, idx]
+    beta, mu = mods[bn].bias.detach()[idx], mods[bn].running_mean.detach()[idx]
+    assert not torch.allclose(plain, beta[None, :, None, None].expand_as(plain), atol=1e-3)   # shifted by -gamma mu / sd
+    changed = keep_channel_means_(model, {conv: idx})
+    assert changed == {conv: bn}
+    model(x_for(model))
+    h.remove()
+    torch.testing.assert_close(outs["y"][:, idx], beta[None, :, None, None].expand_as(plain), atol=1e-6, rtol=0)
+    after = model.state_dict()
+    for k, v in before.items():          # only the running mean of the two channels moved
+        if k == f"{bn}.running_mean":
+            keep = torch.ones(len(v), dtype=torch.bool)
+            keep[idx] = False
+            assert torch.equal(after[k][keep], v[keep]) and torch.equal(after[k][idx], torch.zeros(2))
+            assert not torch.equal(mu, torch.zeros(2))
+        else:
+            assert torch.equal(after[k], v), k
+
+
+def test_sweep_with_mean_replacement_changes_masked_rows_only(data):
+    model = randomise_bn(small("vgg16"), shift=True)
+    kw = dict(fractions=(0.0, 0.5), modes=("mask", "remove"), latency=False, progress=False)
+    a = P.sweep(model, data, **kw)
+    b = P.sweep(model, data, pruner="mean", **kw)
+    mask = (a["mode"] == "mask") & (a["fraction"] == 0.5)
+    assert not np.isclose(a.loc[mask, "test_loss"], b.loc[mask, "test_loss"]).all()
+    assert np.allclose(a.loc[~mask, "test_loss"], b.loc[~mask, "test_loss"])
+    assert (b["pruner"] == np.where(b["mode"] == "mask", "mean", "plain")).all()

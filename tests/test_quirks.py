@@ -81,7 +81,7 @@ def test_prune_bn_scales_zeroes_the_smallest_gammas():
     assert bn.weight.tolist() == pytest.approx([0.5, 0, 0.3, 2.0, 0, 0, 1.0, 0.4])
 
 
-def test_sweep_with_bn_scales_changes_mask_rows_only():
+def test_sweep_with_the_published_pruner_changes_mask_rows_only():
     arrays = _blobs("cifar10", n_train=64, n_test=50)
     dd = data.DeviceData(arrays, "cifar10")
     torch.manual_seed(0)
@@ -93,12 +93,12 @@ def test_sweep_with_bn_scales_changes_mask_rows_only():
                 m.bias.uniform_(-0.2, 0.2)
     kw = dict(fractions=(0.0, 0.5), modes=("mask", "remove"), latency=False, progress=False)
     a = prune.sweep(model, dd, **kw)
-    b = prune.sweep(model, dd, bn_scales=True, **kw)
+    b = prune.sweep(model, dd, pruner="published", **kw)
     mask = (a["mode"] == "mask") & (a["fraction"] == 0.5)
     assert not np.isclose(a.loc[mask, "test_loss"], b.loc[mask, "test_loss"]).all()
     assert np.allclose(a.loc[~mask, "test_loss"], b.loc[~mask, "test_loss"])
     # the rows say whose pruner: the published one masks only, so its remove rows are plain
     assert set(a["pruner"]) == {"plain"}
     assert (b["pruner"] == np.where(b["mode"] == "mask", "published", "plain")).all()
-    with pytest.raises(ValueError, match="bn_scales must be True or False"):
-        prune.sweep(model, dd, bn_scales="yes", **kw)
+    with pytest.raises(ValueError, match="pruner.*'yes'.*plain"):
+        prune.sweep(model, dd, pruner="yes", **kw)
