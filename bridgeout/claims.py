@@ -191,7 +191,7 @@ def _exponent_row(root) -> dict:
     from . import comparison, results
     from .comparison import ARM_LABELS
     from .parity import welch
-    from .summary import NOISE_GRID
+    from .why import NOISE_GRID
     claim = "The bridge exponent matters: q = 1.5 keeps more than q = 2 (targeted DropConnect, the scripts' default path)"
     paper_ev = "the published runs use q = 1.5 (facts sheet); no q = 2 curve is published"
     parts, verdict = [], "not tested"

@@ -10,22 +10,15 @@ from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["CPU_GRID", "CPU_SEEDS", "at_a_glance", "why", "why_markdown"]
+from .fmt import mean_sd as _mean_sd, pct as _pct
+
+__all__ = ["CPU_GRID", "CPU_SEEDS", "at_a_glance"]
 
 #: The CPU-scale comparison grid (``notebooks/grids/cpu-cifar10-vgg.yaml``) and its planned seeds.
 CPU_GRID = "cpu-cifar10-vgg"
 CPU_SEEDS = 3
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}"
-
-
-def _mean_sd(v) -> str:
-    v = pd.Series(v, dtype=float).dropna()
-    if v.empty:
-        return "–"
-    return _pct(v.mean()) + (f" ± {_pct(v.std())}" if len(v) > 1 else "")
 
 
 def _paper_scale(root) -> str:
@@ -183,126 +176,3 @@ def at_a_glance(root=None) -> dict[str, str]:
                     "two readings of the published noise (q = 1.5, and the scripts' default path, "
                     "targeted DropConnect) are both run. Every deviation is listed in the *Method* chapter."),
     }
-
-
-# ------------------------------------------------------------------ why the curves differ
-#: The grids that test one candidate cause each (the issue "Why our curves differ").
-RESNET_GRID, LENGTH_GRID, NOISE_GRID = "cpu-cifar10-resnet", "cpu-cifar10-vgg-e52", "cpu-cifar10-dropconnect-matched"
-GRID_SIZES = {RESNET_GRID: 12, LENGTH_GRID: 6, NOISE_GRID: 3}
-
-
-def _grid_status(runs: pd.DataFrame, grid: str) -> str:
-    n = int((runs["grid"] == grid).sum())
-    planned = GRID_SIZES[grid]
-    return ("not run yet" if n == 0 else f"all {planned} runs in" if n >= planned
-            else f"running: {n} of {planned} runs in")
-
-
-def _arm_means(frame: pd.DataFrame, col: str, arms) -> str:
-    from . import comparison
-    return "; ".join(f"{comparison.ARM_LABELS[a]} {_mean_sd(frame[frame['arm'] == a][col])}"
-                     for a in arms if a in set(frame["arm"]))
-
-
-def _noise_text(root) -> str:
-    """How much each exponent perturbs the kept Batch Bridgeout networks' targeted weights at
-    p = 0.3 (:func:`bridgeout.theory.matched_p`), and the p at which q = 2 matches."""
-    from . import experiment, results, theory, weights
-    runs = results.load("runs", root)
-    kept = runs[(runs["regularizer"] == "bridgeout") & (runs["q"] == 1.5) & ~runs["signed"].astype(bool)
-                & runs["weights"].fillna("").astype(bool) & (runs["model"] == "vgg16")]
-    # files present only (a slimmed checkout, `tools/gpu_visit.py slim`, hides them)
-    kept = kept[[experiment._repo_path(w).is_file() for w in kept["weights"]]]
-    if kept.empty:
-        return "no kept Batch Bridgeout weights to compare the amount of noise on"
-    convs = [t for r in kept.itertuples()
-             for k, t in weights.load(experiment._repo_path(r.weights), r.weights_sha256).items()
-             if k.endswith("weight") and t.dim() == 4]
-    m = theory.matched_p(convs)
-    return (f"but at p = 0.3 the noise's sd is {m['relative_noise']:.2f} times a targeted weight with q = 1.5 "
-            f"and {m['relative_noise_to']:.2f} times with q = 2 (medians over the {len(kept)} kept VGG-16 Batch "
-            f"Bridgeout networks), so the two arms differ in the amount of noise too; q = 2 matches at "
-            f"p = {m['p']:.2f}, the grid `{NOISE_GRID}`")
-
-
-def why(root=None, fraction: float = 0.3) -> pd.DataFrame:
-    """Each candidate cause of the gap between our curves and the paper's, with what the tables
-    show about it at ``fraction`` pruned: columns ``cause``, ``evidence`` (Markdown, numbers in %
-    as mean ± sd over seeds) and ``status`` (``measured`` on the CPU comparison, or a grid's
-    progress). Computed from the tables, so it follows them as runs come in."""
-    from . import comparison, results
-    runs = results.load("runs", root)
-    comp = comparison.load([CPU_GRID, "cpu-cifar10-bf16-parity", RESNET_GRID], root)
-    cpu = comparison.load(CPU_GRID, root)
-    one, recal = comparison.accuracy(cpu["pruning"]), comparison.accuracy(cpu["pruning"], recalibrate_bn=True)
-    rows = []
-    f = f"{round(100 * fraction)} %"
-    rec = comparison.bn_recovery(one, recal, fraction) if len(one) else pd.DataFrame()
-    if len(rec):
-        means = rec.groupby("arm")["recovered"].mean()
-        verdict = ("More than half of every arm's one-shot loss is stale statistics, not lost filters."
-                   if (means > 0.5).all() else
-                   f"{int((means > 0.5).sum())} of {len(means)} arms win back more than half.")
-    rows.append({"cause": "BatchNorm statistics gathered before pruning", "status": "measured" if len(rec) else "not run yet",
-                 "evidence": (f"re-estimating them after pruning {f} wins back this share (%) of the one-shot loss: "
-                              + _arm_means(rec, "recovered", comparison.ARMS) + ". " + verdict) if len(rec) else "–"})
-    energy = comparison.energy_removed(comp["filters"], fraction) if len(comp["filters"]) else pd.DataFrame()
-    energy = energy.dropna(subset=["share"]) if len(energy) else energy
-    if len(energy):
-        acc_all = comparison.accuracy(comp["pruning"])
-        base = acc_all[(acc_all["fraction"]).abs() < 1e-9].set_index("run_id")["test_acc"]
-        at = acc_all[(acc_all["fraction"] - fraction).abs() < 1e-9].set_index("run_id")["test_acc"]
-        kept = energy["run_id"].map(at / base)
-        r, n = comparison.correlation(energy["share"], kept)
-        evidence = (f"the filters pruned at {f} carry this share (%) of their layers' post-BatchNorm energy: "
-                    + _arm_means(energy, "share", comparison.ARMS)
-                    + f"; across the {n} networks whose BatchNorm statistics are recorded, the share and the "
-                      f"accuracy kept one shot (of unpruned) correlate at r = {r:.2f} (with so few networks, "
-                      "a pointer, not a law); whether filters are near zero, the paper's mechanism, is in the "
-                      "filter-norm figure above.")
-    else:
-        evidence = "no network has its BatchNorm running statistics recorded yet"
-    rows.append({"cause": "which filters the norm ranking removes (the paper's mechanism)", "evidence": evidence,
-                 "status": f"measured on {len(energy)} networks" if len(energy) else "not run yet"})
-    res = comparison.load(RESNET_GRID, root)
-    if len(res["pruning"]):
-        s = comparison.summary(comparison.accuracy(res["pruning"]), [fraction])
-        evidence = (f"the paper's ResNet at its own width, one shot at {f} (%): "
-                    + "; ".join(f"{comparison.ARM_LABELS[x.arm]} {_pct(x.mean)}" for x in s.itertuples())
-                    + " (see the ResNet section; published values beside it there)")
-    else:
-        evidence = "the paper's ResNet at its own width answers it (grid `cpu-cifar10-resnet`)"
-    rows.append({"cause": "width (VGG-16 at a quarter of its channels)", "evidence": evidence,
-                 "status": _grid_status(runs, RESNET_GRID)})
-    rows.append({"cause": "training length (26 epochs instead of 230)",
-                 "evidence": "the same comparison at 52 epochs (grid `cpu-cifar10-vgg-e52`)",
-                 "status": _grid_status(runs, LENGTH_GRID)})
-    dc = one[one["arm"].isin(["bridgeout", "targeted_dropconnect"])]
-    s = comparison.summary(dc, [fraction]) if len(dc) else pd.DataFrame()
-    rows.append({"cause": "the amount of noise against the exponent q (the scripts' q = None path)",
-                 "evidence": ((f"at p = 0.3, one shot at {f} (%): "
-                               + "; ".join(f"{comparison.ARM_LABELS[x.arm]} {_pct(x.mean)}"
-                                           + (f" ± {_pct(x.sd)}" if x.n > 1 else "") for x in s.itertuples())
-                               + "; " + _noise_text(root))
-                              if len(s) else "–"),
-                 "status": _grid_status(runs, NOISE_GRID)})
-    pub = results.load_joined(root, pruner="published")
-    rows.append({"cause": "the authors' pruner (it also zeroes BatchNorm scales)",
-                 "evidence": ("rows of the published pruner on the same weights: "
-                              f"{pub['run_id'].nunique()} networks" if len(pub) else
-                              "pass `notebooks/passes/published-pruner.yaml` on the kept weights"),
-                 "status": "measured" if len(pub) else "not run yet"})
-    gap = (cpu["runs"]["best_test_acc"] - cpu["runs"]["final_test_acc"]) if len(cpu["runs"]) else pd.Series(dtype=float)
-    rows.append({"cause": "final weights pruned here, the best-on-test epoch in the paper",
-                 "evidence": (f"the best epoch's test accuracy exceeds the final one by {_mean_sd(gap)} points "
-                              f"(CPU comparison, {len(gap)} runs): selecting on the test set lifts the unpruned "
-                              "point by that much at most, not the pruned curve's shape") if len(gap) else "–",
-                 "status": "measured" if len(gap) else "not run yet"})
-    return pd.DataFrame(rows)
-
-
-def why_markdown(table: pd.DataFrame) -> str:
-    """:func:`why` as a Markdown table."""
-    lines = ["| candidate cause | what the runs show | status |", "| --- | --- | --- |"]
-    lines += [f"| {r.cause} | {r.evidence} | {r.status} |" for r in table.itertuples()]
-    return "\n".join(lines)

@@ -93,34 +93,3 @@ def test_teaching_line_counts_the_five_seed_grid_and_the_runs_at_chance(tmp_path
     line = summary.at_a_glance(tmp_path)["teaching"]
     assert "15 runs, 5 seeds per regularizer, 0 of them stuck at chance" in line
     assert "peak learning rate of 0.1, 1 of 9 runs were" in line
-
-
-def test_why_lists_every_cause_with_its_evidence_or_status(tmp_path):
-    empty = summary.why(tmp_path)
-    assert len(empty) == 7 and set(empty["status"]) == {"not run yet"}
-    assert "| candidate cause | what the runs show | status |" in summary.why_markdown(empty)
-    _write(tmp_path, [("weight_decay", 1.5, False, 0.86), ("dropout", 1.5, False, 0.8),
-                      ("bridgeout", 1.5, False, 0.74), ("bridgeout", 2.0, True, 0.83)])
-    # BatchNorm re-estimated rows: each arm wins back 40 % of its loss
-    pr = results.load("pruning", tmp_path)
-    one = pr[~pr["recalibrate_bn"]].copy()
-    base = one[one["fraction"] == 0].set_index("run_id")["test_acc"]
-    one["test_acc"] = one["test_acc"] + 0.4 * (one["run_id"].map(base) - one["test_acc"])
-    one["recalibrate_bn"] = True
-    results.append("pruning", one, tmp_path, keyed=True)   # rows of a later pass over finished runs
-    runs = results.load("runs", tmp_path)
-    results.append("runs", pd.DataFrame([run_row("res0", grid=summary.RESNET_GRID, model="resnet", dataset="cifar10",
-                                                  regularizer="weight_decay", protocol="cpu", epochs=26,
-                                                  n_train=50000, final_test_acc=0.9, seed=0)]), tmp_path)
-    t = summary.why(tmp_path).set_index("cause")
-    bn = t.loc["BatchNorm statistics gathered before pruning"]
-    assert bn["status"] == "measured" and "weight decay only 40.0;" in bn["evidence"]
-    assert "half of every arm" not in bn["evidence"] and "0 of 4 arms win back more than half" in bn["evidence"]
-    assert t.loc["width (VGG-16 at a quarter of its channels)", "status"] == "running: 1 of 12 runs in"
-    assert t.loc["training length (26 epochs instead of 230)", "status"] == "not run yet"
-    noise = t.loc["the amount of noise against the exponent q (the scripts' q = None path)", "evidence"]
-    assert "Batch Bridgeout (q = 1.5) 65.0; targeted DropConnect (signed, q = 2) 47.0" in noise
-    assert "no kept Batch Bridgeout weights" in noise              # no weights file in these tables
-    assert "no network has its BatchNorm running statistics" in t.loc[
-        "which filters the norm ranking removes (the paper's mechanism)", "evidence"]
-    assert len(runs) == 4

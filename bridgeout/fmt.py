@@ -1,0 +1,33 @@
+"""How the book writes a number: accuracies in %, means with their seed spread.
+
+One definition for every sentence and table the package writes (:mod:`bridgeout.summary`,
+:mod:`bridgeout.why`, :mod:`bridgeout.claims`): accuracies are stored in [0, 1] and written
+in % with one decimal; a mean over seeds carries its sample sd when there is more than one
+seed; a missing value is an en dash.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+__all__ = ["pct", "mean_sd", "points"]
+
+
+def pct(x: float) -> str:
+    """``0.8931`` -> ``"89.3"``; NaN -> ``"–"``."""
+    return f"{100 * x:.1f}" if math.isfinite(x) else "–"
+
+
+def mean_sd(values) -> str:
+    """Mean ± sample sd of ``values`` (in [0, 1]) in %; the mean alone for one value; ``"–"``
+    for none."""
+    v = pd.Series(values, dtype=float).dropna()
+    if v.empty:
+        return "–"
+    return pct(v.mean()) + (f" ± {pct(v.std())}" if len(v) > 1 else "")
+
+
+def points(x: float) -> str:
+    """A difference of accuracies in signed points: ``-0.121`` -> ``"-12.1"``."""
+    return f"{100 * x:+.1f}" if math.isfinite(x) else "–"

@@ -1,0 +1,113 @@
+"""Tests for bridgeout.why: the causes of the gap, the verdict, the GPU need and the prediction follow the tables."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bridgeout import results, why
+
+from test_results import run_row
+from test_summary import _write
+
+def test_why_lists_every_cause_with_its_evidence_or_status(tmp_path):
+    empty = why.table(tmp_path)
+    assert len(empty) == 7 and set(empty["status"]) == {"not run yet"}
+    assert "| candidate cause | what the runs show | status |" in why.markdown(empty)
+    _write(tmp_path, [("weight_decay", 1.5, False, 0.86), ("dropout", 1.5, False, 0.8),
+                      ("bridgeout", 1.5, False, 0.74), ("bridgeout", 2.0, True, 0.83)])
+    # BatchNorm re-estimated rows: each arm wins back 40 % of its loss
+    pr = results.load("pruning", tmp_path)
+    one = pr[~pr["recalibrate_bn"]].copy()
+    base = one[one["fraction"] == 0].set_index("run_id")["test_acc"]
+    one["test_acc"] = one["test_acc"] + 0.4 * (one["run_id"].map(base) - one["test_acc"])
+    one["recalibrate_bn"] = True
+    results.append("pruning", one, tmp_path, keyed=True)   # rows of a later pass over finished runs
+    runs = results.load("runs", tmp_path)
+    results.append("runs", pd.DataFrame([run_row("res0", grid=why.RESNET_GRID, model="resnet", dataset="cifar10",
+                                                  regularizer="weight_decay", protocol="cpu", epochs=26,
+                                                  n_train=50000, final_test_acc=0.9, seed=0)]), tmp_path)
+    t = why.table(tmp_path).set_index("cause")
+    bn = t.loc["BatchNorm statistics gathered before pruning"]
+    assert bn["status"] == "measured" and "weight decay only 40.0;" in bn["evidence"]
+    assert "half of every arm" not in bn["evidence"] and "0 of 4 arms win back more than half" in bn["evidence"]
+    assert t.loc["width (VGG-16 at a quarter of its channels)", "status"] == "running: 1 of 12 runs in"
+    assert t.loc["training length (26 epochs instead of 230)", "status"] == "not run yet"
+    noise = t.loc["the amount of noise against the exponent q (the scripts' q = None path)", "evidence"]
+    assert "Batch Bridgeout (q = 1.5) 65.0; targeted DropConnect (signed, q = 2) 47.0" in noise
+    assert "no kept Batch Bridgeout weights" in noise              # no weights file in these tables
+    assert "no network has its BatchNorm running statistics" in t.loc[
+        "which filters the norm ranking removes (the paper's mechanism)", "evidence"]
+    assert len(runs) == 4
+
+
+def _with_variant(root, pruner="plain", scope="layer", shift=-0.05):
+    """Rows of a later pass: the plain one-shot rows again with another pruner or scope,
+    ``shift`` lower at every fraction but 0."""
+    pr = results.load("pruning", root)
+    one = pr[~pr["recalibrate_bn"].astype(bool) & (pr["pruner"] == "plain") & (pr["scope"] == "layer")].copy()
+    one.loc[one["fraction"] > 0, "test_acc"] += shift
+    one["pruner"], one["scope"] = pruner, scope
+    results.append("pruning", one, root, keyed=True)
+
+
+def test_variant_effect_is_the_difference_on_the_same_runs(tmp_path):
+    _write(tmp_path, [("weight_decay", 1.5, False, 0.86), ("bridgeout", 1.5, False, 0.74)])
+    assert why.variant_effect(tmp_path, "published").empty
+    _with_variant(tmp_path, pruner="published", shift=-0.05)
+    _with_variant(tmp_path, scope="global", shift=+0.02)
+    eff = why.variant_effect(tmp_path, "published").set_index("arm")
+    assert eff.loc["bridgeout", "diff"] == pytest.approx(-0.05) and eff.loc["weight_decay", "n"] == 1
+    assert eff.loc["bridgeout", "plain"] == pytest.approx(0.74 - 0.3 * 0.3)
+    g = why.variant_effect(tmp_path, "global").set_index("arm")
+    assert g.loc["weight_decay", "diff"] == pytest.approx(0.02)
+    assert why.variant_effect(tmp_path, "mean").empty
+    text = why.verdict(tmp_path)
+    assert "**The pruner: the authors' pruner (BatchNorm scales zeroed too).**" in text
+    assert "Batch Bridgeout (q = 1.5) -5.0 points (65.0 → 60.0, 1 network)" in text
+    assert "mean replacement (each zeroed channel kept at its mean output) (not run yet)" in text
+    assert "one global ranking" not in text.split("**Still open:**")[1]
+
+
+def test_verdict_puts_the_resnet_beside_the_published_panel(tmp_path):
+    from test_results import pruning_df
+    _write(tmp_path, [("weight_decay", 1.5, False, 0.86), ("bridgeout", 1.5, False, 0.74)])
+    runs, pr = [], []
+    for reg, acc, kept in (("weight_decay", 0.9, 0.15), ("bridgeout", 0.8, 0.45)):
+        rid = f"res-{reg}"
+        runs.append(run_row(rid, grid=why.RESNET_GRID, model="resnet", dataset="cifar10", regularizer=reg,
+                            protocol="cpu", epochs=26, n_train=50000, final_test_acc=acc, seed=0))
+        p = pruning_df(rid, fractions=(0.0, 0.3))
+        p["test_acc"] = [acc, acc * kept]
+        pr.append(p)
+    results.append("runs", pd.DataFrame(runs), tmp_path)
+    results.append("pruning", pd.concat(pr), tmp_path)
+    text = why.verdict(tmp_path)
+    assert "**Width: not the main cause.**" in text
+    assert "Batch Bridgeout (q = 1.5) 45.0 % (published 82.8 %, 1 seed)" in text
+    assert "weight decay only 15.0 % (published 14.5 %, 1 seed)" in text
+    assert "Full width leaves Bridgeout 37.8 points of retention below the published panel" in text
+    assert "`cpu-cifar10-vgg-e52`: not run yet" in text
+    pred = why.prediction(tmp_path)
+    assert "at least 70 %" in pred and "less than 50 %" in pred
+    assert "keeps 15.0 % of its unpruned accuracy at 30 %, the published one 14.5 %" in pred
+    assert "still 10.0 points below weight decay unpruned (published: 2.3)" in pred
+    assert "No ResNet run" in why.prediction(tmp_path / "empty")
+
+
+def test_gpu_need_counts_the_published_protocol():
+    need = why.gpu_need(utilisation=0.1).set_index("model")
+    assert list(need.index) == ["vgg16", "resnet", "wrn28_10"] and set(need["runs"]) == {18}
+    # VGG-16 on a 32x32 image: 313 M multiply-adds (2 FLOPs each) in the convs and the head
+    assert need.loc["vgg16", "forward_gflop"] == pytest.approx(0.626, abs=0.002)
+    assert need.loc["wrn28_10", "forward_gflop"] == pytest.approx(11.9, abs=0.05)
+    per_run = 3 * need.loc["vgg16", "forward_gflop"] * 1e9 * 230 * 50_000
+    assert need.loc["vgg16", "train_pflop_per_run"] == pytest.approx(per_run / 1e15)
+    assert need.loc["vgg16", "gpu_hours"] == pytest.approx(18 * per_run / (99e12 * 3600))
+    assert why.gpu_need(utilisation=0.2)["gpu_hours"].sum() == pytest.approx(need["gpu_hours"].sum() / 2)
+    with pytest.raises(ValueError, match="utilisation must be in \\(0, 1\\], got 0"):
+        why.gpu_need(utilisation=0)
+    s = why.gpu_sentence(why.gpu_need())
+    assert "230 epochs, 8.8× the `cpu` protocol's" in s and "22 H200-hours in all at 10 %" in s
