@@ -27,6 +27,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from .fmt import plural
+
 __all__ = ["CHANCE", "MARGIN", "FRACTIONS", "VERDICTS", "SETTINGS", "robustness", "table", "markdown",
            "verdict"]
 
@@ -152,7 +154,7 @@ def _cost_row(root) -> dict:
         b = runs[runs["arm"] == "bridgeout"]["final_test_acc"]
         diff, lo, hi, _ = welch(a, b)
         published = pub[(model, "cifar10", "bridgeout")] - pub[(model, "cifar10", "weight_decay")]
-        parts.append(f"{label} {_pts(diff)}{_interval(lo, hi)} ({min(len(a), len(b))} seed(s))")
+        parts.append(f"{label} {_pts(diff)}{_interval(lo, hi)} ({plural(min(len(a), len(b)), 'seed')})")
         seen.append(diff >= published - 0.01)       # within a point of the published cost, or less
     verdict = ("not tested" if not seen else "holds" if all(seen) else "holds partly" if any(seen)
                else "not observed")
@@ -188,7 +190,6 @@ def _mechanism_row(root) -> dict:
 
 
 def _exponent_row(root) -> dict:
-    from . import comparison, results
     from .comparison import ARM_LABELS
     from .parity import welch
     from .why import NOISE_GRID
@@ -210,15 +211,12 @@ def _exponent_row(root) -> dict:
             continue
         diff, lo, hi, _ = welch(a, b)
         parts.append(f"{what}, 30 % zeroed: {ARM_LABELS['bridgeout']} {100 * b.mean():.1f}, "
-                     f"q = 2 {100 * a.mean():.1f}, {_pts(diff)}{_interval(lo, hi)} ({len(a)} seed(s))")
+                     f"q = 2 {100 * a.mean():.1f}, {_pts(diff)}{_interval(lo, hi)} ({plural(len(a), 'seed')})")
         clear = math.isfinite(lo) and lo > 0
         verdict = ("holds" if clear else "not observed") if grid == NOISE_GRID else (
             "holds partly" if clear else "not observed")
-    j = results.load_joined(root)
-    abl = j[(j["grid"] == "mnist-noise-ablation") & (j["mode"] == "mask") & (j["criterion"] == "l2")
-            & ~j["recalibrate_bn"].astype(bool) & np.isclose(j["fraction"], 0.7)
-            & np.isclose(j["p"], 0.3) & np.isclose(j["target_fraction"], 0.75)
-            & ~j["signed"].astype(bool)] if len(j) else j
+    from .teaching import ablation_q
+    abl = ablation_q(root)
     if len(abl):
         g = abl.groupby("q")["test_acc"]
         parts.append("LeNet-5 / MNIST, 70 % zeroed: " + ", ".join(

@@ -25,6 +25,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .fmt import plural
+
 __all__ = ["ARMS", "ARM_LABELS", "ARM_COLORS", "arm_of", "arms_in", "load", "accuracy", "relative",
            "paper_relative", "summary", "versus_paper", "versus_paper_markdown", "training_check", "outcome",
            "outcome_sentence", "channel_energy", "energy_removed", "bn_recovery", "correlation", "plot_training", "plot_pruning", "plot_filter_norms", "arm_handles"]
@@ -178,8 +180,8 @@ def outcome_sentence(summ: pd.DataFrame, *, fractions: Sequence[float] = (0.2, 0
     verdict = ("keeps more than both baselines at every one of these fractions" if ahead == len(o) else
                "keeps less than the better baseline at every one of these fractions" if ahead == 0 else
                f"keeps more than both baselines at {ahead} of {len(o)} fractions")
-    return (f"{what[:1].upper() + what[1:]}, Batch Bridgeout {verdict} ({'; '.join(parts)}; {int(o['n'].min())} "
-            f"seed(s) per arm); the lead exceeds the larger seed sd at {clear} of {len(o)}.")
+    return (f"{what[:1].upper() + what[1:]}, Batch Bridgeout {verdict} ({'; '.join(parts)}; {plural(o['n'].min(), 'seed')} "
+            f"per arm); the lead exceeds the larger seed sd at {clear} of {len(o)}.")
 
 
 def summary(acc: pd.DataFrame, fractions: Iterable[float] | None = None) -> pd.DataFrame:
@@ -190,6 +192,24 @@ def summary(acc: pd.DataFrame, fractions: Iterable[float] | None = None) -> pd.D
     order = {k: i for i, k in enumerate(ARM_LABELS)}
     out["_o"] = out["arm"].map(lambda k: order.get(k, len(order)))
     return out.sort_values(["_o", "fraction"]).drop(columns="_o").reset_index(drop=True)
+
+
+#: A run "did not train" when its final test accuracy is within this of chance, ...
+CHANCE_MARGIN = 0.05
+#: ... or this far below the median of its group (the other seeds of the same setting).
+BELOW_MEDIAN = 0.20
+
+
+def did_not_train(final_acc: pd.Series, groups=None, *, chance: float = 0.1) -> pd.Series:
+    """The book's one rule for a run that did not train (used by every chapter): its final
+    (unpruned) test accuracy is within :data:`CHANCE_MARGIN` of ``chance``, or more than
+    :data:`BELOW_MEDIAN` below the median of its group. ``groups``: a Series (or list of
+    Series) aligned with ``final_acc`` naming each run's setting; None: one group. Returns a
+    boolean Series aligned with ``final_acc``."""
+    acc = pd.Series(final_acc, dtype=float)
+    median = (acc.groupby(groups).transform("median") if groups is not None
+              else pd.Series(acc.median(), index=acc.index))
+    return (acc <= chance + CHANCE_MARGIN) | (acc < median - BELOW_MEDIAN)
 
 
 def training_check(history: pd.DataFrame, runs: pd.DataFrame, *, chance: float = 0.1,

@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-__all__ = ["pct", "mean_sd", "points"]
+__all__ = ["pct", "mean_sd", "points", "plural"]
 
 
 def pct(x: float) -> str:
@@ -31,3 +31,9 @@ def mean_sd(values) -> str:
 def points(x: float) -> str:
     """A difference of accuracies in signed points: ``-0.121`` -> ``"-12.1"``."""
     return f"{100 * x:+.1f}" if math.isfinite(x) else "–"
+
+
+def plural(n: int, word: str) -> str:
+    """``plural(1, "seed")`` -> ``"1 seed"``, ``plural(3, "seed")`` -> ``"3 seeds"``."""
+    n = int(n)
+    return f"{n} {word}{'' if n == 1 else 's'}"

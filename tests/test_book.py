@@ -205,7 +205,10 @@ window.addEventListener('load', function () { setTimeout(function () {
     art.querySelectorAll('pre, table, div.cell_output').forEach(function (el) {
       var r = el.getBoundingClientRect();
       if (r.width === 0 || r.height === 0) return;
-      var wide = el.scrollWidth > el.clientWidth + 1, past = r.right > right + 1;
+      // a table that scrolls sideways in its own box (overflow-x auto) is meant to: only its
+      // box must stay inside the article
+      var scrolls = el.tagName === 'TABLE' && /auto|scroll/.test(getComputedStyle(el).overflowX);
+      var wide = !scrolls && el.scrollWidth > el.clientWidth + 1, past = r.right > right + 1;
       if (wide || past) {
         out.push({tag: el.tagName.toLowerCase(), scroll: el.scrollWidth, box: el.clientWidth,
                   right: Math.round(r.right), article_right: Math.round(right),
@@ -342,12 +345,21 @@ def test_layout_report_flags_what_overflows_and_nothing_else(tmp_path):
       <table id="small"><tr><td>1</td><td>2</td></tr></table>
       <table id="big"><tr>{''.join(f'<td>column{i:02d}</td>' for i in range(60))}</tr></table>
       <details><pre id="folded">{long}</pre></details>
+      <table id="scrolls" style="display: block; overflow-x: auto; max-width: 100%">
+        <tr>{''.join(f'<td>wide{i:02d}</td>' for i in range(60))}</tr></table>
+      <table style="width: 120px"><tr><td style="overflow-wrap: anywhere">supercalifragilistic</td>
+        <td>two words, cpu-cifar10-resnet-and-more</td></tr></table>
+      <div class="verdict" style="height: 50px">verdict</div>
       </article></body></html>""", encoding="utf-8")
     with tempfile.TemporaryDirectory(prefix="bridgeout-chromium-") as profile:
         rep = layout_report(page, profile)
     assert rep["article_width"] == 600
     flagged = sorted((o["tag"], o["text"][:12]) for o in rep["overflow"])
+    # the table that scrolls in its own box is not flagged; the one that runs past the article is
     assert flagged == [("pre", "x = 12345678"), ("pre", "x = 12345678"), ("table", "column00colu")], rep
+    # the word forced to break inside its cell is reported; words wrapped at spaces and hyphens are not
+    assert rep["broken"] == ["supercalifragilistic"], rep["broken"]
+    assert 0 < rep["verdict_bottom"] < 2000 and 600 < rep["viewport_height"] <= 900   # the window less its chrome
 
 
 def test_figure_report_finds_unnumbered_figures_and_bare_images():
@@ -609,7 +621,7 @@ def test_result_chapters_draw_synthetic_rows(tmp_path, monkeypatch):
     assert "Status: 3 of 12 runs finished" in text and "precision bf16" in text
     assert ("One shot, as published, Batch Bridgeout keeps more than both baselines at every one of these "
             "fractions (20 %: +12.0 points against targeted Dropout") in text
-    assert "| weight decay only (1) | 85.0 / 93.2 |" in text and "1 seed(s) per arm" in text
+    assert "| weight decay only (1) | 85.0 / 93.2 |" in text and "1 seed per arm" in text
     assert "With BatchNorm re-estimated, Batch Bridgeout keeps more than both baselines" in text
     # why the curves differ: every cause listed, measured where the tables allow
     assert "| candidate cause | what the runs show | status |" in text

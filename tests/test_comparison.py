@@ -124,7 +124,7 @@ def test_outcome_sentence_says_by_how_much_and_against_the_spread():
     s = comparison.summary(_acc())
     text = comparison.outcome_sentence(s, fractions=(0.2, 0.3))
     assert text.startswith("One shot, Batch Bridgeout keeps more than both baselines at every one of these fractions")
-    assert "20 %: +13.0 points against targeted Dropout" in text and "2 seed(s) per arm" in text
+    assert "20 %: +13.0 points against targeted Dropout" in text and "2 seeds per arm" in text
     assert text.endswith("the lead exceeds the larger seed sd at 2 of 2.")
     worse = s.assign(mean=np.where(s["arm"] == "bridgeout", 0.0, s["mean"]))
     assert "keeps less than the better baseline at every one" in comparison.outcome_sentence(worse, fractions=(0.2,))
@@ -189,3 +189,14 @@ def test_bn_recovery_and_correlation():
     assert comparison.correlation([1, 2, float("nan"), 4, 5], [5, 4, 0, 2, 1]) == (pytest.approx(-1.0), 4)   # the NaN pair dropped
     r2, n = comparison.correlation([1, 2], [2, 1])
     assert math.isnan(r2) and n == 2
+
+
+def test_did_not_train_is_at_chance_or_far_below_its_group():
+    acc = pd.Series([0.99, 0.98, 0.212, 0.11, 0.97, 0.60], index=list("abcdef"))
+    groups = pd.Series(["x", "x", "x", "y", "y", "y"], index=acc.index)
+    out = comparison.did_not_train(acc, groups)
+    # c: 21.2 % against its group's median 98 %; d: at chance; f: 60 % against median 60 %: trained
+    assert out.to_dict() == {"a": False, "b": False, "c": True, "d": True, "e": False, "f": False}
+    one = comparison.did_not_train(acc)          # one group: median 78.5 %
+    assert not one["f"] and one["c"] and one["d"]
+    assert comparison.did_not_train(pd.Series([0.1, 0.16]), chance=0.1).tolist() == [True, False]

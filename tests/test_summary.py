@@ -91,5 +91,22 @@ def test_teaching_line_counts_the_five_seed_grid_and_the_runs_at_chance(tmp_path
              for reg in ("bridgeout", "dropout", "weight_decay") for s in range(3)]
     results.append("runs", pd.DataFrame(runs), tmp_path)
     line = summary.at_a_glance(tmp_path)["teaching"]
-    assert "15 runs, 5 seeds per regularizer, 0 of them stuck at chance" in line
-    assert "peak learning rate of 0.1, 1 of 9 runs were" in line
+    assert "15 runs, 5 seeds per regularizer, 0 of them did not train" in line
+    assert "peak learning rate of 0.1, 1 of 9 runs did not)" in line
+
+
+def test_short_runs_line_gives_each_regularizer_its_range(tmp_path):
+    assert summary.short_runs_line(tmp_path) == "No such run is in the tables."
+    rows = [run_row(f"s{i}", grid=g, model=m, regularizer=r, dataset="cifar10", final_test_acc=a)
+            for i, (g, m, r, a) in enumerate([("cpu-cifar10", "vgg16", "bridgeout", 0.10),
+                                               ("cpu-cifar10-e12", "vgg16", "bridgeout", 0.203),
+                                               ("cpu-cifar10", "vgg16", "weight_decay", 0.331),
+                                               ("cpu-cifar10", "resnet", "dropout", 0.397),
+                                               ("cpu-cifar10", "resnet", "weight_decay", 0.518)])]
+    results.append("runs", pd.DataFrame(rows), tmp_path)
+    line = summary.short_runs_line(tmp_path)
+    assert "Bridgeout 10.0-20.3 % (VGG-16 ×0.25)" in line and "Dropout 39.7 % (ResNet ×0.5)" in line
+    assert line.endswith("Every Bridgeout and Dropout run ended below every weight-decay run of the same network.")
+    results.append("runs", pd.DataFrame([run_row("s9", grid="cpu-cifar10", model="resnet", regularizer="bridgeout",
+                                                 dataset="cifar10", final_test_acc=0.6)]), tmp_path)
+    assert "Every Bridgeout" not in summary.short_runs_line(tmp_path)
