@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["speedups", "at_fraction", "plot_speedups", "RUNTIME_LABELS"]
+__all__ = ["speedups", "at_fraction", "every_fraction", "every_fraction_markdown", "slower_sentence", "plot_speedups",
+           "RUNTIME_LABELS"]
 
 RUNTIME_LABELS = {"torch": "PyTorch eager", "onnxruntime": "ONNX Runtime"}
 _STYLE = {("torch", 128): ("#0072B2", "-", "o"), ("torch", 1): ("#0072B2", "--", "o"),
@@ -60,3 +61,61 @@ def plot_speedups(ax, table: pd.DataFrame):
     ax.set(xlabel="filters removed in each layer (%)", ylabel="speed-up over unpruned (x)")
     ax.set_yscale("log", base=2)
     return ax
+
+
+def every_fraction(table: pd.DataFrame) -> pd.DataFrame:
+    """Median speed-up over runs at every timed fraction above 0: one row per fraction, a
+    column per ``"<runtime> b<batch>"`` and ``flop`` (the FLOP ratio)."""
+    t = table[table["fraction"] > 0]
+    med = t.groupby(["fraction", "runtime", "batch_size"])["speedup"].median().reset_index()
+    wide = med.pivot_table(index="fraction", columns=["runtime", "batch_size"], values="speedup")
+    wide.columns = [f"{rt} b{int(b)}" for rt, b in wide.columns]
+    wide.insert(0, "flop", t.groupby("fraction")["flop_speedup"].median())
+    return wide
+
+
+def every_fraction_markdown(table: pd.DataFrame) -> str:
+    """:func:`every_fraction` as a Markdown table; a speed-up below 1 (slower than the
+    unpruned network) in bold."""
+    w = every_fraction(table)
+    cols = [c for c in w.columns if c != "flop"]
+
+    def label(c):
+        rt, b = c.rsplit(" b", 1)
+        return f"{RUNTIME_LABELS.get(rt, rt)}, batch {b}"
+
+    lines = ["| removed | FLOP ratio | " + " | ".join(label(c) for c in cols) + " |",
+             "| --- | --- |" + " --- |" * len(cols)]
+    for f, r in w.iterrows():
+        cells = [f"**{r[c]:.2f}×**" if r[c] < 1 else f"{r[c]:.2f}×" for c in cols]
+        lines.append(f"| {round(100 * f)} % | {r['flop']:.2f}× | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def slower_sentence(table: pd.DataFrame) -> str:
+    """Where a removed network ran slower than the unpruned one, and where the speed-up fell
+    as more was removed (Markdown, from :func:`every_fraction`)."""
+    w = every_fraction(table)
+    parts, drops = [], []
+    for c in [c for c in w.columns if c != "flop"]:
+        rt, b = c.rsplit(" b", 1)
+        slow = w.index[w[c] < 1]
+        if len(slow):
+            parts.append(f"{RUNTIME_LABELS.get(rt, rt)} at batch {b} at "
+                         f"{', '.join(f'{round(100 * f)}' for f in slow)} % removed "
+                         f"({w.loc[slow, c].min():.2f}-{w.loc[slow, c].max():.2f}×)")
+        fell = [(a, b2) for a, b2 in zip(w.index[:-1], w.index[1:]) if w.loc[b2, c] < w.loc[a, c] - 0.05]
+        drops += [f"{RUNTIME_LABELS.get(rt, rt)} at batch {b} from {round(100 * a)} to {round(100 * b2)} % "
+                  f"({w.loc[a, c]:.2f}× → {w.loc[b2, c]:.2f}×)" for a, b2 in fell]
+    text = ("The removed network ran **slower than the unpruned one** with " + "; ".join(parts) + "."
+            if parts else "No removed network ran slower than the unpruned one.")
+    if drops:
+        text += " The speed-up fell as more was removed with " + "; ".join(drops) + "."
+    if parts or drops:
+        from .prune import n_pruned
+        kept = ", ".join(f"{16 - n_pruned(16, f)} at {round(100 * f)} %" for f in w.index if f <= 0.5)
+        text += (f" Per-layer pruning sets every layer's channel count (a layer of 16 filters keeps {kept}), "
+                 "and only some of these counts are multiples of 8, the width CPU kernels are written for; whether "
+                 "that, layout conversions or the runtime's graph optimisations make the difference has not been "
+                 "measured yet.")
+    return text

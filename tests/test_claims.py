@@ -102,3 +102,19 @@ def test_table_and_verdict_follow_synthetic_runs(tmp_path):
     assert "the paper's VGG-16: 90.8 % against 29.0 %" in v["held"]
     assert "costs 12.0 points against weight decay (paper: 1.1)" in v["held"]
     assert "12 of 12 runs" in v["tested"]
+
+
+def test_mechanism_conclusion_reads_the_share_of_near_zero_filters():
+    def rows(arm, norms):
+        return [{"run_id": arm, "arm": arm, "layer": "c", "filter": i, "norm": n, "gamma": 1.0}
+                for i, n in enumerate(norms)]
+    ordinary = [0.5 + i / 100 for i in range(50)] + [1.0]
+    f = pd.DataFrame(rows("bridgeout", ordinary) + rows("weight_decay", ordinary))
+    assert claims.mechanism_conclusion(f).startswith("**Conclusion: the paper's mechanism is not seen here.**")
+    assert "at most 0.0 %" in claims.mechanism_conclusion(f)
+    sparse = [0.01] * 20 + ordinary[20:]                      # 20 of 51 filters near zero
+    f = pd.DataFrame(rows("bridgeout", sparse) + rows("weight_decay", ordinary))
+    assert claims.mechanism_conclusion(f).startswith("**Conclusion: the paper's mechanism is seen.** 39.2 %")
+    f = pd.DataFrame(rows("bridgeout", sparse) + rows("weight_decay", sparse))
+    assert "not specific to Bridgeout" in claims.mechanism_conclusion(f)
+    assert claims.mechanism_conclusion(pd.DataFrame()) == "No filter table yet, so no conclusion."
