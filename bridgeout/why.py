@@ -325,3 +325,40 @@ def prediction(root=None, fraction: float = 0.3) -> str:
             f"than {round(100 * p['refuted_below'])} %: then length is not the cause, and the authors' pruner and "
             f"their best-on-test selection are what is left to examine. "
             + ("It rests on this: " + "; ".join(evidence) + "." if evidence else "No ResNet run is in yet to rest it on."))
+
+
+# --------------------------------------------------------------------- energy against retention
+ENERGY_GRIDS = (CPU_GRID, "cpu-cifar10-bf16-parity", RESNET_GRID, LENGTH_GRID, NOISE_GRID, "cpu-cifar10-sparsity")
+
+
+def energy_retention(root=None, fraction: float = 0.3) -> pd.DataFrame:
+    """Per CIFAR-10 network whose BatchNorm running statistics are recorded: ``run_id, arm,
+    grid, model, share`` (the post-BatchNorm channel energy its pruned filters carry at
+    ``fraction``, :func:`bridgeout.comparison.energy_removed`) and ``kept`` (its one-shot
+    accuracy at ``fraction`` over its unpruned accuracy)."""
+    from . import comparison
+    comp = comparison.load(list(ENERGY_GRIDS), root)
+    if not len(comp["filters"]) or not len(comp["pruning"]):
+        return pd.DataFrame(columns=["run_id", "arm", "grid", "model", "share", "kept"])
+    energy = comparison.energy_removed(comp["filters"], fraction).dropna(subset=["share"])
+    acc = comparison.accuracy(comp["pruning"])
+    base = acc[np.isclose(acc["fraction"], 0.0)].set_index("run_id")["test_acc"]
+    at = acc[np.isclose(acc["fraction"], fraction)].set_index("run_id")["test_acc"]
+    out = energy.assign(kept=energy["run_id"].map(at / base)).dropna(subset=["kept"])
+    runs = comp["runs"].set_index("run_id")
+    out["grid"], out["model"] = out["run_id"].map(runs["grid"]), out["run_id"].map(runs["model"])
+    return out[["run_id", "arm", "grid", "model", "share", "kept"]].reset_index(drop=True)
+
+
+def plot_energy(ax, table: pd.DataFrame, fraction: float = 0.3):
+    """One point per network (:func:`energy_retention`): energy share removed against accuracy
+    kept, coloured by arm (circles VGG-16, squares ResNet); returns ``(r, n)``."""
+    from . import comparison
+    markers = {"vgg16": "o", "resnet": "s"}
+    for (arm, model), g in table.groupby(["arm", "model"]):
+        ax.scatter(100 * g["share"], 100 * g["kept"], color=comparison.ARM_COLORS.get(arm, "0.4"),
+                   marker=markers.get(model, "D"), s=36, edgecolor="white", linewidth=0.5, zorder=3)
+    f = f"{round(100 * fraction)} %"
+    ax.set(xlabel=f"post-BatchNorm energy of the filters pruned at {f} (% of the layers')",
+           ylabel=f"accuracy kept one shot at {f} (% of unpruned)")
+    return comparison.correlation(table["share"], table["kept"]) if len(table) else (math.nan, 0)

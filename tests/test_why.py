@@ -111,3 +111,29 @@ def test_gpu_need_counts_the_published_protocol():
         why.gpu_need(utilisation=0)
     s = why.gpu_sentence(why.gpu_need())
     assert "230 epochs, 8.8× the `cpu` protocol's" in s and "22 H200-hours in all at 10 %" in s
+
+
+def test_energy_retention_pairs_each_networks_energy_share_with_its_retention(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    _write(tmp_path, [("weight_decay", 1.5, False, 0.86), ("bridgeout", 1.5, False, 0.74)])
+    assert why.energy_retention(tmp_path).empty                  # no filter rows yet
+    rows = []
+    for rid, gammas in (("r0", [1.0, 1.0, 1.0, 1.0]), ("r1", [0.1, 1.0, 1.0, 1.0])):
+        for i, g in enumerate(gammas):   # filter 0 has the smallest norm: pruned at 30 % (floor(0.3 * 4) = 1)
+            rows.append({"run_id": rid, "layer": "features.0.conv", "filter": i, "norm": 0.5 + i, "gamma": g,
+                         "beta": 0.0, "bn_mean": 0.0, "bn_var": 1.0})
+    results.append("filters", pd.DataFrame(rows), tmp_path)
+    t = why.energy_retention(tmp_path).set_index("run_id")
+    eps = 1e-5
+    e = 1 / (1 + eps)
+    assert t.loc["r0", "share"] == pytest.approx(0.25)
+    assert t.loc["r1", "share"] == pytest.approx(0.01 * e / (0.01 * e + 3 * e))
+    assert t.loc["r0", "kept"] == pytest.approx((0.86 - 0.3 * 1.2) / 0.86)     # _write's slopes
+    assert t.loc["r1", "kept"] == pytest.approx((0.74 - 0.3 * 0.3) / 0.74)
+    assert set(t["model"]) == {"vgg16"} and t.loc["r1", "arm"] == "bridgeout"
+    fig, ax = plt.subplots()
+    r, n = why.plot_energy(ax, why.energy_retention(tmp_path))
+    assert n == 2 and math.isnan(r) and len(ax.collections) == 2     # r needs three networks
+    plt.close(fig)
