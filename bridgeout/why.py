@@ -232,7 +232,10 @@ def verdict(root=None, fraction: float = 0.3) -> str:
             parts.append(f"**The pruner: {label}.** On the same weights, at {f} one shot, it changes accuracy by "
                          + "; ".join(f"{comparison.ARM_LABELS.get(r.arm, r.arm)} {_points(r.diff)} points "
                                      f"({_pct(r.plain)} → {_pct(r.variant)}, {r.n} network{'s' * bool(r.n != 1)})"
-                                     for r in eff.itertuples()) + ".")
+                                     for r in eff.itertuples()) + "."
+                         + (" It lowers Batch Bridgeout's curve, so it cannot be why the published curves lie above "
+                            "ours." if key == "published" and "bridgeout" in set(eff["arm"])
+                            and float(eff.set_index("arm").loc["bridgeout", "diff"]) < 0 else ""))
     runs = __import__("bridgeout.results", fromlist=["load"]).load("runs", root)
     open_ = [f"training length (`{LENGTH_GRID}`: {_grid_status(runs, LENGTH_GRID)})",
              f"the amount of noise against q (`{NOISE_GRID}`: {_grid_status(runs, NOISE_GRID)})"]
@@ -356,8 +359,8 @@ def plot_energy(ax, table: pd.DataFrame, fraction: float = 0.3):
     from . import comparison
     markers = {"vgg16": "o", "resnet": "s"}
     for (arm, model), g in table.groupby(["arm", "model"]):
-        ax.scatter(100 * g["share"], 100 * g["kept"], color=comparison.ARM_COLORS.get(arm, "0.4"),
-                   marker=markers.get(model, "D"), s=36, edgecolor="white", linewidth=0.5, zorder=3)
+        ax.plot(100 * g["share"], 100 * g["kept"], ls="none", color=comparison.ARM_COLORS.get(arm, "0.4"),
+                marker=markers.get(model, "D"), ms=6, mec="white", mew=0.5, zorder=3)
     f = f"{round(100 * fraction)} %"
     ax.set(xlabel=f"post-BatchNorm energy of the filters pruned at {f} (% of the layers')",
            ylabel=f"accuracy kept one shot at {f} (% of unpruned)")
