@@ -264,9 +264,8 @@ def verdict(root=None) -> dict[str, str]:
     grid, model, label, planned = SETTINGS[0]
     runs, acc = _setting(root, grid)
     r_runs, _ = _setting(root, SETTINGS[1][0])
-    tested = (f"**Tested:** the paper's one-shot filter-pruning comparison on CIFAR-10 at CPU scale, 26 epochs "
-              f"instead of 230: {label} ({len(runs)} of {planned} runs) and {SETTINGS[1][2]} "
-              f"({len(r_runs)} of {SETTINGS[1][3]} runs).")
+    tested = (f"**Tested:** the paper's one-shot pruning comparison, CIFAR-10, 26 epochs (not 230): {label} "
+              f"({len(runs)} of {planned} runs), {SETTINGS[1][2]} ({len(r_runs)} of {SETTINGS[1][3]}).")
     rob = robustness(acc)
     at = rob[np.isclose(rob["fraction"], 0.3)] if len(rob) else rob
     if not len(at):
@@ -280,17 +279,15 @@ def verdict(root=None) -> dict[str, str]:
         dead = [_f(x.fraction) for x in rob.itertuples() if not x.informative]
         unpruned = runs.groupby("arm")["final_test_acc"].mean()
         held = (f"**The claim {'held' if word == 'holds' else 'held only in part' if word == 'holds partly' else 'was not observed'} "
-                f"there.** With 30 % of every layer's filters zeroed, {label} trained with Batch Bridgeout keeps "
-                f"{100 * r.bridgeout:.1f} % against {100 * r.baseline_mean:.1f} % for the better baseline "
-                f"({ARM_LABELS[r.baseline]}; chance is 10 %); the paper's VGG-16: {100 * pub['bridgeout']:.1f} % "
-                f"against {100 * pub[pub_best]:.1f} %."
-                + (f" From {dead[0]} every arm is at chance here." if dead else "")
-                + (f" Unpruned, Bridgeout costs {100 * (unpruned['weight_decay'] - unpruned['bridgeout']):.1f} points "
-                   f"against weight decay (paper: "
-                   f"{100 * _paper_cost(model):.1f})."
+                f"there.** 30 % of filters zeroed: Batch Bridgeout keeps {100 * r.bridgeout:.1f} % against "
+                f"{100 * r.baseline_mean:.1f} % ({ARM_LABELS[r.baseline]}; chance 10 %); the paper's VGG-16 "
+                f"{100 * pub['bridgeout']:.1f} % against {100 * pub[pub_best]:.1f} %."
+                + (f" From {dead[0]} every arm is at chance." if dead else "")
+                + (f" Unpruned cost against weight decay: {100 * (unpruned['weight_decay'] - unpruned['bridgeout']):.1f} "
+                   f"points (paper {100 * _paper_cost(model):.1f})."
                    if {"weight_decay", "bridgeout"} <= set(unpruned.index) else ""))
-    untested = ("**Not tested:** the published 230-epoch schedule at full width, WRN-28-10 and CIFAR-100: "
-                "the first two need a GPU, which this project has not been lent; CIFAR-100 is not on these machines.")
+    untested = ("**Not tested:** 230 epochs at full width and WRN-28-10 (they need a GPU; none lent), "
+                "CIFAR-100 (not on these machines).")
     return {"tested": tested, "held": held, "untested": untested}
 
 

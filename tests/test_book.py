@@ -216,13 +216,14 @@ window.addEventListener('load', function () { setTimeout(function () {
       }
     });
     // words broken across lines inside a table cell ("resne|t"): a word whose text spans
-    // more than one line box; hyphens and slashes are allowed break points, so they split words
+    // more than one line box; hyphens, slashes, dashes and an opening parenthesis are allowed
+    // break points, so they split words
     var broken = [];
     art.querySelectorAll('td, th').forEach(function (cell) {
       var walk = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
       var node;
       while ((node = walk.nextNode())) {
-        var re = /[^\s\-\/\u2013\u2014]+/g, m;
+        var re = /[^\\s\\-\\/\\u2013\\u2014(]+/g, m;
         while ((m = re.exec(node.data))) {
           var range = document.createRange();
           range.setStart(node, m.index); range.setEnd(node, m.index + m[0].length);
@@ -418,7 +419,7 @@ def _layout(page: str, profile: str, width: int = 1280, height: int = 900) -> di
 @pytest.mark.parametrize("page", PAGES)
 def test_no_table_cell_breaks_a_word_at_1280px(page, browser_profile):
     """At a 1280 px window no word of a table cell is split across two lines ("resne|t");
-    a wide table scrolls instead (hyphens and slashes are allowed break points)."""
+    a wide table scrolls instead (hyphens, slashes, dashes and "(" are allowed break points)."""
     rep = _layout(page, browser_profile)
     assert not rep["broken"], f"{page}: {len(rep['broken'])} word(s) broken inside a table cell: {rep['broken'][:12]}"
 
