@@ -648,13 +648,13 @@ def test_result_chapters_draw_synthetic_rows(tmp_path, monkeypatch):
     assert "No pilot has been run yet" in text and "The criteria pass has not been run yet" in text
     assert "No run has been pruned with `mode=\"remove\"` yet" in text
     assert "have not been timed on a quiet machine yet" in text
-    assert "1 setting varied so far, in `cpu-other`" in text and "`q`: 1.0 →" in text  # the synthetic q ablation
+    assert "1 setting varied so far, in `cpu-other`" in text and "`q`: 1 →" in text  # the synthetic q ablation
     assert "The fine-tuning pass has not been run yet" in text
     assert "| Regularizers compared | CIFAR-10 comparison, 3 arms, 2 seeds per arm | 12 runs to go |" in text
     assert "| Ranking criteria | the same 6 networks | pass not run | only the L2 ranking each run recorded so far |" in text
     assert ("| Repair | the same 6 networks | fine-tuning not run | Batch Bridgeout minus the best other arm at "
             "30 / 50 % (points): BatchNorm re-estimated +18.0 / +30.0 |") in text
-    assert "1 seed per setting | partial | accuracy (%) at 70 % zeroed, q 1.0 / 1.5:" in text
+    assert "1 seed per setting | partial | accuracy (%) at 70 % zeroed, mean ± sd: q 1 / 1.5:" in text
 
 
 # --------------------------------------------------------------------------- offline math
