@@ -84,7 +84,7 @@ def at_fraction(panel: Panel, fraction: float = 0.7) -> pd.DataFrame:
     seeds`` (the per-seed accuracies, by seed), and ``diff, low, high``: mean minus the
     published value's mean with its Welch 95 % interval (NaN for the published value itself
     and where a side has fewer than two seeds)."""
-    from .parity import welch
+    from .stats import welch
     bad = set(did_not_train(panel).index)
     rows = panel.rows
     at = rows[np.isclose(rows["fraction"], fraction)]

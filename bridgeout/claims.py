@@ -63,7 +63,7 @@ def robustness(acc: pd.DataFrame, fractions=FRACTIONS) -> pd.DataFrame:
     NaN with fewer than two seeds on either side), ``n`` (the fewer seeds of the two),
     ``informative`` (some arm's mean above chance + margin) and ``clear`` (the interval
     excludes zero). Empty when Bridgeout or a baseline is missing."""
-    from .parity import welch
+    from .stats import welch
     rows = []
     for f in fractions:
         at = acc[np.isclose(acc["fraction"], f)]
@@ -141,7 +141,7 @@ def _robust_row(root, grid: str, model: str, label: str, planned: int) -> dict:
 # ------------------------------------------------------------------------ the other claims
 def _cost_row(root) -> dict:
     from . import paper
-    from .parity import welch
+    from .stats import welch
     pub = paper.unpruned()
     lead = "; ".join(f"{MODEL_LABELS[m]} {_pts(pub[(m, 'cifar10', 'bridgeout')] - pub[(m, 'cifar10', 'weight_decay')])}"
                      for m in paper.MODELS if (m, "cifar10", "bridgeout") in pub)
@@ -191,7 +191,7 @@ def _mechanism_row(root) -> dict:
 
 def _exponent_row(root) -> dict:
     from .comparison import ARM_LABELS
-    from .parity import welch
+    from .stats import welch
     from .why import NOISE_GRID
     claim = "The bridge exponent matters: q = 1.5 keeps more than q = 2 (targeted DropConnect, the scripts' default path)"
     paper_ev = "the published runs use q = 1.5 (facts sheet); no q = 2 curve is published"

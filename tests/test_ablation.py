@@ -51,7 +51,7 @@ def test_means_sd_and_welch_against_the_published_value():
     # q = 1 minus q = 1.5: 0.82 - 0.60 = 0.22; Welch with sd 0.02 on both sides, n = 3: df 4, t 2.776
     half = 2.7764451 * math.sqrt(2 * 0.02 ** 2 / 3)
     assert t.loc[1.0, "diff"] == pytest.approx(0.22)
-    assert (t.loc[1.0, "low"], t.loc[1.0, "high"]) == pytest.approx((0.22 - half, 0.22 + half), rel=1e-4)  # parity.t975 is an approximation
+    assert (t.loc[1.0, "low"], t.loc[1.0, "high"]) == pytest.approx((0.22 - half, 0.22 + half), rel=1e-4)  # stats.t975 is tabulated
     assert t.loc[2.0, "seeds"] == pytest.approx({0: 0.40, 1: 0.44, 2: 0.42})
     text = ablation.markdown([q])
     assert "`q`: 1 → 82.0 ± 2.0 % (+22.0 [" in text and "1.5 → 60.0 ± 2.0 %," in text
