@@ -101,6 +101,9 @@ from .repair import _check_recal, _finetune, recalibrate_batchnorm
 __all__ = [
     "CRITERIA",
     "SCOPES",
+    "SCOPE_NAMES",
+    "check_scope",
+    "only_unit",
     "MODES",
     "DEFAULT_FRACTIONS",
     "SWEEP_COLUMNS",
@@ -121,6 +124,39 @@ __all__ = [
 
 CRITERIA = ("l2", "l1", "random", "orthogonality", "bn_scale")
 SCOPES = ("layer", "global")
+#: Prefix of the one-layer scope ``"only:<k>"``: the per-layer ranking applied to the k-th
+#: prunable conv (counting from 1, in :func:`prunable_convs` order) alone, every other layer
+#: left intact (mask mode only): where does the collapse happen?
+ONLY = "only:"
+
+
+def only_unit(scope: str) -> int | None:
+    """The 0-based unit of an ``"only:<k>"`` scope, None for :data:`SCOPES`."""
+    return int(scope[len(ONLY):]) - 1 if scope.startswith(ONLY) else None
+
+
+def check_scope(scope) -> str:
+    """``scope`` if it is one of :data:`SCOPES` or ``"only:<k>"`` with an integer k >= 1, else a
+    ValueError naming it and what is allowed."""
+    if isinstance(scope, str) and (scope in SCOPES or (
+            scope.startswith(ONLY) and scope[len(ONLY):].isdigit() and int(scope[len(ONLY):]) >= 1)):
+        return scope
+    raise ValueError(f"scope must be one of {', '.join(map(repr, SCOPES))} or 'only:<k>' (the k-th prunable "
+                     f"conv alone, k >= 1), got {scope!r}")
+
+
+class _ScopeNames(tuple):
+    """The scope names as the result tables list them; ``in`` accepts every ``only:<k>``."""
+
+    def __contains__(self, value) -> bool:
+        try:
+            return bool(check_scope(value))
+        except ValueError:
+            return False
+
+
+#: What a ``scope`` cell of ``pruning.csv`` may hold.
+SCOPE_NAMES = _ScopeNames((*SCOPES, ONLY + "<k>"))
 MODES = ("mask", "remove")
 DEFAULT_FRACTIONS = tuple(i / 10 for i in range(10))
 
@@ -208,12 +244,20 @@ def select(importances: Sequence[torch.Tensor], fraction: float, scope: str = "l
     ``scope="global"``: the ``n_pruned(N, f)`` smallest over all units together (the values
     must already be comparable across units), never emptying a unit (so at most
     ``N - len(importances)`` in all, fewer than ``floor(f N)`` when ``f`` is close to 1).
+    ``scope="only:<k>"``: the :func:`n_pruned` smallest of the k-th unit, none elsewhere.
     Returns sorted int64
     CPU tensors, one per unit.
     """
     fraction = _check_fraction(fraction)
-    check_choice("scope", scope, SCOPES)
+    check_scope(scope)
     imps = [s.detach().float().cpu() for s in importances]
+    only = only_unit(scope)
+    if only is not None:
+        if only >= len(imps):
+            raise ValueError(f"scope {scope!r}: the model has {len(imps)} prunable units "
+                             f"('only:1' to 'only:{len(imps)}')")
+        (chosen,) = select([imps[only]], fraction, "layer")
+        return [chosen if i == only else torch.empty(0, dtype=torch.int64) for i in range(len(imps))]
     if scope == "layer":
         out = []
         for s in imps:
@@ -567,9 +611,17 @@ def _output_layers(graph, names: dict) -> list[str]:
 def _validate(fraction, criterion, scope, mode) -> float:
     fraction = _check_fraction(fraction)
     check_choice("criterion", criterion, CRITERIA)
-    check_choice("scope", scope, SCOPES)
+    check_scope(scope)
     check_choice("mode", mode, MODES)
+    _check_only_in_mask([scope], [mode])
     return fraction
+
+
+def _check_only_in_mask(scopes, modes) -> None:
+    only = [s for s in scopes if only_unit(s) is not None]
+    if only and "remove" in modes:
+        raise ValueError(f"scope {only[0]!r} (one layer alone) works in mode 'mask' only, not 'remove': "
+                         "removing one layer's filters alone changes the next layer's inputs too")
 
 
 def prune(model: nn.Module, fraction: float, criterion: str = "l2", scope: str = "layer",
@@ -700,8 +752,9 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
 
     fractions = _check_seq("fractions", fractions, _check_fraction)
     criteria = _check_seq("criteria", criteria, lambda v: check_choice("criterion", v, CRITERIA))
-    scopes = _check_seq("scopes", scopes, lambda v: check_choice("scope", v, SCOPES))
+    scopes = _check_seq("scopes", scopes, check_scope)
     modes = _check_seq("modes", modes, lambda v: check_choice("mode", v, MODES))
+    _check_only_in_mask(scopes, modes)
     recal_batches = _check_recal(recalibrate_bn)
     from .results import PRUNERS
     pruner = check_choice("pruner", pruner, PRUNERS)

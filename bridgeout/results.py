@@ -117,7 +117,7 @@ RUNS_SCHEMA: dict[str, tuple[str, str]] = {
 PRUNING_SCHEMA: dict[str, tuple[str, str]] = {
     "run_id": ("str", "Run that was pruned (`runs.run_id`)."),
     "criterion": ("str", "Filter ranking criterion (`bridgeout.prune.CRITERIA`, e.g. `l2`)."),
-    "scope": ("str", "Where the fraction applies (`layer`: in every layer; `global`)."),
+    "scope": ("str", "Where the fraction applies (`layer`: in every layer; `global`: one ranking over all layers; `only:<k>`: the k-th prunable conv alone)."),
     "mode": ("str", "`mask`: filters zeroed; `remove`: filters physically removed."),
     "fraction": ("float", "Fraction of filters pruned, in [0, 1)."),
     "test_acc": ("float", "Test accuracy in [0, 1] of the pruned network."),
@@ -275,7 +275,7 @@ def _choices() -> dict[str, dict[str, tuple[str, ...]]]:
     }
     try:  # prune.py defines the authoritative lists; fall back to the contract's.
         from . import prune
-        out["pruning"] = {"mode": tuple(prune.MODES), "scope": tuple(prune.SCOPES),
+        out["pruning"] = {"mode": tuple(prune.MODES), "scope": prune.SCOPE_NAMES,
                           "criterion": tuple(prune.CRITERIA), "pruner": PRUNERS}
         out["latency"]["criterion"] = tuple(prune.CRITERIA)
     except ImportError:  # pragma: no cover - only while prune.py is missing

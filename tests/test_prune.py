@@ -127,6 +127,24 @@ def test_mask_random_is_seeded_and_counts():
     assert all(len(a[k]) == convs[k].out_channels // 2 for k in a)
 
 
+def test_one_layer_alone_prunes_that_layer_as_the_per_layer_ranking_does_and_no_other():
+    model = small("vgg16")
+    names = [n for n, _ in P.prunable_convs(model)]
+    every = P.zeroed_filters(P.prune(model, 0.5, "l2", "layer", "mask"))
+    for k in (1, 4, len(names)):
+        alone = P.zeroed_filters(P.prune(model, 0.5, "l2", f"only:{k}", "mask"))
+        assert torch.equal(alone[names[k - 1]], every[names[k - 1]]) and len(alone[names[k - 1]]) > 0
+        assert all(len(alone[n]) == 0 for n in names if n != names[k - 1])
+    with pytest.raises(ValueError, match=f"has {len(names)} prunable units .'only:1' to 'only:{len(names)}'"):
+        P.prune(model, 0.5, "l2", f"only:{len(names) + 1}", "mask")
+    with pytest.raises(ValueError, match="works in mode 'mask' only"):
+        P.prune(model, 0.5, "l2", "only:1", "remove")
+    for bad in ("only:0", "only:x", "only:", "only:-1", 3):
+        with pytest.raises(ValueError, match="'only:<k>'"):
+            P.prune(model, 0.5, "l2", bad, "mask")
+    assert "only:12" in P.SCOPE_NAMES and "only:0" not in P.SCOPE_NAMES and "net" not in P.SCOPE_NAMES
+
+
 def test_global_mask_threshold_and_keeps_one():
     model = small("resnet")
     convs = P.prunable_convs(model)

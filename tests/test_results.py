@@ -219,6 +219,7 @@ def _set_cell(text, line, col, value):
     ("runs", "model", "", "value is missing"),
     ("pruning", "fraction", "1.0", r"out of range; allowed \[0.0, 1.0\)"),
     ("pruning", "test_acc", "-0.1", "out of range"),
+    ("pruning", "scope", "only:0", "unknown name 'only:0'; known: 'layer', 'global', 'only:<k>'"),
     ("history", "test_acc", "nan-ish", "bad value"),
 ])
 def test_load_refuses_bad_values_naming_file_line_and_column(tmp_path, table, col, value, message):
@@ -229,6 +230,13 @@ def test_load_refuses_bad_values_naming_file_line_and_column(tmp_path, table, co
     msg = str(err.value)
     assert str(p) in msg and "line 3" in msg and f"column {col!r}" in msg
     assert re.search(message, msg), msg
+
+
+def test_a_one_layer_scope_is_a_valid_pruning_row(tmp_path):
+    rows = pruning_df("a").assign(scope="only:13")
+    results.append("runs", runs_df("a"), tmp_path)
+    assert results.append("pruning", rows, tmp_path) == len(rows)
+    assert set(results.load("pruning", tmp_path)["scope"]) == {"only:13"}
 
 
 def test_load_refuses_missing_and_extra_columns(tmp_path):
