@@ -235,11 +235,20 @@ def verdict(root=None, fraction: float = 0.3) -> str:
                                      for r in eff.itertuples()) + "."
                          + (" It lowers Batch Bridgeout's curve, so it cannot be why the published curves lie above "
                             "ours." if key == "published" and "bridgeout" in set(eff["arm"])
-                            and float(eff.set_index("arm").loc["bridgeout", "diff"]) < 0 else ""))
+                            and float(eff.set_index("arm").loc["bridgeout", "diff"]) < 0 else "")
+                         + ("" if key == "published" else
+                            " The authors' code does not do this (facts sheet), so it says what the one-shot loss is "
+                            "made of, not why the published curves lie higher."))
+    from . import onelayer
+    one = onelayer.table(root)
+    if len(one):
+        parts.append(onelayer.markdown(one, fraction))
     runs = __import__("bridgeout.results", fromlist=["load"]).load("runs", root)
     open_ = [f"training length (`{LENGTH_GRID}`: {_grid_status(runs, LENGTH_GRID)})",
              f"the amount of noise against q (`{NOISE_GRID}`: {_grid_status(runs, NOISE_GRID)})"]
     open_ += [f"{label} (not run yet)" for key, (label, _) in VARIANTS.items() if not len(variant_effect(root, key, fraction))]
+    if not len(one):
+        open_.append("one layer at a time (not run yet)")
     parts.append("**Still open:** " + "; ".join(open_) + ".")
     return "\n\n".join(parts)
 

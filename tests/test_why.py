@@ -70,6 +70,11 @@ def test_variant_effect_is_the_difference_on_the_same_runs(tmp_path):
     assert "It lowers Batch Bridgeout's curve, so it cannot be why the published curves lie above ours." in text
     assert "mean replacement (each zeroed channel kept at its mean output) (not run yet)" in text
     assert "one global ranking" not in text.split("**Still open:**")[1]
+    # a variant the authors' code does not use is read as a diagnosis, not as the cause of the gap
+    assert ("**The pruner: one global ranking instead of one per layer.** On the same weights, at 30 % one shot, "
+            "it changes accuracy by") in text
+    assert text.count("The authors' code does not do this (facts sheet)") == 1          # global only, not published
+    assert "one layer at a time (not run yet)" in text.split("**Still open:**")[1]
 
 
 def test_verdict_puts_the_resnet_beside_the_published_panel(tmp_path):

@@ -1,0 +1,110 @@
+"""Where the one-shot collapse happens: one layer pruned at a time on the same weights.
+
+The pass ``notebooks/passes/one-layer.yaml`` prunes the k-th prunable conv alone (scope
+``only:<k>``, the paper's L2 ranking within that layer, plain zeroing, one shot, every other
+layer intact). :func:`table` gives, per network, layer and fraction, the accuracy lost against
+the same network unpruned; :func:`markdown` says which layer costs most per arm and how the
+single-layer losses add up against pruning every layer at once; :func:`plot` draws the loss
+per layer, a thin line per network and the arm's mean thick.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .fmt import mean_sd, plural
+
+__all__ = ["GRID", "table", "markdown", "plot"]
+
+#: The networks the pass covers (the kept bf16 networks of the parity pilot).
+GRID = "cpu-cifar10-bf16-parity"
+COLUMNS = ["run_id", "arm", "seed", "unit", "layer", "channels", "fraction", "test_acc", "drop", "drop_all"]
+
+
+def _layers(filters: pd.DataFrame) -> pd.DataFrame:
+    """Per run: its prunable convs in order (``unit`` from 1), with their filter counts."""
+    f = filters[["run_id", "layer"]]
+    counts = f.groupby(["run_id", "layer"], sort=False).size().rename("channels").reset_index()
+    counts["unit"] = counts.groupby("run_id").cumcount() + 1
+    return counts
+
+
+def table(root=None, grid: str = GRID) -> pd.DataFrame:
+    """One row per (network, layer, fraction) of the one-layer rows: ``run_id, arm, seed,
+    unit, layer, channels, fraction, test_acc``, ``drop`` (unpruned minus this accuracy) and
+    ``drop_all`` (unpruned minus the accuracy with that fraction of *every* layer pruned, the
+    paper's procedure, for comparison). Empty (with these columns) before the pass has run."""
+    from . import comparison
+    comp = comparison.load(grid, root)
+    pr = comp["pruning"]
+    if not len(pr):
+        return pd.DataFrame(columns=COLUMNS)
+    pr = pr[(pr["criterion"] == "l2") & (pr["mode"] == "mask") & ~pr["recalibrate_bn"].astype(bool)
+            & (pr["finetune_epochs"] == 0)]
+    one = pr[pr["scope"].str.startswith("only:") & (pr["fraction"] > 0)].copy()
+    if not len(one):
+        return pd.DataFrame(columns=COLUMNS)
+    every = pr[pr["scope"] == "layer"]
+    base = every[np.isclose(every["fraction"], 0.0)].groupby("run_id")["test_acc"].first()
+    all_at = every.set_index(["run_id", "fraction"])["test_acc"]
+    one["unit"] = one["scope"].str.slice(len("only:")).astype(int)
+    one = one.merge(_layers(comp["filters"]), on=["run_id", "unit"], how="left")
+    one["drop"] = one["run_id"].map(base) - one["test_acc"]
+    keys = pd.MultiIndex.from_arrays([one["run_id"], one["fraction"]])
+    one["drop_all"] = one["run_id"].map(base).to_numpy() - all_at.reindex(keys).to_numpy()
+    return one[COLUMNS].sort_values(["arm", "seed", "fraction", "unit"]).reset_index(drop=True)
+
+
+def markdown(t: pd.DataFrame, fraction: float = 0.3) -> str:
+    """Per arm, at ``fraction`` of one layer pruned: the costliest layer (mean ± sd over the
+    networks), the share of the summed single-layer loss in the narrow layers (the first four,
+    at most 32 filters at a quarter width), and the single-layer losses' sum against the loss of
+    pruning every layer at once (the paper's procedure)."""
+    at = t[np.isclose(t["fraction"], fraction)] if len(t) else t
+    if not len(at):
+        return ("**One layer at a time: not run yet** (pass `notebooks/passes/one-layer.yaml` on the kept "
+                "parity networks).")
+    from .comparison import ARM_LABELS
+    f = f"{round(100 * fraction)} %"
+    parts = []
+    for arm, g in at.groupby("arm"):
+        per = g.groupby("unit")["drop"]
+        worst = int(per.mean().idxmax())
+        layer = g[g["unit"] == worst].iloc[0]
+        narrow = g[g["channels"] <= 32].groupby("run_id")["drop"].sum().clip(lower=0)
+        total = g.groupby("run_id")["drop"].sum()
+        share = (narrow / total.where(total > 0)).dropna()
+        every = g.groupby("run_id")["drop_all"].first()
+        parts.append(
+            f"{ARM_LABELS.get(arm, arm)} ({plural(g['run_id'].nunique(), 'network')}): the costliest layer alone is "
+            f"conv {worst} of {int(g['unit'].max())} ({int(layer['channels'])} filters), "
+            f"{mean_sd(per.get_group(worst))} points; the single-layer losses add up to {mean_sd(total)} points "
+            f"against {mean_sd(every)} for every layer at once"
+            + (f", and the narrow layers (at most 32 filters) carry {mean_sd(share)} % of that sum" if len(share) else ""))
+    return (f"**One layer at a time**, {f} of one conv's filters zeroed (L2, one shot), accuracy lost against the "
+            "unpruned network, mean ± sd over networks: " + "; ".join(parts) + ".")
+
+
+def plot(axes, t: pd.DataFrame, fractions=(0.3, 0.5)) -> None:
+    """One panel per fraction: accuracy lost (points) against the pruned layer, a thin line per
+    network, the arm's mean thick (colours of :data:`bridgeout.comparison.ARM_COLORS`); the
+    x ticks give each layer's filter count."""
+    from .comparison import ARM_COLORS, ARM_LABELS, ARM_MARKERS
+    for ax, fraction in zip(axes, fractions):
+        at = t[np.isclose(t["fraction"], fraction)]
+        for arm, g in at.groupby("arm"):
+            c = ARM_COLORS.get(arm, "0.4")
+            for _, r in g.groupby("run_id"):
+                ax.plot(r["unit"], 100 * r["drop"], color=c, lw=0.8, alpha=0.5)
+            m = g.groupby("unit")["drop"].mean()
+            ax.plot(m.index, 100 * m.to_numpy(), color=c, lw=2.2, marker=ARM_MARKERS.get(arm, "o"), ms=4,
+                    label=f"{ARM_LABELS.get(arm, arm)}, {g['run_id'].nunique()} networks")
+        if not len(at):
+            from .plots import not_run
+            not_run(ax, f"the one-layer pass has no rows at {round(100 * fraction)} % yet")
+        else:
+            ticks = at.drop_duplicates("unit").sort_values("unit")
+            ax.set_xticks(ticks["unit"], [f"{u}\n{c}" for u, c in zip(ticks["unit"], ticks["channels"])])
+        ax.set_title(f"{round(100 * fraction)} % of one layer's filters zeroed", fontsize=10)
+        ax.set(xlabel="conv layer (and its filters)", ylabel="accuracy lost (points)")
+        ax.tick_params(labelsize=9)
