@@ -210,8 +210,12 @@ def _exponent_row(root) -> dict:
                 verdict = "pending"
             continue
         diff, lo, hi, _ = welch(a, b)
+        base = acc[np.isclose(acc["fraction"], 0.0)].groupby("arm")["test_acc"].mean()
+        kept = (f"; unpruned {100 * base['bridgeout']:.1f} and {100 * base['targeted_dropconnect']:.1f}, so "
+                f"{100 * b.mean() / base['bridgeout']:.0f} % and {100 * a.mean() / base['targeted_dropconnect']:.0f} % "
+                "of it kept" if {"bridgeout", "targeted_dropconnect"} <= set(base.index) else "")
         parts.append(f"{what}, 30 % zeroed: {ARM_LABELS['bridgeout']} {100 * b.mean():.1f}, "
-                     f"q = 2 {100 * a.mean():.1f}, {_pts(diff)}{_interval(lo, hi)} ({plural(len(a), 'seed')})")
+                     f"q = 2 {100 * a.mean():.1f}, {_pts(diff)}{_interval(lo, hi)} ({plural(len(a), 'seed')}){kept}")
         clear = math.isfinite(lo) and lo > 0
         verdict = ("holds" if clear else "not observed") if grid == NOISE_GRID else (
             "holds partly" if clear else "not observed")
