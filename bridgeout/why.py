@@ -17,7 +17,7 @@ import pandas as pd
 from .fmt import mean_sd as _mean_sd, pct as _pct, points as _points
 from .summary import CPU_GRID
 
-__all__ = ["RESNET_GRID", "LENGTH_GRID", "NOISE_GRID", "GRID_SIZES", "table", "markdown", "verdict",
+__all__ = ["RESNET_GRID", "LENGTH_GRID", "NOISE_GRID", "GRID_SIZES", "table", "markdown", "verdict", "headline",
            "gpu_need", "gpu_sentence"]
 
 #: The grids that test one candidate cause each (the issue "Why our curves differ").
@@ -186,46 +186,66 @@ def _relative_at(acc: pd.DataFrame, arm: str, fraction: float) -> float:
     return float(v.mean()) if len(v) else math.nan
 
 
+def _bn_recovered(root, fraction: float) -> pd.Series:
+    """Per arm of the CPU comparison: the mean share of the one-shot loss at ``fraction`` that
+    re-estimating BatchNorm wins back (empty before the runs)."""
+    from . import comparison
+    cpu = comparison.load(CPU_GRID, root)
+    if not len(cpu["pruning"]):
+        return pd.Series(dtype=float)
+    one = comparison.accuracy(cpu["pruning"])
+    rec = comparison.bn_recovery(one, comparison.accuracy(cpu["pruning"], recalibrate_bn=True), fraction)
+    return rec.groupby("arm")["recovered"].mean() if len(rec) else pd.Series(dtype=float)
+
+
+def _width(root, fraction: float) -> dict | None:
+    """The paper's ResNet at its width against the published panel, relative to unpruned: per
+    arm ours, published and seeds; Bridgeout's gap to the panel and the quarter-width VGG-16's
+    retention. None before Batch Bridgeout's ResNet run is in."""
+    from . import comparison, paper
+    res = comparison.load(RESNET_GRID, root)
+    if not len(res["pruning"]):
+        return None
+    acc = comparison.accuracy(res["pruning"])
+    if "bridgeout" not in set(acc["arm"]):
+        return None
+    pub = comparison.paper_relative(paper.curve("resnet", "cifar10"))
+    pub_at = pub[np.isclose(pub["fraction"], fraction)].set_index("regularizer")["accuracy"]
+    cpu = comparison.load(CPU_GRID, root)
+    arms = [a for a in ("bridgeout", "weight_decay", "dropout") if a in set(acc["arm"])]
+    seeds = acc.groupby("arm")["seed"].nunique()
+    rows = {a: (_relative_at(acc, a, fraction), float(pub_at.get(a, math.nan)), int(seeds[a])) for a in arms}
+    vgg = _relative_at(comparison.accuracy(cpu["pruning"]), "bridgeout", fraction) if len(cpu["pruning"]) else math.nan
+    gap = rows["bridgeout"][1] - rows["bridgeout"][0]
+    return {"arms": rows, "gap": gap, "closes": gap < 0.1, "vgg": vgg}
+
+
 def verdict(root=None, fraction: float = 0.3) -> str:
     """What the runs settle about the gap so far (Markdown, one paragraph per finding): the
     BatchNorm statistics, width (the paper's ResNet at its own width against the published
     panel, relative to unpruned accuracy), the paper's mechanism, and each same-weights
     pruner variant measured; then what is still open."""
-    from . import comparison, paper
+    from . import comparison
     f = f"{round(100 * fraction)} %"
     parts = []
-    cpu = comparison.load(CPU_GRID, root)
-    if len(cpu["pruning"]):
-        one = comparison.accuracy(cpu["pruning"])
-        rec = comparison.bn_recovery(one, comparison.accuracy(cpu["pruning"], recalibrate_bn=True), fraction)
-        if len(rec):
-            m = rec.groupby("arm")["recovered"].mean()
-            parts.append(f"**BatchNorm statistics: the larger part of the collapse.** Re-estimating them after "
-                         f"pruning {f} wins back {_pct(m.min())}-{_pct(m.max())} % of each arm's one-shot loss "
-                         f"(arm means, VGG-16 ×0.25): most of what the one-shot curve measures is statistics "
-                         f"gathered before pruning (and, for the noise-trained arms, under the noise), not "
-                         f"the filters' content. The paper's procedure keeps them stale, so its curves and ours "
-                         f"measure the same thing; how stale they are is what the training changes.")
-    res = comparison.load(RESNET_GRID, root)
-    if len(res["pruning"]):
-        acc = comparison.accuracy(res["pruning"])
-        pub = comparison.paper_relative(paper.curve("resnet", "cifar10"))
-        pub_at = pub[np.isclose(pub["fraction"], fraction)].set_index("regularizer")["accuracy"]
-        vgg_rel = _relative_at(comparison.accuracy(cpu["pruning"]), "bridgeout", fraction) if len(cpu["pruning"]) else math.nan
-        arms = [a for a in ("bridgeout", "weight_decay", "dropout") if a in set(acc["arm"])]
-        seeds = acc.groupby("arm")["seed"].nunique()
-        ours = "; ".join(f"{comparison.ARM_LABELS[a]} {_pct(_relative_at(acc, a, fraction))} % "
-                         f"(published {_pct(pub_at.get(a, math.nan))} %, {int(seeds[a])} seed{'s' * bool(seeds[a] != 1)})"
-                         for a in arms)
-        if "bridgeout" in arms:
-            gap = pub_at["bridgeout"] - _relative_at(acc, "bridgeout", fraction)
-            closes = gap < 0.1
-            parts.append(f"**Width: {'closes most of the gap' if closes else 'not the main cause'}.** At its published "
-                         f"width, the paper's ResNet keeps this share of its unpruned accuracy with {f} of its filters "
-                         f"zeroed one shot: {ours}; the quarter-width VGG-16's Batch Bridgeout keeps "
-                         f"{_pct(vgg_rel)} %. " + ("" if closes else
-                         f"Full width leaves Bridgeout {_pct(gap)} points of retention below the published panel, "
-                         f"so the schedule (26 epochs, not 230) is the next suspect."))
+    m = _bn_recovered(root, fraction)
+    if len(m):
+        parts.append(f"**BatchNorm statistics: the larger part of the collapse.** Re-estimating them after "
+                     f"pruning {f} wins back {_pct(m.min())}-{_pct(m.max())} % of each arm's one-shot loss "
+                     f"(arm means, VGG-16 ×0.25): most of what the one-shot curve measures is statistics "
+                     f"gathered before pruning (and, for the noise-trained arms, under the noise), not "
+                     f"the filters' content. The paper's procedure keeps them stale, so its curves and ours "
+                     f"measure the same thing; how stale they are is what the training changes.")
+    w = _width(root, fraction)
+    if w is not None:
+        ours = "; ".join(f"{comparison.ARM_LABELS[a]} {_pct(o)} % (published {_pct(p)} %, {n} seed{'s' * bool(n != 1)})"
+                         for a, (o, p, n) in w["arms"].items())
+        parts.append(f"**Width: {'closes most of the gap' if w['closes'] else 'not the main cause'}.** At its published "
+                     f"width, the paper's ResNet keeps this share of its unpruned accuracy with {f} of its filters "
+                     f"zeroed one shot: {ours}; the quarter-width VGG-16's Batch Bridgeout keeps "
+                     f"{_pct(w['vgg'])} %. " + ("" if w["closes"] else
+                     f"Full width leaves Bridgeout {_pct(w['gap'])} points of retention below the published panel, "
+                     f"so the schedule (26 epochs, not 230) is the next suspect."))
     for key, (label, _) in VARIANTS.items():
         eff = variant_effect(root, key, fraction)
         if len(eff):
@@ -251,6 +271,35 @@ def verdict(root=None, fraction: float = 0.3) -> str:
         open_.append("one layer at a time (not run yet)")
     parts.append("**Still open:** " + "; ".join(open_) + ".")
     return "\n\n".join(parts)
+
+
+def headline(root=None, fraction: float = 0.3) -> str:
+    """One sentence for the introduction, under the verdict: why our curves sit below the
+    paper's, as far as the runs settle it, and what is still being measured."""
+    f = f"{round(100 * fraction)} %"
+    said = []
+    m = _bn_recovered(root, fraction)
+    if len(m):
+        said.append(f"most of every arm's one-shot loss at {f} is stale BatchNorm statistics ({_pct(m.min())}-"
+                    f"{_pct(m.max())} % of it comes back when they are re-estimated; the paper keeps them stale too)")
+    w = _width(root, fraction)
+    if w is not None:
+        o, p, n = w["arms"]["bridgeout"]
+        said.append(f"the paper's own ResNet at full width keeps {_pct(o)} % of its accuracy there against "
+                    f"{_pct(p)} % published ({n} seed{'s' * bool(n != 1)}), so width "
+                    + ("closes most of the gap" if w["closes"] else "is not the main cause"))
+    eff = variant_effect(root, "published", fraction)
+    bo = eff[eff["arm"] == "bridgeout"] if len(eff) else eff
+    if len(bo) and float(bo["diff"].iloc[0]) < 0:
+        said.append(f"the authors' pruner lowers Bridgeout by {_pct(-float(bo['diff'].iloc[0]))} points")
+    runs = __import__("bridgeout.results", fromlist=["load"]).load("runs", root)
+    n = int((runs["grid"] == LENGTH_GRID).sum()) if len(runs) else 0
+    nxt = ("the training length (the 52-epoch runs) is not measured yet" if n == 0 else
+           f"the training length is being measured ({n} of {GRID_SIZES[LENGTH_GRID]} 52-epoch runs in)"
+           if n < GRID_SIZES[LENGTH_GRID] else "the 52-epoch runs are in (see the why-section)")
+    if not said:
+        return f"**Why below the paper:** not measured yet; {nxt}."
+    return "**Why below the paper:** " + "; ".join(said) + f"; {nxt}."
 
 
 # ------------------------------------------------------------------------ what a GPU settles

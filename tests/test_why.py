@@ -143,3 +143,25 @@ def test_energy_retention_pairs_each_networks_energy_share_with_its_retention(tm
     r, n = why.plot_energy(ax, why.energy_retention(tmp_path))
     assert n == 2 and math.isnan(r) and len(ax.get_lines()) == 2     # r needs three networks
     plt.close(fig)
+
+
+def test_headline_says_what_is_settled_and_what_is_still_measured(tmp_path):
+    assert why.headline(tmp_path) == ("**Why below the paper:** not measured yet; the training length (the 52-epoch "
+                                      "runs) is not measured yet.")
+    _write(tmp_path, [("weight_decay", 1.5, False, 0.86), ("bridgeout", 1.5, False, 0.74)])
+    _with_variant(tmp_path, pruner="published", shift=-0.05)
+    pr = results.load("pruning", tmp_path)
+    one = pr[~pr["recalibrate_bn"] & (pr["pruner"] == "plain")].copy()
+    base = one[one["fraction"] == 0].set_index("run_id")["test_acc"]
+    one["test_acc"] = one["test_acc"] + 0.4 * (one["run_id"].map(base) - one["test_acc"])
+    one["recalibrate_bn"] = True
+    results.append("pruning", one, tmp_path, keyed=True)
+    results.append("runs", pd.DataFrame([run_row("e52", grid=why.LENGTH_GRID, model="vgg16", dataset="cifar10",
+                                                  regularizer="bridgeout", protocol="cpu", epochs=52,
+                                                  n_train=50000, final_test_acc=0.8, seed=0)]), tmp_path)
+    text = why.headline(tmp_path)
+    assert text.startswith("**Why below the paper:** most of every arm's one-shot loss at 30 % is stale BatchNorm "
+                           "statistics (40.0-40.0 % of it comes back")
+    assert "the authors' pruner lowers Bridgeout by 5.0 points" in text
+    assert text.endswith("the training length is being measured (1 of 6 52-epoch runs in).")
+    assert "ResNet" not in text                                    # no ResNet run in these tables
