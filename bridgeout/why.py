@@ -59,6 +59,37 @@ def _noise_text(root) -> str:
             f"p = {m['p']:.2f}, the grid `{NOISE_GRID}`")
 
 
+def _matched_text(root, fraction: float, cpu_one: pd.DataFrame) -> str:
+    """The matched-noise runs against Batch Bridgeout at p = 0.3: one-shot accuracy at
+    ``fraction`` and the share of the unpruned accuracy kept (mean ± sd over seeds)."""
+    from . import comparison
+    m = comparison.load(NOISE_GRID, root)
+    if not len(m["pruning"]):
+        return ""
+    acc = comparison.accuracy(m["pruning"])
+    bo = cpu_one[cpu_one["arm"] == "bridgeout"]
+    f = f"{round(100 * fraction)} %"
+
+    def at(a):
+        return a[np.isclose(a["fraction"], fraction)]["test_acc"]
+    from .stats import welch
+    kept_m, kept_b = at(comparison.relative(acc)), at(comparison.relative(bo))
+    d, lo, hi, _ = welch(kept_m, kept_b)
+    if not math.isfinite(lo):
+        reading = ""
+    elif lo <= 0 <= hi:
+        reading = (f": with the amount of noise matched, the exponent makes no difference these seeds can resolve "
+                   f"(q = 1.5 minus q = 2: {_points(d)} [{_points(lo)}, {_points(hi)}] points of retention): the gap "
+                   "between the two arms at p = 0.3 can be the amount of noise alone, though an effect of q as large as "
+                   f"the interval (up to {_pct(max(-lo, hi))} points either way) is not ruled out")
+    else:
+        reading = (f": with the amount of noise matched, q = 1.5 keeps {'more' if d > 0 else 'less'} "
+                   f"({_points(d)} [{_points(lo)}, {_points(hi)}] points of retention)")
+    return (f". At the matched p (`{NOISE_GRID}`, {acc['run_id'].nunique()} runs), q = 2 keeps {_mean_sd(at(acc))} at "
+            f"{f} one shot, {_mean_sd(kept_m)} % of its unpruned accuracy, against {_mean_sd(kept_b)} % for Batch "
+            "Bridgeout at p = 0.3" + reading)
+
+
 def table(root=None, fraction: float = 0.3) -> pd.DataFrame:
     """Each candidate cause of the gap between our curves and the paper's, with what the tables
     show about it at ``fraction`` pruned: columns ``cause``, ``evidence`` (Markdown, numbers in %
@@ -117,7 +148,7 @@ def table(root=None, fraction: float = 0.3) -> pd.DataFrame:
                  "evidence": ((f"at p = 0.3, one shot at {f} (%): "
                                + "; ".join(f"{comparison.ARM_LABELS[x.arm]} {_pct(x.mean)}"
                                            + (f" ± {_pct(x.sd)}" if x.n > 1 else "") for x in s.itertuples())
-                               + "; " + _noise_text(root))
+                               + "; " + _noise_text(root) + _matched_text(root, fraction, one))
                               if len(s) else "–"),
                  "status": _grid_status(runs, NOISE_GRID)})
     pub = results.load_joined(root, pruner="published")

@@ -97,7 +97,7 @@ def test_table_and_verdict_follow_synthetic_runs(tmp_path):
     q = t[t["claim"].str.startswith("The bridge exponent")].iloc[0]
     assert q["verdict"] == "pending" and "at matched noise (p = 0.79): not run yet" in q["ours"]
     # retention beside the absolute numbers: 0.57 / 0.75 and 0.24 / 0.84 of the unpruned means
-    assert "unpruned 75.0 and 84.0, so 76 % and 29 % of it kept" in q["ours"]
+    assert "q = 2 24.0 (unpruned 75.0 and 84.0), so 76 % and 29 % of it kept, +47.4 [" in q["ours"]
     v = claims.verdict(tmp_path)
     assert "**The claim held there.**" in v["held"]
     # means, the difference and its Welch interval (sd 0.01 per arm, 3 seeds: df 4, t 2.776, half-width 2.3)
