@@ -292,7 +292,7 @@ def verdict(root=None) -> dict[str, str]:
         held = (f"**The claim {'held' if word == 'holds' else 'held only in part' if word == 'holds partly' else 'was not observed'} "
                 f"there.** 30 % of filters zeroed: Batch Bridgeout keeps {100 * r.bridgeout:.1f} % against "
                 f"{100 * r.baseline_mean:.1f} % ({ARM_LABELS[r.baseline]}; {_pts(r['diff'])} points"
-                + (f", 95 % interval {_pts(r['low'])} to {_pts(r['high'])}" if math.isfinite(r["low"]) else "")
+                + (f" ± {100 * (r['high'] - r['low']) / 2:.1f} (95 %)" if math.isfinite(r["low"]) else "")
                 + f", {plural(r['n'], 'seed')}; chance 10 %); the paper's VGG-16 "
                 f"{100 * pub['bridgeout']:.1f} % against {100 * pub[pub_best]:.1f} %."
                 + (f" From {dead[0]} every arm is at chance." if dead else "")

@@ -101,8 +101,8 @@ def test_table_and_verdict_follow_synthetic_runs(tmp_path):
     v = claims.verdict(tmp_path)
     assert "**The claim held there.**" in v["held"]
     # means, the difference and its Welch interval (sd 0.01 per arm, 3 seeds: df 4, t 2.776, half-width 2.3)
-    assert ("Batch Bridgeout keeps 57.0 % against 27.0 % (weight decay only; +30.0 points, 95 % interval "
-            "+27.7 to +32.3, 3 seeds; chance 10 %)") in v["held"]
+    assert ("Batch Bridgeout keeps 57.0 % against 27.0 % (weight decay only; +30.0 points ± 2.3 (95 %), "
+            "3 seeds; chance 10 %)") in v["held"]
     assert "the paper's VGG-16 90.8 % against 29.0 %" in v["held"]
     assert "Unpruned cost against weight decay: 12.0 points (paper 1.1)" in v["held"]
     assert "12 of 12 runs" in v["tested"]
