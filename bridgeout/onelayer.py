@@ -57,9 +57,9 @@ def table(root=None, grid: str = GRID) -> pd.DataFrame:
 
 def markdown(t: pd.DataFrame, fraction: float = 0.3) -> str:
     """Per arm, at ``fraction`` of one layer pruned: the costliest layer (mean ± sd over the
-    networks), the share of the summed single-layer loss in the narrow layers (the first four,
-    at most 32 filters at a quarter width), and the single-layer losses' sum against the loss of
-    pruning every layer at once (the paper's procedure)."""
+    networks), the share of the summed single-layer loss in the layers narrower than the widest,
+    and the single-layer losses' sum against the loss of pruning every layer at once (the
+    paper's procedure)."""
     at = t[np.isclose(t["fraction"], fraction)] if len(t) else t
     if not len(at):
         return ("**One layer at a time: not run yet** (pass `notebooks/passes/one-layer.yaml` on the kept "
@@ -71,18 +71,22 @@ def markdown(t: pd.DataFrame, fraction: float = 0.3) -> str:
         per = g.groupby("unit")["drop"]
         worst = int(per.mean().idxmax())
         layer = g[g["unit"] == worst].iloc[0]
-        narrow = g[g["channels"] <= 32].groupby("run_id")["drop"].sum().clip(lower=0)
+        widest = int(g["channels"].max())
+        narrow_units = g.loc[g["channels"] < widest, "unit"].nunique()
+        narrow = g[g["channels"] < widest].groupby("run_id")["drop"].sum().clip(lower=0)
         total = g.groupby("run_id")["drop"].sum()
         share = (narrow / total.where(total > 0)).dropna()
         every = g.groupby("run_id")["drop_all"].first()
         parts.append(
             f"{ARM_LABELS.get(arm, arm)} ({plural(g['run_id'].nunique(), 'network')}): the costliest layer alone is "
             f"conv {worst} of {int(g['unit'].max())} ({int(layer['channels'])} filters), "
-            f"{mean_sd(per.get_group(worst))} points; the single-layer losses add up to {mean_sd(total)} points "
-            f"against {mean_sd(every)} for every layer at once"
-            + (f", and the narrow layers (at most 32 filters) carry {mean_sd(share)} % of that sum" if len(share) else ""))
+            f"{mean_sd(per.get_group(worst))} points; the {narrow_units} layers with fewer than {widest} filters carry "
+            f"{mean_sd(share)} % of the summed single-layer losses ({mean_sd(total)} points, against "
+            f"{mean_sd(every)} for every layer at once)")
     return (f"**One layer at a time**, {f} of one conv's filters zeroed (L2, one shot), accuracy lost against the "
-            "unpruned network, mean ± sd over networks: " + "; ".join(parts) + ".")
+            "unpruned network, mean ± sd over networks: " + "; ".join(parts) + ". Single-layer losses do not add up "
+            "to the loss of pruning every layer (accuracy cannot fall below chance), so the sum says where the "
+            "damage is, not how much.")
 
 
 def plot(axes, t: pd.DataFrame, fractions=(0.3, 0.5)) -> None:

@@ -48,10 +48,10 @@ def test_loss_per_layer_and_against_every_layer_at_once(tmp_path):
     assert bo0["drop_all"].tolist() == pytest.approx([0.50] * 3)
     text = onelayer.markdown(t)
     # Batch Bridgeout: conv 1 costs 10 / 14 -> 12.0 ± 2.8; sums 16 / 16; every layer 50 / 60 -> 55.0 ± 7.1;
-    # narrow (<= 32 filters: convs 1 and 2) share 14/16, 16/16 -> 93.75 ± 8.8 %
+    # narrower than the widest (convs 1 and 2) share 14/16, 16/16 -> 93.75 ± 8.8 %
     assert ("Batch Bridgeout (q = 1.5) (2 networks): the costliest layer alone is conv 1 of 3 (16 filters), "
-            "12.0 ± 2.8 points; the single-layer losses add up to 16.0 ± 0.0 points against 55.0 ± 7.1 for "
-            "every layer at once, and the narrow layers (at most 32 filters) carry 93.8 ± 8.8 % of that sum") in text
+            "12.0 ± 2.8 points; the 2 layers with fewer than 64 filters carry 93.8 ± 8.8 % of the summed "
+            "single-layer losses (16.0 ± 0.0 points, against 55.0 ± 7.1 for every layer at once)") in text
     assert "weight decay only (1 network): the costliest layer alone is conv 2 of 3 (32 filters), 30.0 points" in text
 
 
