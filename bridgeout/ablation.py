@@ -136,7 +136,8 @@ def markdown(found: list[Panel], fraction: float = 0.7) -> str:
                    f"run `{rid}` at {100 * a:.1f} %" for rid, a in did_not_train(pan).items()]
     grids = ", ".join(sorted({f"`{p.grid}`" for p in found}))
     n = min(int(p.rows.groupby(p.param)["run_id"].nunique().min()) for p in found)
-    text = (f"{plural(len(found), 'setting')} varied{' so far' if len(found) < len(PUBLISHED) else ' (all four)'}, "
+    text = (("All four settings varied" if len(found) >= len(PUBLISHED) else f"{plural(len(found), 'setting')} varied so far")
+            + ", "
             f"in {grids}, {plural(n, 'seed')} per value at least. Test accuracy with {f} of the filters zeroed in "
             "every layer (one shot), mean ± sd over the seeds that trained, and in brackets the difference from "
             "the published value with its Welch 95 % interval (points): " + "; ".join(parts) + ". ")
@@ -201,9 +202,10 @@ def plot(found: list[Panel]):
             ax.plot(100 * s["fraction"], 100 * s["mean"], color=c, lw=2.2, marker="o", ms=4)
             n_ok, n = ok["run_id"].nunique(), sel["run_id"].nunique()
             tag = " (published)" if np.isclose(float(v), float(PUBLISHED[pan.param])) else ""
+            shown = ("signed" if v else "unsigned") if pan.param == "signed" else f"{pan.param} = {_value(v)}"
             handles.append(Line2D([], [], color=c, lw=2.2, marker="o", ms=4,
-                                  label=f"{_value(v)}{tag}, {n_ok if n_ok < n else n}"
-                                        f"{f' of {n}' if n_ok < n else ''} seeds"))
+                                  label=f"{shown}{tag}, " + (f"{n_ok} of {n} seeds trained" if n_ok < n
+                                                             else f"{n} seeds")))
         if bad:
             handles.append(Line2D([], [], color="0.5", lw=0.8, ls="--", label="did not train"))
         ax.set(xlabel="pruned per layer (%)", ylabel="test accuracy (%)", ylim=(0, 100))
@@ -211,7 +213,7 @@ def plot(found: list[Panel]):
                      fontsize=10)
         ax.tick_params(labelsize=9)
         ax.legend(handles=handles, fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.24), ncol=1,
-                  frameon=False, title=pan.param, title_fontsize=9)
+                  frameon=False)
     for ax in axes.ravel()[len(found):]:
         ax.set_visible(False)
     return fig

@@ -275,7 +275,7 @@ def verdict(root=None) -> dict[str, str]:
     grid, model, label, planned = SETTINGS[0]
     runs, acc = _setting(root, grid)
     r_runs, _ = _setting(root, SETTINGS[1][0])
-    tested = (f"**Tested:** the paper's one-shot pruning comparison, CIFAR-10, 26 epochs (not 230): {label} "
+    tested = (f"**Tested:** one-shot pruning, CIFAR-10, 26 epochs (not 230): {label} "
               f"({len(runs)} of {planned} runs), {SETTINGS[1][2]} ({len(r_runs)} of {SETTINGS[1][3]}).")
     rob = robustness(acc)
     at = rob[np.isclose(rob["fraction"], 0.3)] if len(rob) else rob
@@ -299,7 +299,7 @@ def verdict(root=None) -> dict[str, str]:
                 + (f" Unpruned cost against weight decay: {100 * (unpruned['weight_decay'] - unpruned['bridgeout']):.1f} "
                    f"points (paper {100 * _paper_cost(model):.1f})."
                    if {"weight_decay", "bridgeout"} <= set(unpruned.index) else ""))
-    untested = ("**Not tested:** 230 epochs at full width and WRN-28-10 (they need a GPU; none lent), "
+    untested = ("**Not tested:** 230 epochs, full width, WRN-28-10 (need a GPU; none lent); "
                 "CIFAR-100 (not on these machines).")
     return {"tested": tested, "held": held, "untested": untested}
 

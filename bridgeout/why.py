@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .fmt import mean_sd as _mean_sd, pct as _pct, points as _points
+from .fmt import mean_sd as _mean_sd, pct as _pct, plural, points as _points
 from .summary import CPU_GRID
 
 __all__ = ["RESNET_GRID", "LENGTH_GRID", "NOISE_GRID", "GRID_SIZES", "table", "markdown", "verdict", "headline",
@@ -111,14 +111,9 @@ def table(root=None, fraction: float = 0.3) -> pd.DataFrame:
     rows.append({"cause": "BatchNorm statistics gathered before pruning", "status": "measured" if len(rec) else "not run yet",
                  "evidence": (f"re-estimating them after pruning {f} wins back this share (%) of the one-shot loss: "
                               + _arm_means(rec, "recovered", comparison.ARMS) + ". " + verdict) if len(rec) else "–"})
-    energy = comparison.energy_removed(comp["filters"], fraction) if len(comp["filters"]) else pd.DataFrame()
-    energy = energy.dropna(subset=["share"]) if len(energy) else energy
+    energy = energy_retention(root, fraction)      # the same networks as the energy figure
     if len(energy):
-        acc_all = comparison.accuracy(comp["pruning"])
-        base = acc_all[(acc_all["fraction"]).abs() < 1e-9].set_index("run_id")["test_acc"]
-        at = acc_all[(acc_all["fraction"] - fraction).abs() < 1e-9].set_index("run_id")["test_acc"]
-        kept = energy["run_id"].map(at / base)
-        r, n = comparison.correlation(energy["share"], kept)
+        r, n = comparison.correlation(energy["share"], energy["kept"])
         evidence = (f"the filters pruned at {f} carry this share (%) of their layers' post-BatchNorm energy: "
                     + _arm_means(energy, "share", comparison.ARMS)
                     + f"; across the {n} networks whose BatchNorm statistics are recorded, the share and the "
@@ -271,25 +266,34 @@ def verdict(root=None, fraction: float = 0.3) -> str:
     if w is not None:
         ours = "; ".join(f"{comparison.ARM_LABELS[a]} {_pct(o)} % (published {_pct(p)} %, {n} seed{'s' * bool(n != 1)})"
                          for a, (o, p, n) in w["arms"].items())
-        parts.append(f"**Width: {'closes most of the gap' if w['closes'] else 'not the main cause'}.** At its published "
+        seeds = min(n for _, _, n in w["arms"].values())
+        head = ("closes most of the gap" if w["closes"] else "no sign that it is the main cause" if seeds < 3
+                else "not the main cause")
+        parts.append(f"**Width: {head} ({plural(seeds, 'seed')} per arm so far).** At its published "
                      f"width, the paper's ResNet keeps this share of its unpruned accuracy with {f} of its filters "
                      f"zeroed one shot: {ours}; the quarter-width VGG-16's Batch Bridgeout keeps "
                      f"{_pct(w['vgg'])} %. " + ("" if w["closes"] else
                      f"Full width leaves Bridgeout {_pct(w['gap'])} points of retention below the published panel, "
                      f"so the schedule (26 epochs, not 230) is the next suspect."))
+    diagnosed = []
     for key, (label, _) in VARIANTS.items():
         eff = variant_effect(root, key, fraction)
         if len(eff):
-            parts.append(f"**The pruner: {label}.** On the same weights, at {f} one shot, it changes accuracy by "
+            diagnosed += [label] if key != "published" else []
+            parts.append(f"**The pruner: {label}.** On the same weights (the kept bf16 parity networks), at {f} one "
+                         "shot, it changes accuracy by "
                          + "; ".join(f"{comparison.ARM_LABELS.get(r.arm, r.arm)} {_points(r.diff)} points "
                                      f"({_pct(r.plain)} → {_pct(r.variant)}, {r.n} network{'s' * bool(r.n != 1)})"
                                      for r in eff.itertuples()) + "."
                          + (" It lowers Batch Bridgeout's curve, so it cannot be why the published curves lie above "
                             "ours." if key == "published" and "bridgeout" in set(eff["arm"])
-                            and float(eff.set_index("arm").loc["bridgeout", "diff"]) < 0 else "")
-                         + ("" if key == "published" else
-                            " The authors' code does not do this (facts sheet), so it says what the one-shot loss is "
-                            "made of, not why the published curves lie higher."))
+                            and float(eff.set_index("arm").loc["bridgeout", "diff"]) < 0 else ""))
+    if diagnosed:
+        parts.append(f"The authors' code uses neither {' nor '.join(diagnosed)} (facts sheet, pruning protocol): "
+                     "these variants say what the one-shot loss is made of, not why the published curves lie higher."
+                     if len(diagnosed) > 1 else
+                     f"The authors' code does not use {diagnosed[0]} (facts sheet, pruning protocol): it says what the "
+                     "one-shot loss is made of, not why the published curves lie higher.")
     from . import onelayer
     one = onelayer.table(root)
     if len(one):
@@ -311,21 +315,23 @@ def headline(root=None, fraction: float = 0.3) -> str:
     said = []
     m = _bn_recovered(root, fraction)
     if len(m):
-        said.append(f"most of every arm's one-shot loss at {f} is stale BatchNorm statistics ({_pct(m.min())}-"
-                    f"{_pct(m.max())} % of it comes back when they are re-estimated; the paper keeps them stale too)")
+        said.append(f"most of every arm's one-shot loss at {f} is stale BatchNorm statistics ({100 * m.min():.0f}–"
+                    f"{100 * m.max():.0f} % of it comes back when they are re-estimated; the paper keeps them stale too)")
     w = _width(root, fraction)
     if w is not None:
         o, p, n = w["arms"]["bridgeout"]
         said.append(f"the paper's own ResNet at full width keeps {_pct(o)} % of its accuracy there against "
                     f"{_pct(p)} % published ({n} seed{'s' * bool(n != 1)}), so width "
-                    + ("closes most of the gap" if w["closes"] else "is not the main cause"))
+                    + ("closes most of the gap" if w["closes"] else "shows no sign of being the main cause" if n < 3
+                       else "is not the main cause"))
     eff = variant_effect(root, "published", fraction)
     bo = eff[eff["arm"] == "bridgeout"] if len(eff) else eff
     if len(bo) and float(bo["diff"].iloc[0]) < 0:
-        said.append(f"the authors' pruner lowers Bridgeout by {_pct(-float(bo['diff'].iloc[0]))} points")
+        said.append(f"the authors' pruner (it also zeroes BatchNorm scales) lowers Bridgeout by "
+                    f"{_pct(-float(bo['diff'].iloc[0]))} points instead of raising it")
     runs = __import__("bridgeout.results", fromlist=["load"]).load("runs", root)
     n = int((runs["grid"] == LENGTH_GRID).sum()) if len(runs) else 0
-    nxt = ("the training length (the 52-epoch runs) is not measured yet" if n == 0 else
+    nxt = ("the training length is not measured yet (its 52-epoch runs have not started)" if n == 0 else
            f"the training length is being measured ({n} of {GRID_SIZES[LENGTH_GRID]} 52-epoch runs in)"
            if n < GRID_SIZES[LENGTH_GRID] else "the 52-epoch runs are in (see the why-section)")
     if not said:
@@ -415,7 +421,8 @@ def prediction(root=None, fraction: float = 0.3) -> str:
             f"{round(100 * p['weight_decay_at_most'])} % with weight decay (mean over 3 seeds): the published ordering "
             f"holds, and the gap between our curves and the paper's is the schedule. It is refuted if Bridgeout keeps less "
             f"than {round(100 * p['refuted_below'])} %: then length is not the cause, and the authors' pruner and "
-            f"their best-on-test selection are what is left to examine. "
+            f"their best-on-test selection are what is left to examine. Between {round(100 * p['refuted_below'])} % and "
+            f"{round(100 * p['bridgeout_at_least'])} % it is inconclusive: length then explains part of the gap, not all. "
             + ("It rests on this: " + "; ".join(evidence) + "." if evidence else "No ResNet run is in yet to rest it on."))
 
 
@@ -442,6 +449,20 @@ def energy_retention(root=None, fraction: float = 0.3) -> pd.DataFrame:
     return out[["run_id", "arm", "grid", "model", "share", "kept"]].reset_index(drop=True)
 
 
+def energy_handles(table: pd.DataFrame) -> list:
+    """Legend proxies for :func:`plot_energy`: a colour per arm drawn, then a marker per model
+    drawn (circles VGG-16, squares ResNet), nothing that is not on the figure."""
+    from matplotlib.lines import Line2D
+
+    from . import comparison
+    labels = {"vgg16": "VGG-16 ×0.25", "resnet": "ResNet ×1"}
+    h = [Line2D([], [], ls="none", marker="o", ms=7, color=comparison.ARM_COLORS.get(a, "0.4"),
+                label=comparison.ARM_LABELS.get(a, a)) for a in comparison.arms_in(table)]
+    h += [Line2D([], [], ls="none", marker={"vgg16": "o", "resnet": "s"}.get(m, "D"), ms=7, color="0.35",
+                 mfc="none", label=labels.get(m, m)) for m in sorted(set(table["model"]), reverse=True)]
+    return h
+
+
 def plot_energy(ax, table: pd.DataFrame, fraction: float = 0.3):
     """One point per network (:func:`energy_retention`): energy share removed against accuracy
     kept, coloured by arm (circles VGG-16, squares ResNet); returns ``(r, n)``."""
@@ -451,6 +472,6 @@ def plot_energy(ax, table: pd.DataFrame, fraction: float = 0.3):
         ax.plot(100 * g["share"], 100 * g["kept"], ls="none", color=comparison.ARM_COLORS.get(arm, "0.4"),
                 marker=markers.get(model, "D"), ms=6, mec="white", mew=0.5, zorder=3)
     f = f"{round(100 * fraction)} %"
-    ax.set(xlabel=f"post-BatchNorm energy of the filters pruned at {f} (% of the layers')",
-           ylabel=f"accuracy kept one shot at {f} (% of unpruned)")
+    ax.set(xlabel=f"post-BatchNorm energy of the filters\npruned at {f} (% of their layers')",
+           ylabel=f"accuracy kept at {f}, one shot\n(% of unpruned)")
     return comparison.correlation(table["share"], table["kept"]) if len(table) else (math.nan, 0)

@@ -91,7 +91,7 @@ def test_the_figure_draws_every_value_it_lists_in_readable_type():
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert len(axes) == 2
     labels = [t.get_text() for t in axes[0].get_legend().get_texts()]
-    assert labels == ["1, 3 seeds", "1.5 (published), 3 seeds", "2, 3 of 4 seeds", "did not train"]
+    assert labels == ["q = 1, 3 seeds", "q = 1.5 (published), 3 seeds", "q = 2, 3 of 4 seeds trained", "did not train"]
     # the published value has the same colour in every panel, the others differ from it
     colours = [[h.get_color() for h in ax.get_legend().legend_handles] for ax in axes]
     assert colours[0][1] == colours[1][0] == ablation.PUBLISHED_COLOUR   # q = 1.5; p = 0.3 (published)

@@ -71,9 +71,9 @@ def test_variant_effect_is_the_difference_on_the_same_runs(tmp_path):
     assert "mean replacement (each zeroed channel kept at its mean output) (not run yet)" in text
     assert "one global ranking" not in text.split("**Still open:**")[1]
     # a variant the authors' code does not use is read as a diagnosis, not as the cause of the gap
-    assert ("**The pruner: one global ranking instead of one per layer.** On the same weights, at 30 % one shot, "
-            "it changes accuracy by") in text
-    assert text.count("The authors' code does not do this (facts sheet)") == 1          # global only, not published
+    assert ("**The pruner: one global ranking instead of one per layer.** On the same weights (the kept bf16 parity "
+            "networks), at 30 % one shot, it changes accuracy by") in text
+    assert text.count("The authors' code does not use one global ranking") == 1          # global only, not published
     assert "one layer at a time (not run yet)" in text.split("**Still open:**")[1]
 
 
@@ -91,7 +91,7 @@ def test_verdict_puts_the_resnet_beside_the_published_panel(tmp_path):
     results.append("runs", pd.DataFrame(runs), tmp_path)
     results.append("pruning", pd.concat(pr), tmp_path)
     text = why.verdict(tmp_path)
-    assert "**Width: not the main cause.**" in text
+    assert "**Width: no sign that it is the main cause (1 seed per arm so far).**" in text
     assert "Batch Bridgeout (q = 1.5) 45.0 % (published 82.8 %, 1 seed)" in text
     assert "weight decay only 15.0 % (published 14.5 %, 1 seed)" in text
     assert "Full width leaves Bridgeout 37.8 points of retention below the published panel" in text
@@ -146,8 +146,8 @@ def test_energy_retention_pairs_each_networks_energy_share_with_its_retention(tm
 
 
 def test_headline_says_what_is_settled_and_what_is_still_measured(tmp_path):
-    assert why.headline(tmp_path) == ("**Why below the paper:** not measured yet; the training length (the 52-epoch "
-                                      "runs) is not measured yet.")
+    assert why.headline(tmp_path) == ("**Why below the paper:** not measured yet; the training length is not measured "
+                                      "yet (its 52-epoch runs have not started).")
     _write(tmp_path, [("weight_decay", 1.5, False, 0.86), ("bridgeout", 1.5, False, 0.74)])
     _with_variant(tmp_path, pruner="published", shift=-0.05)
     pr = results.load("pruning", tmp_path)
@@ -161,8 +161,8 @@ def test_headline_says_what_is_settled_and_what_is_still_measured(tmp_path):
                                                   n_train=50000, final_test_acc=0.8, seed=0)]), tmp_path)
     text = why.headline(tmp_path)
     assert text.startswith("**Why below the paper:** most of every arm's one-shot loss at 30 % is stale BatchNorm "
-                           "statistics (40.0-40.0 % of it comes back")
-    assert "the authors' pruner lowers Bridgeout by 5.0 points" in text
+                           "statistics (40–40 % of it comes back")
+    assert "the authors' pruner (it also zeroes BatchNorm scales) lowers Bridgeout by 5.0 points instead of raising it" in text
     assert text.endswith("the training length is being measured (1 of 6 52-epoch runs in).")
     assert "ResNet" not in text                                    # no ResNet run in these tables
 
@@ -193,3 +193,16 @@ def test_matched_noise_reads_retention_against_bridgeout_with_its_interval(tmp_p
     q = claims.table(tmp_path).set_index("verdict", append=True).reset_index("verdict")
     q = q[q["claim"].str.startswith("The bridge exponent")].iloc[0]
     assert q["verdict"] == "not observed" and "the advantage seen at p = 0.3 is not seen" in q["ours"]
+
+
+def test_energy_legend_lists_only_what_is_drawn():
+    import matplotlib
+    matplotlib.use("Agg")
+    t = pd.DataFrame({"run_id": ["a", "b", "c"], "arm": ["bridgeout", "weight_decay", "bridgeout"],
+                      "grid": "g", "model": ["vgg16", "vgg16", "vgg16"], "share": [0.1, 0.2, 0.15],
+                      "kept": [0.5, 0.2, 0.4]})
+    h = why.energy_handles(t)
+    assert [x.get_label() for x in h] == ["weight decay only", "Batch Bridgeout (q = 1.5)", "VGG-16 ×0.25"]
+    assert all(x.get_marker() == "o" for x in h)          # no ResNet square without a ResNet point
+    t.loc[2, "model"] = "resnet"
+    assert [x.get_marker() for x in why.energy_handles(t)][-2:] == ["o", "s"]
