@@ -180,8 +180,14 @@ def outcome_sentence(summ: pd.DataFrame, *, fractions: Sequence[float] = (0.2, 0
     verdict = ("keeps more than both baselines at every one of these fractions" if ahead == len(o) else
                "keeps less than the better baseline at every one of these fractions" if ahead == 0 else
                f"keeps more than both baselines at {ahead} of {len(o)} fractions")
+    at = summ[summ["fraction"].round(4).isin([round(f, 4) for f in o["fraction"]])]
+    top = at.groupby("fraction")["mean"].max()
+    dead = [f"{round(100 * f)} %" for f, m in top.items() if m <= 0.1 + CHANCE_MARGIN]
     return (f"{what[:1].upper() + what[1:]}, Batch Bridgeout {verdict} ({'; '.join(parts)}; {plural(o['n'].min(), 'seed')} "
-            f"per arm); the lead exceeds the larger seed sd at {clear} of {len(o)}.")
+            f"per arm); the lead exceeds the larger seed sd at {clear} of {len(o)}"
+            + (f", and at {' and '.join(dead)} every arm is within {round(100 * CHANCE_MARGIN)} points of chance, "
+               "so a lead there means nothing" if dead else "")
+            + ". The claims table tests each lead with a Welch interval.")
 
 
 def summary(acc: pd.DataFrame, fractions: Iterable[float] | None = None) -> pd.DataFrame:

@@ -125,7 +125,12 @@ def test_outcome_sentence_says_by_how_much_and_against_the_spread():
     text = comparison.outcome_sentence(s, fractions=(0.2, 0.3))
     assert text.startswith("One shot, Batch Bridgeout keeps more than both baselines at every one of these fractions")
     assert "20 %: +13.0 points against targeted Dropout" in text and "2 seeds per arm" in text
-    assert text.endswith("the lead exceeds the larger seed sd at 2 of 2.")
+    assert text.endswith("the lead exceeds the larger seed sd at 2 of 2. The claims table tests each lead with a "
+                         "Welch interval.")
+    assert "within 5 points of chance" not in text
+    dead = s.assign(mean=np.where(np.isclose(s["fraction"], 0.3), 0.12, s["mean"]))   # every arm near chance at 30 %
+    assert ("and at 30 % every arm is within 5 points of chance, so a lead there means nothing"
+            in comparison.outcome_sentence(dead, fractions=(0.2, 0.3)))
     worse = s.assign(mean=np.where(s["arm"] == "bridgeout", 0.0, s["mean"]))
     assert "keeps less than the better baseline at every one" in comparison.outcome_sentence(worse, fractions=(0.2,))
     assert comparison.outcome_sentence(s[s["arm"] != "dropout"]) == ""
