@@ -107,3 +107,32 @@ def mechanism_sentence(gains: dict[str, dict], bridgeout_label: str) -> str:
     if math.isfinite(se) and diff < -2 * se:
         return head + numbers + ": in this run they are *less* informative."
     return head + numbers + ": this run cannot tell them apart."
+
+
+def seed_verdict(rows: pd.DataFrame, fraction: float = 0.5, labels: dict | None = None) -> str:
+    """Does Bridgeout keep more than each baseline at ``fraction`` zeroed, over the seeds that
+    trained? ``rows``: one row per (run, fraction) with ``regularizer, seed, fraction,
+    test_acc``. Bridgeout minus each other regularizer with its Welch 95 % interval, and a
+    verdict: shown only where the interval excludes zero."""
+    from .stats import welch
+    labels = labels or {}
+    at = rows[np.isclose(rows["fraction"], fraction)]
+    bo = at[at["regularizer"] == "bridgeout"]["test_acc"]
+    if len(bo) < 2:
+        return ""
+    parts, shown = [], []
+    for reg in sorted(set(at["regularizer"]) - {"bridgeout"}):
+        other = at[at["regularizer"] == reg]["test_acc"]
+        d, lo, hi, _ = welch(other, bo)
+        if not math.isfinite(lo):
+            continue
+        name = labels.get(reg, reg)
+        parts.append(f"{100 * d:+.1f} points against {name} (95 % interval {100 * lo:+.1f} to {100 * hi:+.1f})")
+        if lo > 0 or hi < 0:
+            shown.append(name)
+    if not parts:
+        return ""
+    verdict = (f"the difference is real against {' and '.join(shown)}" if shown else
+               f"with {plural(len(bo), 'seed')} no difference is shown: every interval includes zero")
+    return (f"With {round(100 * fraction)} % of the filters zeroed, Bridgeout minus each baseline: "
+            + "; ".join(parts) + f": {verdict}.")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -66,3 +67,18 @@ def test_q_sentence_reads_one_seed_against_the_ablation(tmp_path):
     assert "unpruned, q = 1 reaches 97.0 % against 98.0 % for q = 1.5" in s and "One seed decides nothing." in s
     assert "(2 seeds per q," in s and "q = 1 89.0 ± 4.2 %; q = 1.5 75.0 ± 7.1 %; q = 2 50.0 ± 14.1 %" in s
     assert "q = 1 keeps the most there" in s and "differ by up to 20.0 points" in s
+
+
+def test_seed_verdict_weighs_the_difference_against_its_interval():
+    rows = pd.DataFrame([{"regularizer": reg, "seed": s, "fraction": 0.5, "test_acc": acc}
+                         for reg, accs in (("bridgeout", (0.94, 0.95, 0.96)), ("dropout", (0.50, 0.95, 0.80)),
+                                           ("weight_decay", (0.70, 0.71, 0.72)))
+                         for s, acc in enumerate(accs)])
+    text = teaching.seed_verdict(rows, labels={"dropout": "Dropout", "weight_decay": "weight decay"})
+    # weight decay: +24.0, sd 0.01 both sides, df 4: half-width 2.776 * sqrt(2e-4 / 3) = 2.3
+    assert "+24.0 points against weight decay (95 % interval +21.7 to +26.3)" in text
+    assert text.endswith("the difference is real against weight decay.")      # Dropout's interval spans zero
+    same = rows.assign(test_acc=np.where(rows["regularizer"] == "weight_decay", rows["test_acc"] + 0.24,
+                                         rows["test_acc"]))
+    assert teaching.seed_verdict(same).endswith("with 3 seeds no difference is shown: every interval includes zero.")
+    assert teaching.seed_verdict(rows[rows["regularizer"] != "bridgeout"]) == ""
