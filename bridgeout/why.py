@@ -331,7 +331,7 @@ def headline(root=None, fraction: float = 0.3) -> str:
                     f"{_pct(-float(bo['diff'].iloc[0]))} points instead of raising it")
     runs = __import__("bridgeout.results", fromlist=["load"]).load("runs", root)
     n = int((runs["grid"] == LENGTH_GRID).sum()) if len(runs) else 0
-    nxt = ("the training length is not measured yet (its 52-epoch runs have not started)" if n == 0 else
+    nxt = ("the training length is not measured yet (none of its 52-epoch runs has finished)" if n == 0 else
            f"the training length is being measured ({n} of {GRID_SIZES[LENGTH_GRID]} 52-epoch runs in)"
            if n < GRID_SIZES[LENGTH_GRID] else "the 52-epoch runs are in (see the why-section)")
     if not said:

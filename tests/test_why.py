@@ -147,7 +147,7 @@ def test_energy_retention_pairs_each_networks_energy_share_with_its_retention(tm
 
 def test_headline_says_what_is_settled_and_what_is_still_measured(tmp_path):
     assert why.headline(tmp_path) == ("**Why below the paper:** not measured yet; the training length is not measured "
-                                      "yet (its 52-epoch runs have not started).")
+                                      "yet (none of its 52-epoch runs has finished).")
     _write(tmp_path, [("weight_decay", 1.5, False, 0.86), ("bridgeout", 1.5, False, 0.74)])
     _with_variant(tmp_path, pruner="published", shift=-0.05)
     pr = results.load("pruning", tmp_path)
