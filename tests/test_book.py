@@ -615,9 +615,10 @@ def test_result_chapters_draw_synthetic_rows(tmp_path, monkeypatch):
 
     figures, text = _run("reproduction")
     # the six panels, the CPU comparison's three glued figures, the ResNet's two, the
-    # reduced-scale CPU grid, the energy the pruned filters carry (why-section; the MNIST
-    # teaching runs are a table here; their figures are in the teaching chapter)
-    assert figures == 8
+    # reduced-scale CPU grid, the energy the pruned filters carry and one layer at a time
+    # (why-section; the MNIST teaching runs are a table here; their figures are in the
+    # teaching chapter)
+    assert figures == 9
     # the paper's ResNet at its width: 3 of 12 runs, one seed per arm, beside the published panel
     assert "Status: 3 of 12 runs finished" in text and "precision bf16" in text
     assert ("One shot, as published, Batch Bridgeout keeps more than both baselines at every one of these "

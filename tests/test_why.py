@@ -206,3 +206,23 @@ def test_energy_legend_lists_only_what_is_drawn():
     assert all(x.get_marker() == "o" for x in h)          # no ResNet square without a ResNet point
     t.loc[2, "model"] = "resnet"
     assert [x.get_marker() for x in why.energy_handles(t)][-2:] == ["o", "s"]
+
+
+def test_length_row_sets_52_epochs_beside_26(tmp_path):
+    from test_results import pruning_df
+    _write(tmp_path, [("weight_decay", 1.5, False, 0.86), ("bridgeout", 1.5, False, 0.74)])
+    t = why.table(tmp_path).set_index("cause")
+    assert t.loc["training length (26 epochs instead of 230)", "evidence"].startswith("the same comparison at 52")
+    results.append("runs", pd.DataFrame([run_row("e52", grid=why.LENGTH_GRID, model="vgg16", dataset="cifar10",
+                                                  regularizer="bridgeout", protocol="cpu", epochs=52,
+                                                  n_train=50000, final_test_acc=0.8, seed=0)]), tmp_path)
+    p = pruning_df("e52", fractions=(0.0, 0.3))
+    p["test_acc"] = [0.80, 0.64]
+    results.append("pruning", p, tmp_path)
+    row = why.table(tmp_path).set_index("cause").loc["training length (26 epochs instead of 230)"]
+    # 26 epochs: 0.74 and 0.74 - 0.3 * 0.3 = 0.65 (87.8 % kept); 52 epochs: 0.80 and 0.64 (80.0 % kept)
+    assert row["status"] == "running: 1 of 6 runs in"
+    assert row["evidence"] == ("Batch Bridgeout (q = 1.5) (1 run at 52 epochs): unpruned 80.0 against 74.0 at 26; "
+                               "one shot at 30 % 64.0 against 65.0, so 80.0 % of its unpruned accuracy kept against "
+                               "87.8 % (+6.0 points unpruned, -7.8 points of share kept). With one run per arm at 52 "
+                               "epochs, a direction, not a finding")
