@@ -123,7 +123,8 @@ def _robust_row(root, grid: str, model: str, label: str, planned: int) -> dict:
     rob = robustness(acc)
     seeds = runs.groupby("arm")["seed"].nunique() if len(runs) else pd.Series(dtype=int)
     scale = (f"{label}, CIFAR-10, 26 epochs, {len(runs)} of {planned} runs "
-             f"({', '.join(f'{ARM_LABELS[a]} {int(seeds.get(a, 0))}' for a in ('bridgeout', *BASELINES))} seeds)")
+             f"({', '.join(f'{ARM_LABELS[a]} {int(seeds.get(a, 0))}' for a in dict.fromkeys(('bridgeout', *BASELINES, *seeds.index)))}"
+             " seeds)")
     missing = [ARM_LABELS[a] for a in ("bridgeout", *BASELINES) if a not in set(runs.get("arm", []))]
     claim = (f"With 20-50 % of every layer's filters zeroed (one shot, no fine-tuning), {MODEL_LABELS[model]} "
              "trained with Batch Bridgeout keeps more accuracy than with Dropout or weight decay")

@@ -90,6 +90,7 @@ def test_table_and_verdict_follow_synthetic_runs(tmp_path):
     vgg = t.iloc[0]
     assert vgg["verdict"] == "holds", vgg["ours"]
     assert "30 %: 57.0 against 27.0 (weight decay only), +30.0" in vgg["ours"]
+    assert "targeted Dropout 3, targeted DropConnect (signed, q = 2) 3 seeds)" in vgg["ours"]   # every arm counted
     assert "+61.8 at 30 %" in vgg["paper"]                 # the published VGG-16 lead, from the paper's curves
     assert t.iloc[1]["verdict"] == "pending"               # no ResNet runs
     cost = t[t["claim"].str.startswith("Batch Bridgeout costs")].iloc[0]
