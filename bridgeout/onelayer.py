@@ -92,7 +92,7 @@ def markdown(t: pd.DataFrame, fraction: float = 0.3) -> str:
 def plot(axes, t: pd.DataFrame, fractions=(0.3, 0.5)) -> None:
     """One panel per fraction: accuracy lost (points) against the pruned layer, a thin line per
     network, the arm's mean thick (colours of :data:`bridgeout.comparison.ARM_COLORS`); the
-    x ticks give each layer's filter count."""
+    x ticks give each layer's number and, where it changes, its filter count."""
     from .comparison import ARM_COLORS, ARM_LABELS, ARM_MARKERS
     for ax, fraction in zip(axes, fractions):
         at = t[np.isclose(t["fraction"], fraction)]
@@ -108,7 +108,9 @@ def plot(axes, t: pd.DataFrame, fractions=(0.3, 0.5)) -> None:
             not_run(ax, f"the one-layer pass has no rows at {round(100 * fraction)} % yet")
         else:
             ticks = at.drop_duplicates("unit").sort_values("unit")
-            ax.set_xticks(ticks["unit"], [f"{u}\n{c}" for u, c in zip(ticks["unit"], ticks["channels"])])
+            prev = ticks["channels"].shift()       # a width is named where it changes, so labels never collide
+            ax.set_xticks(ticks["unit"], [f"{u}\n{c}" if c != p else f"{u}"
+                                          for u, c, p in zip(ticks["unit"], ticks["channels"], prev)])
         ax.set_title(f"{round(100 * fraction)} % of one layer's filters zeroed", fontsize=10)
-        ax.set(xlabel="conv layer (and its filters)", ylabel="accuracy lost (points)")
+        ax.set(xlabel="conv layer (and its width where it changes)", ylabel="accuracy lost (points)")
         ax.tick_params(labelsize=9)

@@ -70,3 +70,14 @@ def test_plot_draws_a_line_per_network_and_the_mean(tmp_path):
     assert len(axes[1].get_lines()) == 0           # no 50 % rows: an empty panel that says why
     assert any("no rows at 50 % yet" in t.get_text() for leg in axes[1].artists for t in leg.get_texts())
     plt.close(fig)
+
+
+def test_tick_labels_name_a_width_only_where_it_changes(tmp_path):
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    t = pd.DataFrame({"run_id": "a", "arm": "bridgeout", "seed": 0, "unit": [1, 2, 3], "layer": ["x", "y", "z"],
+                      "channels": [16, 16, 32], "fraction": 0.3, "test_acc": 0.5, "drop": 0.1, "drop_all": 0.3})
+    fig, axes = plt.subplots(1, 1, squeeze=False)
+    onelayer.plot(axes[0], t, fractions=(0.3,))
+    assert [x.get_text() for x in axes[0][0].get_xticklabels()] == ["1\n16", "2", "3\n32"]
+    plt.close(fig)
