@@ -327,7 +327,8 @@ def verdict(root=None, fraction: float = 0.3) -> str:
     one = onelayer.table(root)
     if len(one):
         parts.append(onelayer.markdown(one, fraction))
-    runs = __import__("bridgeout.results", fromlist=["load"]).load("runs", root)
+    from . import results
+    runs = results.load("runs", root)
     open_ = [f"training length (`{LENGTH_GRID}`: {_grid_status(runs, LENGTH_GRID)})",
              f"the amount of noise against q (`{NOISE_GRID}`: {_grid_status(runs, NOISE_GRID)})"]
     open_ += [f"{label} (not run yet)" for key, (label, _) in VARIANTS.items() if not len(variant_effect(root, key, fraction))]
@@ -358,7 +359,8 @@ def headline(root=None, fraction: float = 0.3) -> str:
     if len(bo) and float(bo["diff"].iloc[0]) < 0:
         said.append(f"the authors' pruner (it also zeroes BatchNorm scales) lowers Bridgeout by "
                     f"{_pct(-float(bo['diff'].iloc[0]))} points instead of raising it")
-    runs = __import__("bridgeout.results", fromlist=["load"]).load("runs", root)
+    from . import results
+    runs = results.load("runs", root)
     n = int((runs["grid"] == LENGTH_GRID).sum()) if len(runs) else 0
     nxt = ("the training length is not measured yet (none of its 52-epoch runs has finished)" if n == 0 else
            f"the training length is being measured ({n} of {GRID_SIZES[LENGTH_GRID]} 52-epoch runs in)"
