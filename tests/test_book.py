@@ -35,7 +35,7 @@ CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.slow
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's `chromium` is not installed (`apt-get install chromium`, "
-    "or `make browser`); the browser check needs it")
+    "or `BRIDGEOUT_INSTALL_BROWSER=1 make browser` as root); the browser check needs it")
 
 
 def toc_pages() -> list[str]:

@@ -12,6 +12,9 @@ from bridgeout import prune
 from bridgeout.nn import BridgeoutConv2d, BridgeoutLinear, convert, plain
 
 MODELS = ["resnet18", "mobilenet_v2", "vgg11_bn", "efficientnet_b0", "convnext_tiny", "densenet121"]
+#: The four large torchvision networks take 5-45 s each here: full suite only (``slow``).
+_LARGE = {"vgg11_bn", "efficientnet_b0", "convnext_tiny", "densenet121"}
+CASES = [pytest.param(n, marks=pytest.mark.slow) if n in _LARGE else n for n in MODELS]
 # dense convs larger than 1x1 in each (the default placement)
 EXPECTED_NOISY = {"resnet18": 17, "mobilenet_v2": 1, "vgg11_bn": 8, "efficientnet_b0": 1,
                   "convnext_tiny": 0, "densenet121": 59}
@@ -30,7 +33,7 @@ def _has_dropout(m):
     return any(isinstance(x, (nn.Dropout, torchvision.ops.StochasticDepth)) for x in m.modules())
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", CASES)
 def test_convert_round_trip_and_training(name):
     m = _model(name)
     x = _x()
@@ -65,7 +68,7 @@ def test_convert_round_trip_and_training(name):
         assert not torch.allclose(y_noisy, y_ref)                   # the noise changes the output
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", CASES)
 def test_converted_models_prune(name):
     m = _model(name)
     c = convert(m, include=None if EXPECTED_NOISY[name] else nn.Conv2d,

@@ -1,10 +1,13 @@
 """Executors: local workers through submitit give the sequential runner's tables; SLURM
-through submitit against a real single-node SLURM where one can be started."""
+through submitit against a real single-node SLURM, started only with ``BRIDGEOUT_TEST_SLURM=1``
+(or ``CI=true``) on a machine without its own SLURM or munge, and stopped again."""
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -103,33 +106,66 @@ def test_two_local_workers_give_the_sequential_tables(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- SLURM
 _MARK = "# written by bridgeout's tests/test_executors.py"
+#: The one switch that lets this test install SLURM and munge with apt, write their configuration
+#: under /etc and start their daemons (CI sets it in .ci/run; ``CI=true`` counts too).
+OPT_IN = "BRIDGEOUT_TEST_SLURM"
+_MUNGE_MARK = Path("/etc/munge/written-by-bridgeout-tests")
 
 
-def _start_slurm(tmp: Path, started: list) -> str | None:
-    """Start munge + a one-node slurmctld/slurmd from Debian's packages (installing them when
-    root and apt are there); returns None when running, else why it cannot. A SLURM that
-    was configured by someone else is not touched: the test skips. Daemons this function
-    starts are appended to ``started`` (stopped by the caller)."""
-    if shutil.which("sbatch") is None:
-        if os.geteuid() != 0 or shutil.which("apt-get") is None or os.environ.get("BRIDGEOUT_NO_APT"):
-            return "SLURM is not installed (Debian: apt-get install slurm-wlm munge) and cannot be installed here"
-        r = subprocess.run("apt-get install -y -qq slurm-wlm munge >/dev/null 2>&1 || "
-                           "(apt-get update -qq && apt-get install -y -qq slurm-wlm munge) >/dev/null 2>&1",
-                           shell=True, timeout=900)
-        if r.returncode != 0 or shutil.which("sbatch") is None:
-            return "SLURM could not be installed with apt-get (slurm-wlm munge)"
+def _opted_in() -> bool:
+    return os.environ.get(OPT_IN) == "1" or os.environ.get("CI", "").lower() == "true"
+
+
+def _ours(conf: Path) -> bool:
+    return conf.exists() and _MARK in conf.read_text(errors="replace")
+
+
+def _pids(name: str) -> set[int]:
+    r = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True)
+    return {int(x) for x in r.stdout.split()}
+
+
+def _refuse_reason() -> str | None:
+    """Why this machine must not be touched (None: it may, with the opt-in)."""
+    if not _opted_in():
+        return (f"installs and starts SLURM and munge system-wide: runs only with {OPT_IN}=1 "
+                "(or CI=true), as root, on a machine without its own SLURM or munge")
+    if os.geteuid() != 0:
+        return "starting a test SLURM needs root"
+    conf = Path("/etc/slurm/slurm.conf")
+    if conf.exists() and not _ours(conf):
+        return f"{conf} exists and was not written by this test: not touching a configured SLURM"
+    key = Path("/etc/munge/munge.key")
+    if key.exists() and not (_MUNGE_MARK.exists() or _ours(conf)):
+        return f"{key} exists and was not made by this test: not touching a configured munge"
+    for daemon in ("munged", "slurmctld", "slurmd"):
+        if _pids(daemon):
+            return f"a {daemon} is already running (pid {sorted(_pids(daemon))}): not ours to use or stop"
+    return None
+
+
+def _install() -> str | None:
+    if shutil.which("sbatch") and shutil.which("munged"):
+        return None
+    if shutil.which("apt-get") is None or os.environ.get("BRIDGEOUT_NO_APT"):
+        return "SLURM is not installed (Debian: apt-get install slurm-wlm munge) and cannot be installed here"
+    r = subprocess.run("apt-get install -y -qq slurm-wlm munge >/dev/null 2>&1 || "
+                       "(apt-get update -qq && apt-get install -y -qq slurm-wlm munge) >/dev/null 2>&1",
+                       shell=True, timeout=900)
+    if r.returncode != 0 or shutil.which("sbatch") is None:
+        return "SLURM could not be installed with apt-get (slurm-wlm munge)"
+    return None
+
+
+def _write_config(tmp: Path, written: list) -> None:
     host = subprocess.run(["hostname", "-s"], capture_output=True, text=True).stdout.strip() or "localhost"
     cpus = os.cpu_count() or 1
     mem = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20 * 0.8)
-    conf = Path("/etc/slurm/slurm.conf")
-    if conf.exists() and _MARK not in conf.read_text():
-        return f"{conf} exists and was not written by this test: not touching a configured SLURM"
-    if os.geteuid() != 0:
-        return "starting a test SLURM needs root"
-    conf.parent.mkdir(parents=True, exist_ok=True)
     state = tmp / "slurm-state"
     (state / "spool").mkdir(parents=True)
-    conf.write_text(f"""{_MARK}
+    conf = Path("/etc/slurm/slurm.conf")
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    for path, text in ((conf, f"""{_MARK}
 ClusterName=test
 SlurmctldHost={host}
 AuthType=auth/munge
@@ -145,22 +181,39 @@ ReturnToService=2
 MpiDefault=none
 NodeName={host} CPUs={cpus} RealMemory={mem} State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
-""")
-    Path("/etc/slurm/cgroup.conf").write_text(f"{_MARK}\nCgroupPlugin=autodetect\nIgnoreSystemd=yes\n")
-    cmds = ["mkdir -p /run/munge /etc/munge && (test -s /etc/munge/munge.key || "
-            "dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 2>/dev/null) && "
-            "chown -R munge:munge /etc/munge /run/munge 2>/dev/null; chmod 400 /etc/munge/munge.key; "
-            "(pgrep -x munged >/dev/null || munged --force)"]
-    for cmd in cmds:
-        r = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            return f"could not start munge ({r.stderr.strip()[:200]})"
-    for daemon in ("slurmctld", "slurmd"):
-        subprocess.run(["pkill", "-x", daemon], capture_output=True)   # ours, from an earlier run
-        r = subprocess.run([daemon], capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            return f"could not start {daemon} ({r.stderr.strip()[:200] or 'see its log'})"
-        started.append(daemon)
+"""), (conf.parent / "cgroup.conf", f"{_MARK}\nCgroupPlugin=autodetect\nIgnoreSystemd=yes\n")):
+        if not path.exists():
+            written.append(path)
+        path.write_text(text)
+    key = Path("/etc/munge/munge.key")
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        key.write_bytes(os.urandom(1024))
+        written.append(key)
+        _MUNGE_MARK.write_text(_MARK + "\n")
+        written.append(_MUNGE_MARK)
+    Path("/run/munge").mkdir(parents=True, exist_ok=True)
+    subprocess.run("chown -R munge:munge /etc/munge /run/munge; chmod 400 /etc/munge/munge.key",
+                   shell=True, capture_output=True)
+
+
+def _start_slurm(tmp: Path, started: list, written: list) -> str | None:
+    """Start munge and a one-node slurmctld/slurmd in the foreground (``-F``/``-D``, so this test
+    holds their processes); returns None when the node is idle, else why it cannot. Processes it
+    starts go to ``started``, files it creates to ``written``: the caller stops and removes them."""
+    reason = _refuse_reason() or _install()
+    if reason:
+        return reason
+    _write_config(tmp, written)
+    for argv in (["munged", "-F", "--force"], ["slurmctld", "-D"], ["slurmd", "-D"]):
+        log = tmp / f"{argv[0]}.log"
+        with log.open("wb") as sink:   # a file, not a pipe: nobody reads a pipe, and a full one blocks
+            proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        started.append(proc)
+        time.sleep(1)
+        if proc.poll() is not None:
+            return f"could not start {argv[0]} ({log.read_text(errors='replace').strip()[-200:]})"
+    host = subprocess.run(["hostname", "-s"], capture_output=True, text=True).stdout.strip() or "localhost"
     for _ in range(60):
         r = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
         if r.returncode == 0 and r.stdout.strip() in ("idle", "mix", "alloc"):
@@ -170,21 +223,73 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
     return f"SLURM started but the node never became idle (sinfo: {r.stdout.strip() or r.stderr.strip()})"
 
 
+def _procs_under(tmp: Path) -> set[int]:
+    """Processes whose command line names ``tmp`` (this test's own folder): the job scripts and
+    ``srun`` calls of its array job."""
+    mine = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            with contextlib.suppress(OSError):
+                if str(tmp).encode() in (proc / "cmdline").read_bytes():
+                    mine.add(int(proc.name))
+    return mine
+
+
+def _stop(started: list, steps_before: set[int], tmp: Path) -> None:
+    """Stop what :func:`_start_slurm` started, newest first, by process (never by name), then the
+    job steps that appeared while it ran (a step whose slurmd is gone would wait forever) and the
+    job scripts under this test's folder."""
+    if started:   # our one-node cluster: its jobs are this test's
+        subprocess.run(["scancel", "--full", "--partition", "debug"], capture_output=True, timeout=30)
+    for proc in reversed(started):
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+    for pid in _pids("slurmstepd") - steps_before:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)   # the step and the job script under it
+    for pid in _procs_under(tmp):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for _ in range(50):
+        if not (_pids("slurmstepd") - steps_before or _procs_under(tmp)):
+            break
+        time.sleep(0.1)
+
+
+def test_slurm_test_refuses_without_opt_in(monkeypatch):
+    """Without the opt-in nothing is installed, written or started, whoever runs the suite."""
+    monkeypatch.delenv(OPT_IN, raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    started, written = [], []
+    reason = _start_slurm(Path("/nonexistent"), started, written)
+    assert reason and OPT_IN in reason and started == [] and written == []
+
+
 @pytest.mark.slow
+@pytest.mark.integration
 def test_slurm_array_job_runs_the_grid(tmp_path, monkeypatch):
     started: list = []
+    written: list = []
+    steps_before = _pids("slurmstepd")
     try:
-        _slurm_grid(tmp_path, monkeypatch, started)
+        _slurm_grid(tmp_path, monkeypatch, started, written)
     finally:
-        for daemon in started:
-            subprocess.run(["pkill", "-x", daemon], capture_output=True)
-        if started:   # job steps whose slurmd is gone wait for it forever
-            time.sleep(1)
-            subprocess.run(["pkill", "-9", "-f", "^slurmstepd"], capture_output=True)
+        _stop(started, steps_before, tmp_path)
+        for path in reversed(written):
+            path.unlink(missing_ok=True)
+        left = [p.args[0] for p in started if p.poll() is None]
+        assert not left, f"daemons this test started are still running: {left}"
+        assert not (_pids("slurmstepd") - steps_before), "job steps this test started are still running"
+        assert not _procs_under(tmp_path), "job scripts this test started are still running"
 
 
-def _slurm_grid(tmp_path, monkeypatch, started):
-    reason = _start_slurm(tmp_path, started)
+def _slurm_grid(tmp_path, monkeypatch, started, written):
+    reason = _start_slurm(tmp_path, started, written)
     if reason:
         print(f"SKIPPED: {reason}")
         pytest.skip(reason)
