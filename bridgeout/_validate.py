@@ -1,11 +1,15 @@
 """Argument checks shared by the package. Each raises ``ValueError`` naming the
-argument, the value it got and what is allowed."""
+argument, the value it got and what is allowed. Plain Python (torch only for type hints), so
+the result tables validate without loading torch."""
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def _as_float(name: str, value) -> float:
@@ -45,6 +49,16 @@ def check_fraction(name: str, value, *, low_open: bool = True) -> float:
     return v
 
 
+def check_int(name: str, value, minimum: int, *, none_ok: bool = False) -> int | None:
+    """An integer (not a bool) >= ``minimum``; ``None`` passes through when ``none_ok``."""
+    if value is None and none_ok:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        extra = " (or None)" if none_ok else ""
+        raise ValueError(f"{name} must be an integer >= {minimum}{extra}, got {value!r}")
+    return int(value)
+
+
 def check_choice(name: str, value, choices: Iterable[str]) -> str:
     """One of a fixed set of names."""
     choices = tuple(choices)
@@ -55,6 +69,8 @@ def check_choice(name: str, value, choices: Iterable[str]) -> str:
 
 def check_finite(name: str, tensor: torch.Tensor) -> torch.Tensor:
     """A tensor without NaN or infinite entries."""
-    if not bool(torch.isfinite(tensor).all()):
+    if not callable(getattr(tensor, "isfinite", None)) or not hasattr(tensor, "dim"):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__} ({tensor!r:.60})")
+    if not bool(tensor.isfinite().all()):
         raise ValueError(f"{name} must be finite; it contains NaN or infinite entries")
     return tensor

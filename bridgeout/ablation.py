@@ -20,7 +20,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from . import plots
+from .comparison import did_not_train as rule
 from .fmt import plural
+from .stats import welch
 
 __all__ = ["PUBLISHED", "Panel", "panels", "did_not_train", "at_fraction", "markdown", "summary", "plot"]
 
@@ -72,7 +75,6 @@ def panels(joined: pd.DataFrame) -> list[Panel]:
 def did_not_train(panel: Panel) -> pd.Series:
     """The panel's unpruned accuracy per run, for the runs that did not train (the book's rule,
     against the panel's median)."""
-    from .comparison import did_not_train as rule
     rows = panel.rows
     unpruned = rows[np.isclose(rows["fraction"], 0.0)].groupby("run_id")["test_acc"].first()
     return unpruned[rule(unpruned)]
@@ -84,7 +86,6 @@ def at_fraction(panel: Panel, fraction: float = 0.7) -> pd.DataFrame:
     seeds`` (the per-seed accuracies, by seed), and ``diff, low, high``: mean minus the
     published value's mean with its Welch 95 % interval (NaN for the published value itself
     and where a side has fewer than two seeds)."""
-    from .stats import welch
     bad = set(did_not_train(panel).index)
     rows = panel.rows
     at = rows[np.isclose(rows["fraction"], fraction)]
@@ -179,7 +180,6 @@ def plot(found: list[Panel]):
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from . import plots
     ncol = min(2, len(found))
     nrow = -(-len(found) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(plots.COLUMN_IN, 3.6 * nrow), squeeze=False,

@@ -26,7 +26,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import results
+from . import experiment, prune, registry, results, train, weights
+from .experiment import _repo_path, filter_rows as rows_of, validate_params
+from .prune import costs
+from ._validate import check_choice
 
 __all__ = ["Trained", "load_trained", "prune_rows", "filter_rows", "latency_rows", "cpu_busy", "require_quiet",
            "select_runs", "run_pass"]
@@ -62,7 +65,6 @@ def _params_of(run: pd.Series, device: str, data_root=None) -> dict:
     """The experiment parameters that rebuild the run's network and data (a stratified
     subset of the whole split is the whole split in its order, so ``n_train`` / ``n_test``
     are passed as recorded)."""
-    from .experiment import validate_params
     lam = run["lam"]
     return validate_params({
         "model": run["model"], "regularizer": run["regularizer"], "p": float(run["p"]), "q": float(run["q"]),
@@ -85,7 +87,6 @@ def _has_weights(run: pd.Series) -> bool:
 def _trained_state(run: pd.Series, ckpt_dir: Path, select: str) -> dict:
     """The run's selected weights: from its checkpoint in ``ckpt_dir`` when there is one,
     else from its recorded weights file (sha256-checked); ``ValueError`` when neither."""
-    from . import experiment, train, weights
     run_id = run["run_id"]
     ckpt = train.load_checkpoint(ckpt_dir)
     if ckpt is None:
@@ -115,7 +116,6 @@ def load_trained(run_id: str, *, results_dir="data/results", checkpoint_dir="~/.
     ``select="best_test"``). ``data_root``: the dataset folder (default ``$BRIDGEOUT_DATA``,
     as for the run); ``dd``: the run's data when already loaded (same dataset, subset, seed).
     """
-    from . import experiment, train
     root = experiment._repo_path(results_dir)
     run = _run_row(run_id, root)
     params = _params_of(run, device, data_root)
@@ -134,7 +134,7 @@ def load_trained(run_id: str, *, results_dir="data/results", checkpoint_dir="~/.
 
 def prune_rows(t: Trained, *, criteria: Sequence[str] = ("l2",), modes: Sequence[str] = ("mask",),
                scopes: Sequence[str] = ("layer",),
-               fractions: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+               fractions: Sequence[float] = registry.FRACTIONS,
                recalibrate_bn: bool = False, finetune_epochs: int = 0, notebook: str = "",
                pruner: str = "plain", progress: bool = False) -> pd.DataFrame:
     """``pruning.csv`` rows of the reloaded network (:func:`bridgeout.prune.sweep`, no
@@ -143,8 +143,6 @@ def prune_rows(t: Trained, *, criteria: Sequence[str] = ("l2",), modes: Sequence
     ``pruner``: ``"published"``, the authors' pruner (mask rows also zero the BatchNorm scales
     it reaches: the ``bn_scale_pruning`` quirk) on the same weights; ``"mean"``, mean
     replacement (:func:`bridgeout.prune.sweep`)."""
-    from . import prune
-    from ._validate import check_choice
     pruner = check_choice("pruner", pruner, results.PRUNERS)
     sw = prune.sweep(t.model, t.data, fractions=tuple(fractions), criteria=tuple(criteria),
                      scopes=tuple(scopes), modes=tuple(modes), recalibrate_bn=recalibrate_bn,
@@ -160,7 +158,6 @@ def prune_rows(t: Trained, *, criteria: Sequence[str] = ("l2",), modes: Sequence
 def filter_rows(t: Trained) -> pd.DataFrame:
     """``filters.csv`` rows of the reloaded network (:func:`bridgeout.experiment.filter_rows`:
     norms, BatchNorm parameters and running statistics), validated."""
-    from .experiment import filter_rows as rows_of
     rows = rows_of(t.model)
     rows.insert(0, "run_id", t.params["run_id"])
     return results.validate("filters", rows, source=f"filter rows of run {t.params['run_id']}")
@@ -209,8 +206,6 @@ def latency_rows(t: Trained, *, fractions: Sequence[float], criterion: str = "l2
     """``latency.csv`` rows: the network with ``fraction`` of its filters *removed* per layer
     (criterion ``criterion``), timed on the CPU with ``threads`` threads in each runtime at
     each batch size (median of ``repeats`` after ``warmup``), with its FLOPs and parameters."""
-    from . import costs, prune
-    from ._validate import check_choice
     for rt in runtimes:
         check_choice("runtime", rt, results.RUNTIMES)
     prov = results.provenance("cpu")
@@ -252,7 +247,6 @@ def select_runs(grids: Sequence[str], *, results_dir="data/results", shard: str 
                 only: str = "") -> list[str]:
     """Finished runs of the named grids (in ``runs.csv`` order), those whose id contains
     ``only``, then every n-th from the k-th for ``shard="k/n"`` (two shards = two workers)."""
-    from .experiment import _repo_path
     if isinstance(grids, str) or not isinstance(grids, Sequence) or not grids:
         raise ValueError(f"grids must be a non-empty list of grid names, got {grids!r}")
     runs = results.load("runs", _repo_path(results_dir))
@@ -279,7 +273,7 @@ def _missing(table: str, frame: pd.DataFrame, root) -> pd.DataFrame:
 
 
 def run_pass(run_ids: Sequence[str], *, criteria: Sequence[str] = ("l2",), modes: Sequence[str] = ("mask",),
-             scopes: Sequence[str] = ("layer",), fractions: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+             scopes: Sequence[str] = ("layer",), fractions: Sequence[float] = registry.FRACTIONS,
              recalibrate_bn: Sequence[bool] = (False,), finetune_epochs: int = 0,
              latency_fractions: Sequence[float] = (), latency_criterion: str = "l2", threads: int = 1,
              batch_sizes: Sequence[int] = (1, 128), repeats: int = 10, quiet_limit: float = 0.15,
@@ -297,7 +291,6 @@ def run_pass(run_ids: Sequence[str], *, criteria: Sequence[str] = ("l2",), modes
     ``pruner``: whose pruner (:data:`bridgeout.results.PRUNERS`; :func:`prune_rows`);
     ``scopes``: ``"layer"`` (the paper's ranking within each layer) and/or ``"global"``.
     """
-    from .experiment import _repo_path
     root = _repo_path(results_dir)
     # the published pruner differs in mask mode only; its remove rows are the plain pruner's
     want_p = pd.DataFrame([{"run_id": r, "criterion": c, "scope": sc, "mode": m, "fraction": float(f),

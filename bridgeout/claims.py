@@ -27,7 +27,12 @@ import math
 import numpy as np
 import pandas as pd
 
+from . import comparison, paper
+from .comparison import ARM_LABELS
 from .fmt import plural
+from .stats import welch
+from .teaching import ablation_q
+from .why import NOISE_GRID
 
 __all__ = ["CHANCE", "MARGIN", "FRACTIONS", "VERDICTS", "SETTINGS", "robustness", "table", "markdown",
            "verdict"]
@@ -63,7 +68,6 @@ def robustness(acc: pd.DataFrame, fractions=FRACTIONS) -> pd.DataFrame:
     NaN with fewer than two seeds on either side), ``n`` (the fewer seeds of the two),
     ``informative`` (some arm's mean above chance + margin) and ``clear`` (the interval
     excludes zero). Empty when Bridgeout or a baseline is missing."""
-    from .stats import welch
     rows = []
     for f in fractions:
         at = acc[np.isclose(acc["fraction"], f)]
@@ -89,7 +93,6 @@ def _robust_verdict(rob: pd.DataFrame) -> str:
 
 
 def _robust_text(rob: pd.DataFrame) -> str:
-    from .comparison import ARM_LABELS
     parts = [f"{_f(r.fraction)}: {100 * r.bridgeout:.1f} against {100 * r.baseline_mean:.1f} "
              f"({ARM_LABELS[r.baseline]}), {_pts(r.diff)}{_interval(r.low, r.high)}"
              for r in rob.itertuples() if r.informative]
@@ -102,7 +105,6 @@ def _robust_text(rob: pd.DataFrame) -> str:
 
 
 def _paper_lead(model: str) -> str:
-    from . import paper
     c = paper.curve(model, "cifar10")
     acc = c.rename(columns={"regularizer": "arm", "accuracy": "test_acc"})
     rob = robustness(acc.assign(run_id=acc["arm"]))
@@ -110,7 +112,6 @@ def _paper_lead(model: str) -> str:
 
 
 def _setting(root, grid: str):
-    from . import comparison
     comp = comparison.load(grid, root)
     acc = comparison.accuracy(comp["pruning"]) if len(comp["pruning"]) else pd.DataFrame(
         columns=["run_id", "arm", "seed", "fraction", "test_acc"])
@@ -118,7 +119,6 @@ def _setting(root, grid: str):
 
 
 def _robust_row(root, grid: str, model: str, label: str, planned: int) -> dict:
-    from .comparison import ARM_LABELS
     runs, acc = _setting(root, grid)
     rob = robustness(acc)
     seeds = runs.groupby("arm")["seed"].nunique() if len(runs) else pd.Series(dtype=int)
@@ -141,8 +141,6 @@ def _robust_row(root, grid: str, model: str, label: str, planned: int) -> dict:
 
 # ------------------------------------------------------------------------ the other claims
 def _cost_row(root) -> dict:
-    from . import paper
-    from .stats import welch
     pub = paper.unpruned()
     lead = "; ".join(f"{MODEL_LABELS[m]} {_pts(pub[(m, 'cifar10', 'bridgeout')] - pub[(m, 'cifar10', 'weight_decay')])}"
                      for m in paper.MODELS if (m, "cifar10", "bridgeout") in pub)
@@ -170,8 +168,6 @@ def _near_zero(filters: pd.DataFrame) -> pd.Series:
 
 
 def _mechanism_row(root) -> dict:
-    from . import comparison
-    from .comparison import ARM_LABELS
     comp = comparison.load(SETTINGS[0][0], root)
     f = comp["filters"]
     f = f[f["gamma"].notna()] if len(f) else f
@@ -191,10 +187,6 @@ def _mechanism_row(root) -> dict:
 
 
 def _exponent_row(root) -> dict:
-    from . import comparison
-    from .comparison import ARM_LABELS
-    from .stats import welch
-    from .why import NOISE_GRID
     claim = "The bridge exponent matters: q = 1.5 keeps more than q = 2 (targeted DropConnect, the scripts' default path)"
     paper_ev = "the published runs use q = 1.5 (facts sheet); no q = 2 curve is published"
     parts, verdict = [], "not tested"
@@ -227,7 +219,6 @@ def _exponent_row(root) -> dict:
         clear = math.isfinite(lo) and lo > 0
         verdict = ("holds" if clear else "not observed") if grid == NOISE_GRID else (
             "holds partly" if clear else "not observed")
-    from .teaching import ablation_q
     abl = ablation_q(root)
     if len(abl):
         g = abl.groupby("q")["test_acc"]
@@ -237,7 +228,6 @@ def _exponent_row(root) -> dict:
 
 
 def _untested_row() -> dict:
-    from . import paper
     lead = "; ".join(_paper_lead(m).replace(f"{MODEL_LABELS[m]}: ", f"{MODEL_LABELS[m]}, CIFAR-10: ")
                      for m in ("wrn28_10",)) if "wrn28_10" in paper.MODELS else ""
     return {"claim": "The same holds for WRN-28-10, for CIFAR-100, and at the published 230 epochs and full width",
@@ -271,8 +261,6 @@ def verdict(root=None) -> dict[str, str]:
     """The three lines that open the book (Markdown): ``tested`` (what, at what scale),
     ``held`` (whether the main claim held there, with chance and the paper's numbers at the
     same point), ``untested`` (what was not tested, and why)."""
-    from . import paper
-    from .comparison import ARM_LABELS
     grid, model, label, planned = SETTINGS[0]
     runs, acc = _setting(root, grid)
     r_runs, _ = _setting(root, SETTINGS[1][0])
@@ -306,7 +294,6 @@ def verdict(root=None) -> dict[str, str]:
 
 
 def _paper_cost(model: str) -> float:
-    from . import paper
     pub = paper.unpruned()
     return pub[(model, "cifar10", "weight_decay")] - pub[(model, "cifar10", "bridgeout")]
 
@@ -316,7 +303,6 @@ def mechanism_conclusion(filters: pd.DataFrame) -> str:
     a mass of near-zero filters (below a tenth of their layer's largest norm), and whether
     Bridgeout has more of them than the others. ``filters``: rows with ``arm`` (as
     :func:`bridgeout.comparison.load` gives them)."""
-    from .comparison import ARM_LABELS
     f = filters[filters["gamma"].notna()] if len(filters) else filters
     if not len(f):
         return "No filter table yet, so no conclusion."

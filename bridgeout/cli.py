@@ -16,6 +16,9 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from . import results, verify
+from .experiment import REPO_ROOT
+from .grid import main as grid_main
 
 __all__ = ["main"]
 
@@ -23,7 +26,6 @@ __all__ = ["main"]
 def _again(args) -> int:
     import papermill as pm
 
-    from .experiment import REPO_ROOT
     spec = Path(args.spec)
     if not spec.is_file():
         print(f"error: pass spec {spec} not found (the passes are in notebooks/passes/)", file=sys.stderr)
@@ -45,7 +47,6 @@ def _again(args) -> int:
 def _verify(args) -> int:
     import pandas as pd
 
-    from . import results, verify
     try:
         tol = verify.Tolerance(**{k: v for k, v in (("unpruned", args.tol_unpruned),
                                                     ("pruning_median", args.tol_pruning_median),
@@ -101,7 +102,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bridgeout`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["grid"]:                 # everything after 'grid' is the runner's own
-        from .grid import main as grid_main
         return grid_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "again":

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from . import results
 from .fmt import plural
 
 __all__ = ["ARMS", "ARM_LABELS", "ARM_COLORS", "arm_of", "arms_in", "load", "accuracy", "relative",
@@ -81,7 +82,6 @@ def load(grid: str | Sequence[str], root=None) -> dict[str, pd.DataFrame]:
     paper's arms and the sparsity baselines) from the result tables, each row with its
     ``arm``: ``{"runs", "pruning", "history", "filters", "latency"}`` (all but ``runs``
     joined with their run's parameters by :func:`bridgeout.results.load_joined`)."""
-    from . import results
     grids = [grid] if isinstance(grid, str) else list(grid)
     runs = results.load("runs", root)
     runs = _with_arm(runs[runs["grid"].isin(grids)])
@@ -281,7 +281,7 @@ def energy_removed(filters: pd.DataFrame, fraction: float, eps: float = 1e-5) ->
     layers: removed energy / total energy) and ``layer_mean`` (the mean of the per-layer
     shares), plus ``arm`` and ``seed`` when the rows have them. Layers without running
     statistics are left out; a run with none gets NaN."""
-    from .prune import n_pruned
+    from .prune import n_pruned  # deferred: loads torch
     f = filters.assign(energy=channel_energy(filters, eps))
     rows = []
     for rid, run in f.groupby("run_id", sort=False):

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .registry import DATASETS
 from ._validate import check_choice
 
 __all__ = [
@@ -41,7 +42,6 @@ __all__ = [
     "default_root", "load", "sizes", "subset", "DeviceData", "as_device_data", "crop_flip",
 ]
 
-DATASETS = ("cifar10", "cifar100", "mnist")
 
 #: Published per-channel (mean, std) used for normalisation. CIFAR values as in the
 #: authors' code (note: the CIFAR-10 "std" is the widely copied 0.2023/0.1994/0.2010, not

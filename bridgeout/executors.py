@@ -5,7 +5,7 @@ this module only decides what each job does and with which resources:
 
 * ``local`` -- :func:`run_local` starts ``workers`` processes on this machine with
   :class:`submitit.LocalExecutor`. Each runs the ordinary grid loop
-  (:func:`bridgeout.grid.run_grid`): cells are *claimed* before they run, so the workers
+  (:func:`bridgeout.runner.run_grid`): cells are *claimed* before they run, so the workers
   split the grid between them without a scheduler of ours, and a worker that dies
   releases its claim with its process. :func:`worker_resources` splits the CPU threads
   between the workers (``OMP_NUM_THREADS``) and gives each its own GPU when there are at
@@ -25,9 +25,15 @@ temporary file, ``os.replace``) under the lock, so a reader never sees half a fi
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from . import results, runner
+from ._validate import check_int
 
 __all__ = ["EXECUTORS", "worker_resources", "run_local", "submit_slurm"]
 
@@ -43,10 +49,8 @@ def worker_resources(workers: int, cpus: int, gpus: int, threads: int | None = N
     ``i`` gets GPU ``i`` alone; with ``0 < gpus < workers`` every worker shares GPU 0; with no
     GPU, ``gpu`` is None.
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads per worker must be an integer >= 1 (or None: cpus // workers), got {threads!r}")
+    check_int("workers", workers, 1)
+    check_int("threads per worker", threads, 1, none_ok=True)   # None: cpus // workers
     t = threads if threads is not None else max(1, cpus // workers)
     if gpus >= workers:
         return [{"threads": t, "gpu": i} for i in range(workers)]
@@ -61,10 +65,13 @@ def _set_threads(threads: int) -> None:
 def _worker(spec_source: str, only: str | None, retry_failed: bool, log_output: bool, threads: int) -> int:
     """One local worker: the grid loop with this worker's thread count (inherited by the
     notebook kernels it starts)."""
-    from . import grid
     _set_threads(threads)
-    return grid.run_grid(spec_source, only=only, retry_failed=retry_failed, log_output=log_output,
-                         out=sys.stdout, check_environment=False)
+    try:
+        return runner.run_grid(spec_source, only=only, retry_failed=retry_failed, log_output=log_output,
+                               out=sys.stdout, check_environment=False)
+    except KeyboardInterrupt:   # submitit cancels a local job with SIGINT: a line, not a traceback
+        print("worker interrupted; its cell resumes from its last checkpoint on the next run", file=sys.stderr)
+        return 130
 
 
 def _local_executor(folder: Path, gpu: int | None):
@@ -90,16 +97,15 @@ def _gpu_count() -> int:
 def run_local(spec, *, workers: int, threads: int | None = None, only: str | None = None,
               retry_failed: bool = False, log_output: bool = False, out=None) -> int:
     """Run a grid with ``workers`` local processes; waits for them and returns the grid's exit
-    status (as :func:`bridgeout.grid.run_grid`). Each worker's output is in
+    status (as :func:`bridgeout.runner.run_grid`). Each worker's output is in
     ``runs_dir/.submitit/<job id>_0_log.out``. Ctrl-C cancels the workers (their cells
     resume from their checkpoints on the next run) and returns 130."""
-    from . import grid
     out = out if out is not None else sys.stdout
-    spec = spec if isinstance(spec, grid.GridSpec) else grid.load_spec(spec)
+    spec = spec if isinstance(spec, runner.GridSpec) else runner.load_spec(spec)
     if not spec.source:
         raise ValueError("run_local needs a spec read from a file (its path is passed to the workers)")
     plan = worker_resources(workers, os.cpu_count() or 1, _gpu_count(), threads)
-    status = grid.run_grid(spec, only=only, retry_failed=retry_failed, dry_run=True, out=out,
+    status = runner.run_grid(spec, only=only, retry_failed=retry_failed, dry_run=True, out=out,
                            check_environment=True, list_cells=False)
     if status != 0:
         return status
@@ -111,7 +117,7 @@ def run_local(spec, *, workers: int, threads: int | None = None, only: str | Non
             jobs.append(ex.submit(_worker, spec.source, only, retry_failed, log_output, res["threads"]))
             where = "CPU" if res["gpu"] is None else f"GPU {res['gpu']}"
             print(f"worker {i + 1}/{workers}: job {jobs[-1].job_id}, {res['threads']} thread(s), {where}; "
-                  f"log {grid._rel(folder)}/{jobs[-1].job_id}_0_log.out", file=out)
+                  f"log {runner._rel(folder)}/{jobs[-1].job_id}_0_log.out", file=out)
         codes = []
         for job in jobs:
             try:
@@ -121,24 +127,35 @@ def run_local(spec, *, workers: int, threads: int | None = None, only: str | Non
                       file=out)
                 codes.append(1)
     except KeyboardInterrupt:
-        for job in jobs:
-            job.cancel()
+        _stop_workers(jobs, out)
         raise
     return _final_status(spec, only, retry_failed, out, codes)
+
+
+def _stop_workers(jobs, out, timeout_s: float = 30.0) -> None:
+    """Cancel the workers (SIGINT: each ends its notebook kernel and exits 130) and wait until
+    they have exited, so the command returns with no worker of its own left running."""
+    for job in jobs:
+        job.cancel()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not all(job.done() for job in jobs):
+        time.sleep(0.2)
+    alive = [job.job_id for job in jobs if not job.done()]
+    if alive:
+        print(f"worker job(s) {', '.join(alive)} still stopping after {timeout_s:.0f} s", file=out)
 
 
 def _final_status(spec, only, retry_failed, out, codes: Sequence[int]) -> int:
     """The grid's status once every worker has stopped: 0 when every selected cell has its
     row, 1 when any failed or was left unfinished, 130 when a worker was interrupted."""
-    from . import grid, results
-    cells = [c for c in grid.expand(spec) if grid._matches(c["run_id"], only)]
+    cells = [c for c in runner.expand(spec) if runner._matches(c["run_id"], only)]
     done = set(results.load("runs", spec.results_dir)["run_id"])
-    failed = set(grid._load_failures(spec)["run_id"])
+    failed = set(runner._load_failures(spec)["run_id"])
     missing = [c["run_id"] for c in cells if c["run_id"] not in done]
     bad = [r for r in missing if r in failed]
     print(f"{spec.name}: {len(cells) - len(missing)} of {len(cells)} cells done, {len(bad)} failed"
           f"{f', {len(missing) - len(bad)} unfinished' if len(missing) > len(bad) else ''}"
-          f"{f'; see {grid._rel(grid._failures_path(spec))}' if bad else ''}", file=out)
+          f"{f'; see {runner._rel(runner._failures_path(spec))}' if bad else ''}", file=out)
     if 130 in codes:
         return 130
     return 0 if not missing else 1
@@ -146,12 +163,19 @@ def _final_status(spec, only, retry_failed, out, codes: Sequence[int]) -> int:
 
 def _slurm_task(spec_source: str, run_id: str, retry_failed: bool, log_output: bool) -> int:
     """One SLURM array task: claim and run one cell (threads = the task's CPUs)."""
-    from . import grid
     cpus = os.environ.get("SLURM_CPUS_PER_TASK")
     if cpus and cpus.isdigit():
         _set_threads(int(cpus))
-    return grid.run_grid(spec_source, only=run_id, exact=True, retry_failed=retry_failed,
-                         log_output=log_output, out=sys.stdout, check_environment=False)
+    return runner.run_grid(spec_source, only=run_id, exact=True, retry_failed=retry_failed,
+                           log_output=log_output, out=sys.stdout, check_environment=False)
+
+
+def _sbatch_reason(err: BaseException) -> str:
+    """sbatch's own words from a failed submission (its stderr), else the error's first line."""
+    text = getattr(err, "stderr", None) or getattr(err, "output", None) or str(err)
+    text = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[-1] if lines else type(err).__name__)[:300]
 
 
 def submit_slurm(spec, *, partition: str | None = None, time_min: int = 24 * 60, gpus_per_task: int = 1,
@@ -164,23 +188,25 @@ def submit_slurm(spec, *, partition: str | None = None, time_min: int = 24 * 60,
     submitit (e.g. ``{"slurm_account": "abc"}``). Logs: ``runs_dir/.submitit/``."""
     import submitit
 
-    from . import grid
     out = out if out is not None else sys.stdout
-    spec = spec if isinstance(spec, grid.GridSpec) else grid.load_spec(spec)
+    spec = spec if isinstance(spec, runner.GridSpec) else runner.load_spec(spec)
     if not spec.source:
         raise ValueError("submit_slurm needs a spec read from a file (its path is passed to the tasks)")
     for name, value, low in (("time_min", time_min, 1), ("gpus_per_task", gpus_per_task, 0),
                              ("cpus_per_task", cpus_per_task, 1), ("array_parallelism", array_parallelism, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    status = grid.run_grid(spec, only=only, retry_failed=retry_failed, dry_run=True, out=out,
+        check_int(name, value, low)
+    status = runner.run_grid(spec, only=only, retry_failed=retry_failed, dry_run=True, out=out,
                            check_environment=True, list_cells=False, check_devices=False)
     if status != 0:
         return status
-    todo = grid.todo_cells(spec, only=only, retry_failed=retry_failed)
+    todo = runner.todo_cells(spec, only=only, retry_failed=retry_failed)
     if not todo:
         print(f"{spec.name}: nothing to submit", file=out)
         return 0
+    missing = [cmd for cmd in ("sbatch", "srun") if shutil.which(cmd) is None]
+    if missing:
+        raise ValueError(f"--executor slurm needs SLURM's {' and '.join(missing)} on the PATH, and there is none "
+                         "here; run on a SLURM login node, or use --executor local (workers on this machine)")
     ex = submitit.AutoExecutor(folder=str(spec.runs_dir / ".submitit"), cluster="slurm")
     params = {"timeout_min": time_min, "slurm_array_parallelism": array_parallelism,
               "cpus_per_task": cpus_per_task, "slurm_job_name": f"bridgeout-{spec.name}"}
@@ -191,11 +217,15 @@ def submit_slurm(spec, *, partition: str | None = None, time_min: int = 24 * 60,
     params.update(dict(extra or {}))
     ex.update_parameters(**params)
     n = len(todo)
-    jobs = ex.map_array(_slurm_task, [spec.source] * n, [c["run_id"] for c in todo], [retry_failed] * n,
-                        [log_output] * n)
+    try:
+        jobs = ex.map_array(_slurm_task, [spec.source] * n, [c["run_id"] for c in todo], [retry_failed] * n,
+                            [log_output] * n)
+    except (subprocess.CalledProcessError, OSError, RuntimeError) as err:
+        raise ValueError(f"SLURM refused the array job of {n} task(s): {_sbatch_reason(err)} (submitted with "
+                         f"{', '.join(f'{k}={v}' for k, v in sorted(params.items()))}); nothing was run") from None
     array_id = str(jobs[0].job_id).split("_")[0]
     print(f"{spec.name}: submitted SLURM array job {array_id} ({n} tasks, at most {array_parallelism} at "
-          f"once); logs in {grid._rel(spec.runs_dir / '.submitit')}; `squeue -j {array_id}` to follow, "
+          f"once); logs in {runner._rel(spec.runs_dir / '.submitit')}; `squeue -j {array_id}` to follow, "
           f"rerun the same command to resubmit what is left", file=out)
     if not wait:
         return 0

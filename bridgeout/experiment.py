@@ -19,16 +19,14 @@ Example::
 from __future__ import annotations
 
 import math
-import numbers
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
-from . import results
-from ._validate import check_choice, check_fraction, check_positive, check_probability
+from . import registry, results
+from ._validate import check_choice, check_fraction, check_int, check_positive, check_probability
 
 __all__ = [
     "PARAMETERS", "RUNNER_PARAMETERS", "NOTEBOOK", "validate_params", "load_data", "build_model",
@@ -65,7 +63,7 @@ PARAMETERS: dict = {
     "prune_criteria": ["l2"],
     "prune_scopes": ["layer"],
     "prune_recalibrate_bn": [False],
-    "fractions": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+    "fractions": list(registry.FRACTIONS),
     "latency": True,
     "grid": "",
     "run_id": None,
@@ -76,22 +74,9 @@ PARAMETERS: dict = {
 }
 #: Parameters the runner sets itself (a spec may not set them).
 RUNNER_PARAMETERS = ("grid", "run_id", "notebook_path", "results_dir")
-_FALLBACK_PROTOCOLS = ("paper", "fast", "smoke")
-_FALLBACK_MODES = ("mask", "remove")
-_FALLBACK_CRITERIA = ("l2",)
-_FALLBACK_SCOPES = ("layer", "global")
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 # =========================================================================== parameters
-def _int(name, value, minimum, *, none_ok=False):
-    if value is None and none_ok:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        extra = " (or None)" if none_ok else ""
-        raise ValueError(f"{name} must be an integer >= {minimum}{extra}, got {value!r}")
-    return int(value)
-
 
 def _bool(name, value):
     if not isinstance(value, bool):
@@ -118,21 +103,10 @@ def _names(name, value, choices):
 
 
 def _known():
-    """Allowed names, from the modules that define them (fallbacks while a module is missing)."""
-    from . import data, models
-    try:
-        from . import train
-        protocols, select = tuple(train.PROTOCOLS), tuple(train.SELECT)
-    except ImportError:  # pragma: no cover
-        protocols, select = _FALLBACK_PROTOCOLS, ("final", "best_test")
-    try:
-        from . import prune
-        modes, criteria, scopes = tuple(prune.MODES), tuple(prune.CRITERIA), tuple(prune.SCOPES)
-    except ImportError:  # pragma: no cover
-        modes, criteria, scopes = _FALLBACK_MODES, _FALLBACK_CRITERIA, _FALLBACK_SCOPES
-    return dict(models=tuple(models.MODELS), regularizers=tuple(models.REGULARIZERS),
-                datasets=tuple(data.DATASETS), protocols=protocols, modes=modes,
-                criteria=criteria, scopes=scopes, select=select)
+    """Allowed names (:mod:`bridgeout.registry`): the parameter checks load no torch."""
+    return dict(models=registry.MODELS, regularizers=registry.REGULARIZERS, datasets=registry.DATASETS,
+                protocols=registry.PROTOCOL_NAMES, modes=registry.MODES, criteria=registry.CRITERIA,
+                scopes=registry.SCOPES, select=registry.SELECT)
 
 
 def validate_params(params: Mapping) -> dict:
@@ -172,13 +146,13 @@ def validate_params(params: Mapping) -> dict:
                          f"mnist (28x28x1 images), the CIFAR models (vgg16, resnet, wrn, wrn28_10) take "
                          f"cifar10/cifar100 (32x32x3)")
     out["protocol"] = check_choice("protocol", p["protocol"], k["protocols"])
-    out["epochs"] = _int("epochs", p["epochs"], 1, none_ok=True)
+    out["epochs"] = check_int("epochs", p["epochs"], 1, none_ok=True)
     out["width"] = check_positive("width", p["width"])
-    out["n_train"] = _int("n_train", p["n_train"], 1, none_ok=True)
-    out["n_test"] = _int("n_test", p["n_test"], 1, none_ok=True)
-    out["seed"] = _int("seed", p["seed"], 0)
+    out["n_train"] = check_int("n_train", p["n_train"], 1, none_ok=True)
+    out["n_test"] = check_int("n_test", p["n_test"], 1, none_ok=True)
+    out["seed"] = check_int("seed", p["seed"], 0)
     out["select"] = check_choice("select", p["select"], k["select"])
-    from .quirks import check_quirks
+    from .quirks import check_quirks  # deferred: loads torch
     out["quirks"] = check_quirks(p["quirks"], out["model"])
     device = _str("device", p["device"], empty_ok=False)
     if device != "auto":
@@ -213,7 +187,7 @@ def validate_params(params: Mapping) -> dict:
     out["weights_dir"] = _str("weights_dir", p["weights_dir"], none_ok=True, empty_ok=False)
     out["precision"] = _precision(p["precision"], device)
     run_id = _str("run_id", p["run_id"], none_ok=True, empty_ok=False)
-    if run_id is not None and not _RUN_ID.match(run_id):
+    if run_id is not None and not results.RUN_ID.match(run_id):
         raise ValueError(f"run_id must be letters, digits, '_', '.', '-' (starting with a letter or digit), "
                          f"got {run_id!r}")
     out["run_id"] = run_id if run_id is not None else results.make_run_id(out)
@@ -222,7 +196,7 @@ def validate_params(params: Mapping) -> dict:
 
 def _precision(value, device: str) -> str:
     """``fp32`` / ``bf16``, or ``auto`` resolved for the run's device (bf16 where native)."""
-    from . import train
+    from . import train  # deferred: loads torch
     value = check_choice("precision", value, (*train.PRECISIONS, "auto"))
     if value != "auto":
         return value
@@ -237,7 +211,8 @@ def _repo_path(p) -> Path:
 # =========================================================================== experiment steps
 def load_data(params: Mapping):
     """Load (and subset) the dataset onto the run's device; returns a ``DeviceData``."""
-    from . import data, train
+    from . import data  # deferred: loads torch
+    from . import train  # deferred: loads torch
     arrays = data.load(params["dataset"], root=params["data_root"])
     arrays = data.subset(arrays, params["n_train"], params["n_test"], seed=params["seed"])
     return data.DeviceData(arrays, params["dataset"], device=train.resolve_device(params["device"]))
@@ -246,10 +221,10 @@ def load_data(params: Mapping):
 def build_model(params: Mapping, num_classes: int):
     """Seed the global RNG with ``params['seed']`` and build the initialised model (then, with
     the ``legacy_bn_init`` quirk, BatchNorm weights U(0, 1) from the same RNG)."""
+    from . import models  # deferred: loads torch
     import torch
 
-    from . import models
-    from .quirks import legacy_bn_init_
+    from .quirks import legacy_bn_init_  # deferred: loads torch
     torch.manual_seed(params["seed"])
     model = models.build(params["model"], num_classes, params["regularizer"], width=params["width"],
                          p=params["p"], q=params["q"], target_fraction=params["target_fraction"],
@@ -261,7 +236,7 @@ def build_model(params: Mapping, num_classes: int):
 
 def train_model(params: Mapping, model, dd, *, progress: bool = True):
     """Train with :func:`bridgeout.train.fit`; returns its ``FitResult``."""
-    from . import train
+    from . import train  # deferred: loads torch
     ckpt = params["checkpoint_dir"]
     if ckpt is not None:
         ckpt = str(_repo_path(ckpt) / params["run_id"])
@@ -279,7 +254,7 @@ def sweep_model(params: Mapping, model, dd, *, progress: bool = True) -> pd.Data
     """Prune the trained model at every fraction with :func:`bridgeout.prune.sweep`, once
     per value of ``prune_recalibrate_bn`` (False: the published one-shot sweep; True: the
     same sweep with BatchNorm statistics re-estimated after pruning); rows concatenated."""
-    from . import prune
+    from . import prune  # deferred: loads torch
     parts = [prune.sweep(model, dd, fractions=tuple(params["fractions"]),
                          criteria=tuple(params["prune_criteria"]), scopes=tuple(params["prune_scopes"]),
                          modes=tuple(params["prune_modes"]), recalibrate_bn=recal, device=dd.device,
@@ -293,8 +268,8 @@ def sweep_model(params: Mapping, model, dd, *, progress: bool = True) -> pd.Data
 def filter_rows(model) -> pd.DataFrame:
     """The trained model's per-filter norms and BatchNorm scales
     (:func:`bridgeout.filters.filter_table` of its noise-free twin)."""
-    from . import filters
-    from .nn import plain
+    from . import filters  # deferred: loads torch
+    from .nn import plain  # deferred: loads torch
     return filters.filter_table(plain(model))
 
 
@@ -314,7 +289,7 @@ def save_weights(params: Mapping, fit) -> dict:
     ``select="best_test"`` the final epoch's beside them (``<run_id>.final.safetensors``).
     Returns the ``runs`` columns ``weights`` (repo-relative where possible),
     ``weights_sha256`` and ``weights_bytes`` of the selected weights' file."""
-    from . import weights
+    from . import weights  # deferred: loads torch
     folder = weights_dir(params)
     meta = {k: params.get(k) for k in ("run_id", "model", "width", "regularizer", "p", "q", "target_fraction",
                                        "signed", "lam", "dataset", "protocol", "epochs", "seed", "select",
@@ -335,7 +310,7 @@ def _rel(path: Path) -> str:
 
 
 def _planned_epochs(params: Mapping) -> int:
-    from . import train
+    from . import train  # deferred: loads torch
     return int(train.get_protocol(params["protocol"], epochs=params["epochs"]).epochs)
 
 

@@ -22,49 +22,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .introspect import conv_batchnorm_pairs
+
 __all__ = ["FILTER_COLUMNS", "conv_batchnorm_pairs", "filter_table"]
 
 FILTER_COLUMNS = ("layer", "filter", "norm", "gamma", "beta", "bn_mean", "bn_var")
-
-
-def _example_input(model: nn.Module) -> torch.Tensor:
-    from .prune import default_example_input
-    return default_example_input(model)
-
-
-@torch.no_grad()
-def conv_batchnorm_pairs(model: nn.Module, example_input: torch.Tensor | None = None) -> dict[str, str | None]:
-    """``{conv name: name of the BatchNorm2d whose input is that conv's output, or None}``
-    for every ``nn.Conv2d`` of ``model``, found by one eval-mode forward of
-    ``example_input`` (default: one image of the model's input shape) with hooks."""
-    x = _example_input(model) if example_input is None else example_input
-    names = {m: n for n, m in model.named_modules()}
-    produced: dict[int, str] = {}
-    pairs: dict[str, str | None] = {n: None for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
-
-    def conv_hook(mod, args, out):
-        produced[id(out)] = names[mod]
-
-    def bn_hook(mod, args):
-        conv = produced.get(id(args[0]))
-        if conv is not None and pairs.get(conv) is None:
-            pairs[conv] = names[mod]
-
-    handles = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            handles.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-            handles.append(m.register_forward_pre_hook(bn_hook))
-    was_training = model.training
-    model.eval()
-    try:
-        model(x.to(next(model.parameters()).device))
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
-    return pairs
 
 
 @torch.no_grad()

@@ -84,13 +84,15 @@ shortcut conv is listed after its second conv).
 from __future__ import annotations
 
 import math
-import numbers
-from collections import OrderedDict
 
 import torch
 from torch import nn
 
-from ._validate import check_choice, check_fraction, check_positive, check_probability
+from . import sparsity
+from .introspect import conv_layers, count_parameters
+from .nn import BridgeoutConv2d, DropConnectConv2d, Sparseout, TargetedDropout
+from .registry import ACTIVATION_REGULARIZERS, MODELS, REGULARIZERS, WEIGHT_REGULARIZERS
+from ._validate import check_choice, check_fraction, check_int, check_positive, check_probability
 
 __all__ = [
     "MODELS",
@@ -109,10 +111,6 @@ __all__ = [
     "LeNet5",
 ]
 
-MODELS = ("vgg16", "resnet", "wrn28_10", "wrn", "lenet5")
-REGULARIZERS = ("bridgeout", "dropout", "weight_decay", "sparseout", "dropconnect", "slimming", "group_lasso")
-WEIGHT_REGULARIZERS = ("bridgeout", "dropconnect")
-ACTIVATION_REGULARIZERS = ("dropout", "sparseout")
 
 VGG16_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
                 512, 512, 512, "M", 512, 512, 512, "M")
@@ -132,13 +130,11 @@ class _Regularizer:
     def conv(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
         """A conv that carries weight noise (bridgeout / dropconnect) or a plain one."""
         if self.name == "bridgeout":
-            from .nn import BridgeoutConv2d
 
             return BridgeoutConv2d(in_channels, out_channels, kernel_size, stride=stride,
                                    padding=padding, bias=True, p=self.p, q=self.q,
                                    target_fraction=self.target_fraction, signed=self.signed)
         if self.name == "dropconnect":
-            from .nn import DropConnectConv2d
 
             return DropConnectConv2d(in_channels, out_channels, kernel_size, stride=stride,
                                      padding=padding, bias=True, p=self.p)
@@ -148,11 +144,9 @@ class _Regularizer:
     def activation(self):
         """An activation regularizer slot: TargetedDropout / Sparseout / Identity."""
         if self.name == "dropout":
-            from .nn import TargetedDropout
 
             return TargetedDropout(p=self.p, target_fraction=self.target_fraction)
         if self.name == "sparseout":
-            from .nn import Sparseout
 
             return Sparseout(p=self.p, q=self.q, signed=self.signed)
         return nn.Identity()
@@ -383,24 +377,6 @@ def init_weights(model: nn.Module) -> nn.Module:
     return model
 
 
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of scalar parameters (each shared tensor counted once; buffers such as
-    BatchNorm running statistics are not parameters)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
-    """``(qualified name, module)`` of every ``nn.Conv2d`` (noise convs included), in
-    forward order for the models of this module (their registration order; a block's
-    1x1 shortcut comes after its second conv)."""
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
 
 def build(name: str, num_classes: int = 10, regularizer: str = "weight_decay", *,
           width: float = 1.0, in_channels: int | None = None, p: float = 0.3,
@@ -438,16 +414,16 @@ def build(name: str, num_classes: int = 10, regularizer: str = "weight_decay", *
     """
     check_choice("model name", name, MODELS)
     check_choice("regularizer", regularizer, REGULARIZERS)
-    num_classes = _check_int("num_classes", num_classes, 2)
+    num_classes = check_int("num_classes", num_classes, 2)
     width = check_positive("width", width)
     if in_channels is None:
         in_channels = 1 if name == "lenet5" else 3
-    in_channels = _check_int("in_channels", in_channels, 1)
+    in_channels = check_int("in_channels", in_channels, 1)
     p = check_probability("p", p)
     q = check_positive("q", q)
     target_fraction = check_fraction("target_fraction", target_fraction)
-    if not isinstance(signed, (bool, int)):
-        raise ValueError(f"signed must be a bool, got {signed!r}")
+    if not isinstance(signed, (bool, int)) or signed not in (0, 1):
+        raise ValueError(f"signed must be a bool (True / False), got {signed!r}")
     reg = _Regularizer(regularizer, p, q, target_fraction, bool(signed))
 
     if name == "vgg16":
@@ -459,16 +435,15 @@ def build(name: str, num_classes: int = 10, regularizer: str = "weight_decay", *
     else:
         if name == "wrn28_10":
             depth, widen_factor = 28, 10
-        depth = _check_int("depth", depth, 10)
+        depth = check_int("depth", depth, 10)
         if (depth - 4) % 6 != 0:
             raise ValueError(f"depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 40, ...), "
                              f"got {depth!r}")
-        widen_factor = _check_int("widen_factor", widen_factor, 1)
+        widen_factor = check_int("widen_factor", widen_factor, 1)
         model = WideResNet(depth, widen_factor, num_classes, reg, width=width,
                            in_channels=in_channels)
     model.arch = name
     model.regularizer = regularizer
-    from . import sparsity
     if regularizer in sparsity.PENALTIES:
         sparsity.attach(model, regularizer, lam)
     elif lam is not None:

@@ -42,10 +42,19 @@ __all__ = [
 ]
 
 
+def _check_sizes(layer: str, **sizes) -> None:
+    """Channel / feature counts of a noise layer: integers >= 1 (checked before torch allocates)."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{layer}: {name} must be an integer >= 1, got {value!r}")
+
+
 class _BridgeoutMixin:
     """Shared parameter handling of the Bridgeout weight layers."""
 
     def _set_noise(self, p, q, target_fraction, signed) -> None:
+        if not isinstance(signed, (bool, int)) or signed not in (0, 1):
+            raise ValueError(f"{type(self).__name__}: signed must be a bool (True / False), got {signed!r}")
         self.p = check_probability("p", p)
         self.q = check_positive("q", q)
         self.target_fraction = check_fraction("target_fraction", target_fraction)
@@ -67,7 +76,10 @@ class BridgeoutConv2d(_BridgeoutMixin, nn.Conv2d):
 
     ``W~ = W + s(W)|W|^(q/2) eps T`` (:func:`bridgeout.functional.bridgeout`): one draw per
     forward shared by the whole batch; the lowest-norm ``target_fraction`` of the kernels of
-    every output filter are perturbed. Eval mode: exactly ``nn.Conv2d``.
+    every output filter are perturbed. Eval mode: exactly ``nn.Conv2d``. Unlike the functional
+    form, the layer does not check its weights for NaN or infinity on every forward (that
+    costs a device synchronisation per layer and step): a diverged weight shows up in the
+    loss, which :func:`bridgeout.train.fit` refuses by epoch.
 
     Args: those of ``nn.Conv2d``, then keyword-only ``p`` (drop probability, [0, 1)),
     ``q`` (> 0), ``target_fraction`` ((0, 1]) and ``signed``.
@@ -77,6 +89,7 @@ class BridgeoutConv2d(_BridgeoutMixin, nn.Conv2d):
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
                  device=None, dtype=None, *, p: float = 0.3, q: float = 1.5,
                  target_fraction: float = 0.75, signed: bool = False) -> None:
+        _check_sizes(type(self).__name__, in_channels=in_channels, out_channels=out_channels)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
                          bias, padding_mode, device, dtype)
         self._set_noise(p, q, target_fraction, signed)
@@ -97,6 +110,7 @@ class BridgeoutLinear(_BridgeoutMixin, nn.Linear):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None,
                  *, p: float = 0.3, q: float = 1.5, target_fraction: float = 0.75,
                  signed: bool = False) -> None:
+        _check_sizes(type(self).__name__, in_features=in_features, out_features=out_features)
         super().__init__(in_features, out_features, bias, device, dtype)
         self._set_noise(p, q, target_fraction, signed)
 
@@ -257,6 +271,15 @@ def _paper_placement(name: str, module: nn.Module) -> bool:
             and any(k > 1 for k in module.kernel_size))
 
 
+def _types_in(spec) -> list[type]:
+    """The module types named in an include/exclude spec (nested lists and tuples walked)."""
+    if isinstance(spec, type):
+        return [spec]
+    if isinstance(spec, (list, tuple)):
+        return [t for s in spec for t in _types_in(s)]
+    return []
+
+
 def _selector(spec, what: str):
     """A predicate ``(name, module) -> bool`` from a type, a tuple of types, a glob pattern
     on the qualified name, a callable, or a list of these (any may match)."""
@@ -309,7 +332,8 @@ def convert(model: nn.Module, p: float = 0.3, q: float = 1.5, target_fraction: f
     layers :class:`BridgeoutLinear`) with the same (copied) parameters, so the state_dict keys
     and values are unchanged, eval mode computes exactly what ``model`` computes, and
     ``plain(convert(model))`` is ``model`` again. ``model`` itself is not changed; layers that
-    already carry Bridgeout are left as they are.
+    already carry Bridgeout are left as they are (a converted model converts to an unchanged
+    copy). A TorchScript module or anything but an ``nn.Module`` is refused.
 
     Which layers: by default the paper's placement, every dense conv with a kernel larger
     than 1x1 (3x3 convs noisy; 1x1 convs such as shortcuts and pointwise projections, grouped
@@ -334,7 +358,11 @@ def convert(model: nn.Module, p: float = 0.3, q: float = 1.5, target_fraction: f
         net = convert(torchvision.models.resnet18(num_classes=10))          # 3x3 convs
         net = convert(model, include=[nn.Conv2d, nn.Linear], exclude="fc")  # all but the head
     """
-    from ._validate import check_fraction, check_positive, check_probability
+    if isinstance(model, torch.jit.ScriptModule):
+        raise ValueError(f"convert needs an eager nn.Module, got a TorchScript {type(model).__name__}: its "
+                         "layers cannot be replaced; convert the model before scripting it")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     p = check_probability("p", p)
     q = check_positive("q", q)
     target_fraction = check_fraction("target_fraction", target_fraction)
@@ -343,9 +371,16 @@ def convert(model: nn.Module, p: float = 0.3, q: float = 1.5, target_fraction: f
     inc = _selector(include, "include") or _paper_placement
     exc = _selector(exclude, "exclude")
     out = copy.deepcopy(model)
+    wrong = [t.__name__ for t in _types_in(include) if not issubclass(t, (nn.Conv2d, nn.Linear))]
+    if wrong:   # a glob or a callable may match other modules too; a type says what is meant
+        raise ValueError(f"convert can put Bridgeout only on nn.Conv2d and nn.Linear layers; include names "
+                         f"{', '.join(wrong)}")
+    noisy = (BridgeoutConv2d, BridgeoutLinear)
     chosen = [(n, m) for n, m in out.named_modules()
-              if isinstance(m, (nn.Conv2d, nn.Linear)) and not isinstance(m, (BridgeoutConv2d, BridgeoutLinear))
+              if isinstance(m, (nn.Conv2d, nn.Linear)) and not isinstance(m, noisy)
               and inc(n, m) and not (exc and exc(n, m))]
+    if not chosen and any(isinstance(m, noisy) for m in out.modules()):
+        return out   # every selected layer already carries Bridgeout: left as it is (documented above)
     if not chosen:
         raise ValueError("convert selected no layer: the model has no nn.Conv2d with a kernel larger than "
                          "1x1 (the default placement), or include/exclude left none")

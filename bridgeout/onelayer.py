@@ -12,7 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from . import comparison
+from .comparison import ARM_COLORS, ARM_LABELS, ARM_MARKERS
 from .fmt import mean_sd, plural
+from .plots import not_run
 
 __all__ = ["GRID", "table", "markdown", "plot"]
 
@@ -34,7 +37,6 @@ def table(root=None, grid: str = GRID) -> pd.DataFrame:
     unit, layer, channels, fraction, test_acc``, ``drop`` (unpruned minus this accuracy) and
     ``drop_all`` (unpruned minus the accuracy with that fraction of *every* layer pruned, the
     paper's procedure, for comparison). Empty (with these columns) before the pass has run."""
-    from . import comparison
     comp = comparison.load(grid, root)
     pr = comp["pruning"]
     if not len(pr):
@@ -64,7 +66,6 @@ def markdown(t: pd.DataFrame, fraction: float = 0.3) -> str:
     if not len(at):
         return ("**One layer at a time: not run yet** (pass `notebooks/passes/one-layer.yaml` on the kept "
                 "parity networks).")
-    from .comparison import ARM_LABELS
     f = f"{round(100 * fraction)} %"
     parts = []
     for arm, g in at.groupby("arm"):
@@ -93,7 +94,6 @@ def plot(axes, t: pd.DataFrame, fractions=(0.3, 0.5)) -> None:
     """One panel per fraction: accuracy lost (points) against the pruned layer, a thin line per
     network, the arm's mean thick (colours of :data:`bridgeout.comparison.ARM_COLORS`); the
     x ticks give each layer's number and, where it changes, its filter count."""
-    from .comparison import ARM_COLORS, ARM_LABELS, ARM_MARKERS
     for ax, fraction in zip(axes, fractions):
         at = t[np.isclose(t["fraction"], fraction)]
         for arm, g in at.groupby("arm"):
@@ -104,7 +104,6 @@ def plot(axes, t: pd.DataFrame, fractions=(0.3, 0.5)) -> None:
             ax.plot(m.index, 100 * m.to_numpy(), color=c, lw=2.2, marker=ARM_MARKERS.get(arm, "o"), ms=4,
                     label=f"{ARM_LABELS.get(arm, arm)}, {g['run_id'].nunique()} networks")
         if not len(at):
-            from .plots import not_run
             not_run(ax, f"the one-layer pass has no rows at {round(100 * fraction)} % yet")
         else:
             ticks = at.drop_duplicates("unit").sort_values("unit")

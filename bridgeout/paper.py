@@ -169,9 +169,10 @@ def published_settings() -> dict:
     ``n_train`` :data:`FULL_TRAIN_SIZE`) and the pruning procedure (``criterion="l2"``,
     ``scope="layer"``, ``mode="mask"``, ``recalibrate_bn=False``, ``finetune_epochs=0``).
     """
+    from . import models  # deferred: loads torch
+    from . import train  # deferred: loads torch
     import inspect
 
-    from . import models, train
 
     defaults = {k: v.default for k, v in inspect.signature(models.build).parameters.items()
                 if v.default is not inspect.Parameter.empty}

@@ -17,6 +17,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from . import comparison
+from .comparison import ARM_LABELS
 from .stats import t975, welch  # re-exported: parity.welch, parity.t975 (the pilot's own names)
 
 __all__ = ["GRID", "TWIN_GRID", "UNPRUNED_GOAL", "pairs", "welch", "t975", "table", "verdict", "sentence", "plot",
@@ -35,7 +37,6 @@ def pairs(root=None) -> pd.DataFrame:
     """One row per (arm, seed, measure) with both precisions' accuracy: columns ``arm, seed,
     measure, recalibrate_bn, fraction, fp32, bf16`` (``bf16`` NaN where that run is not in
     yet). Only the arms and seeds the parity grid covers."""
-    from . import comparison
     both = comparison.load([GRID, TWIN_GRID], root)
     runs, pr = both["runs"], both["pruning"]
     bf = runs[runs["grid"] == GRID]
@@ -83,7 +84,6 @@ def table(root=None) -> pd.DataFrame:
 
 
 def _arm_label(arm: str) -> str:
-    from .comparison import ARM_LABELS
     return ARM_LABELS.get(arm, arm)
 
 
@@ -114,7 +114,6 @@ def sentence(root=None) -> str:
 def plot(axes, root=None):
     """Two panels (one shot, BatchNorm re-estimated): test accuracy against filters pruned,
     fp32 solid and bf16 dashed per arm, a thin line per seed behind each mean."""
-    from . import comparison
     both = comparison.load([GRID, TWIN_GRID], root)
     runs, pr = both["runs"], both["pruning"]
     arms = comparison.arms_in(runs[runs["grid"] == GRID]) or ["weight_decay", "bridgeout"]
@@ -142,7 +141,6 @@ def handles(arms):
     """Legend proxies for :func:`plot`: one per arm, then what solid, dashed and thin mean."""
     from matplotlib.lines import Line2D
 
-    from . import comparison
     h = [Line2D([], [], color=comparison.ARM_COLORS.get(a, "0.3"), lw=2, marker=comparison.ARM_MARKERS.get(a, "o"),
                 label=_arm_label(a)) for a in arms]
     h += [Line2D([], [], color="0.3", lw=2, label="fp32 (cpu-cifar10-vgg)"),

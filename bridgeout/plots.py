@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .registry import REGULARIZER_TABLE
 from ._validate import check_choice
 
 __all__ = [
@@ -31,32 +32,10 @@ __all__ = [
     "seed_curves", "seed_handles",
 ]
 
-#: One colour per regularizer (Okabe & Ito 2008, distinguishable with the common
-#: colour-vision deficiencies).
-PALETTE = {
-    "bridgeout": "#0072B2",     # blue
-    "dropout": "#E69F00",       # orange
-    "weight_decay": "#009E73",  # bluish green
-    "sparseout": "#CC79A7",     # reddish purple
-    "dropconnect": "#D55E00",   # vermillion
-    "slimming": "#56B4E9",      # sky blue
-    "group_lasso": "#000000",   # black
-}
-
-#: One marker per regularizer (redundant with colour, for grey-scale print).
-MARKERS = {"bridgeout": "o", "dropout": "s", "weight_decay": "^", "sparseout": "D", "dropconnect": "v",
-           "slimming": "P", "group_lasso": "X"}
-
-#: Legend names.
-LABELS = {
-    "bridgeout": "Batch Bridgeout",
-    "dropout": "Dropout",
-    "weight_decay": "Weight decay only",
-    "sparseout": "Sparseout",
-    "dropconnect": "DropConnect",
-    "slimming": "Network Slimming",
-    "group_lasso": "Group lasso",
-}
+#: One colour, marker and legend name per regularizer (:data:`bridgeout.registry.REGULARIZER_TABLE`).
+PALETTE = {r.name: r.colour for r in REGULARIZER_TABLE}
+MARKERS = {r.name: r.marker for r in REGULARIZER_TABLE}
+LABELS = {r.name: r.label for r in REGULARIZER_TABLE}
 
 MODEL_LABELS = {"vgg16": "VGG-16", "resnet": "ResNet", "wrn28_10": "WRN-28-10", "wrn": "WRN",
                 "lenet5": "LeNet-5"}

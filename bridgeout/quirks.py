@@ -27,6 +27,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .prune.published import prune_bn_scales_, published_bn_targets  # noqa: F401 - re-exported
+
 __all__ = ["QUIRKS", "check_quirks", "published_bn_targets", "prune_bn_scales_", "legacy_bn_init_"]
 
 QUIRKS = ("bn_scale_pruning", "legacy_bn_init", "momentum_reset")
@@ -45,35 +47,6 @@ def check_quirks(quirks, model: str | None = None) -> list[str]:
         raise ValueError(f"quirk 'legacy_bn_init' applies to model 'resnet' only (the published "
                          f"{model} set its BatchNorm weights to 1, as here), got model {model!r}")
     return sorted(quirks)
-
-
-def published_bn_targets(model: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
-    """The BatchNorm layers whose scales the published pruner zeroes: every BatchNorm of a
-    VGG-16's ``features``, the shortcut BatchNorms of the CIFAR ResNet, none elsewhere."""
-    from .models import VGG16, CifarResNet
-    bns = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
-    if isinstance(model, VGG16):
-        return [(n, m) for n, m in bns if n.startswith("features.")]
-    if isinstance(model, CifarResNet):
-        return [(n, m) for n, m in bns if ".shortcut." in f".{n}."]
-    return []
-
-
-@torch.no_grad()
-def prune_bn_scales_(model: nn.Module, fraction: float) -> dict[str, torch.Tensor]:
-    """Zero, in every layer of :func:`published_bn_targets`, the fraction ``fraction`` of
-    the BatchNorm scales with the smallest ``|gamma|`` (the published criterion for a 1-D
-    weight: its L2 norm; ties to the lower index; at least one kept). In place; returns
-    ``{bn name: zeroed indices}``."""
-    from .prune import select
-    targets = published_bn_targets(model)
-    idxs = select([m.weight.detach().abs() for _, m in targets], fraction, "layer")
-    out = {}
-    for (name, m), i in zip(targets, idxs):
-        if len(i):
-            m.weight[i.to(m.weight.device)] = 0
-        out[name] = i
-    return out
 
 
 @torch.no_grad()

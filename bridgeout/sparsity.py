@@ -25,10 +25,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from .introspect import conv_batchnorm_pairs
+from .registry import PENALTIES
+from ._validate import check_choice
+
 __all__ = ["PENALTIES", "DEFAULT_LAMBDA", "slimming_penalty", "group_lasso_penalty", "penalty_fn",
            "attach"]
 
-PENALTIES = ("slimming", "group_lasso")
 #: Default strength per penalty: Liu et al.'s CIFAR setting for slimming; for the group lasso
 #: a value of the same size (Wen et al. tune it per network).
 DEFAULT_LAMBDA = {"slimming": 1e-4, "group_lasso": 1e-4}
@@ -54,7 +57,6 @@ def group_lasso_penalty(convs: list[nn.Conv2d]) -> torch.Tensor:
 def attach(model: nn.Module, kind: str, lam: float | None = None) -> nn.Module:
     """Record on ``model`` which penalty it trains with (attributes ``sparsity`` and
     ``sparsity_lambda``, read by :func:`penalty_fn`); returns ``model``."""
-    from ._validate import check_choice
     check_choice("penalty", kind, PENALTIES)
     lam = DEFAULT_LAMBDA[kind] if lam is None else lam
     if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam > 0:
@@ -72,7 +74,6 @@ def penalty_fn(model: nn.Module) -> Callable[[], torch.Tensor] | None:
         return None
     lam = float(model.sparsity_lambda)
     if kind == "slimming":
-        from .filters import conv_batchnorm_pairs
         mods = dict(model.named_modules())
         bns = [mods[b] for b in dict.fromkeys(conv_batchnorm_pairs(model).values()) if b is not None]
         if not bns:

@@ -112,7 +112,7 @@ def slower_sentence(table: pd.DataFrame) -> str:
     if drops:
         text += " The speed-up fell as more was removed with " + "; ".join(drops) + "."
     if parts or drops:
-        from .prune import n_pruned
+        from .prune import n_pruned  # deferred: loads torch
         kept = ", ".join(f"{16 - n_pruned(16, f)} at {round(100 * f)} %" for f in w.index if f <= 0.5)
         text += (f" Per-layer pruning sets every layer's channel count (a layer of 16 filters keeps {kept}), "
                  "and only some of these counts are multiples of 8, the width CPU kernels are written for; whether "

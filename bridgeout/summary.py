@@ -8,9 +8,10 @@ glue them (MyST-NB ``glue``) rather than typing any number.
 """
 from __future__ import annotations
 
-import pandas as pd
 
-from .fmt import mean_sd as _mean_sd, pct as _pct
+from . import comparison, paper, results
+from .comparison import did_not_train
+from .fmt import mean_sd as _mean_sd, pct as _pct, pct
 
 __all__ = ["CPU_GRID", "CPU_SEEDS", "at_a_glance"]
 
@@ -22,7 +23,6 @@ CPU_SEEDS = 3
 
 
 def _paper_scale(root) -> str:
-    from . import paper, results
     j = results.load_joined(root)
     full = j[paper.method_mask(j) & paper.scale_mask(j)] if len(j) else j
     if full.empty:
@@ -36,7 +36,6 @@ def _paper_scale(root) -> str:
 
 
 def _cpu_lines(root) -> tuple[str, str]:
-    from . import comparison
     comp = comparison.load(CPU_GRID, root)
     runs = comp["runs"]
     planned = CPU_SEEDS * len(comparison.ARMS)
@@ -83,7 +82,6 @@ TEACH_GRID, TEACH_GRID_LR01 = "mnist-teaching-5seed", "mnist-teaching"
 
 def _teaching_line(runs) -> str:
     def stuck(frame):      # the book's one rule (bridgeout.comparison.did_not_train), per regularizer
-        from .comparison import did_not_train
         return int(did_not_train(frame["final_test_acc"], frame["regularizer"]).sum())
 
     teach, old = runs[runs["grid"] == TEACH_GRID], runs[runs["grid"] == TEACH_GRID_LR01]
@@ -112,7 +110,6 @@ def _beyond_line(root) -> str:
     """The training-time sparsity baselines beside Batch Bridgeout (same CPU protocol, BatchNorm
     re-estimated, 30 % zeroed), Bridgeout against the best other arm after one epoch of
     fine-tuning, and the q ablation at 70 %: what *Beyond the paper* shows."""
-    from . import comparison, results
     parts = []
     comp = comparison.load([CPU_GRID, SPARSITY_GRID], root)
     acc = comparison.accuracy(comp["pruning"], recalibrate_bn=True)
@@ -147,11 +144,10 @@ def _beyond_line(root) -> str:
 def at_a_glance(root=None) -> dict[str, str]:
     """The summary's sentences (Markdown), keyed ``scope``, ``paper_scale``, ``cpu``,
     ``outcome``, ``beyond``, ``teaching``, ``hard``, ``differs``."""
-    from . import results
+    from . import train  # deferred: loads torch
     runs = results.load("runs", root)
     cpu_line, outcome = _cpu_lines(root)
     teaching = _teaching_line(runs)
-    from . import train
     cpu, paper_p = train.PROTOCOLS["cpu"], train.PROTOCOLS["paper"]
     cpu_steps = cpu.epochs * -(-50_000 // cpu.batch_size)
     short = runs[runs["grid"].isin(("cpu-cifar10", "cpu-cifar10-e12"))]
@@ -186,8 +182,6 @@ SHORT_GRIDS = ("cpu-cifar10", "cpu-cifar10-e12")
 def short_runs_line(root=None) -> str:
     """What the early short CPU runs reached, per regularizer and model (Markdown): the range
     of their final test accuracy, against chance (10 %)."""
-    from . import results
-    from .fmt import pct
     runs = results.load("runs", root)
     short = runs[runs["grid"].isin(SHORT_GRIDS)]
     if short.empty:

@@ -11,7 +11,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from . import results
 from .fmt import mean_sd, pct, plural
+from .stats import welch
 
 __all__ = ["ranking_gain", "ranking_sentence", "mechanism_sentence", "ablation_q", "q_sentence"]
 
@@ -58,7 +60,6 @@ def ablation_q(root=None, fraction: float = 0.7) -> pd.DataFrame:
     """The q ablation (grid ``mnist-noise-ablation``: LeNet-5 / MNIST, 3 epochs, Batch
     Bridgeout at p = 0.3, target 0.75, unsigned, q varied) at ``fraction`` zeroed one shot:
     one row per (q, seed) with ``test_acc``."""
-    from . import results
     j = results.load_joined(root)
     if not len(j):
         return pd.DataFrame(columns=["q", "seed", "test_acc"])
@@ -114,7 +115,6 @@ def seed_verdict(rows: pd.DataFrame, fraction: float = 0.5, labels: dict | None 
     trained? ``rows``: one row per (run, fraction) with ``regularizer, seed, fraction,
     test_acc``. Bridgeout minus each other regularizer with its Welch 95 % interval, and a
     verdict: shown only where the interval excludes zero."""
-    from .stats import welch
     labels = labels or {}
     at = rows[np.isclose(rows["fraction"], fraction)]
     bo = at[at["regularizer"] == "bridgeout"]["test_acc"]

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as BF
-from ._validate import check_fraction, check_positive, check_probability
+from ._validate import check_fraction, check_int, check_positive, check_probability
 
 __all__ = [
     "bn_filter_scale_check",
@@ -55,11 +55,6 @@ __all__ = [
     "fraction_small",
 ]
 
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 def _check_linear(x: Tensor, y: Tensor | None, weight: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
@@ -231,8 +226,8 @@ def monte_carlo_penalty(x: Tensor, y: Tensor, weight: Tensor, p: float, q: float
     p = check_probability("p", p)
     q = check_positive("q", q)
     tf = check_fraction("target_fraction", target_fraction)
-    n_draws = _check_int("n_draws", n_draws, 2)
-    chunk = _check_int("chunk", chunk, 1)
+    n_draws = check_int("n_draws", n_draws, 2)
+    chunk = check_int("chunk", chunk, 1)
     x, y, w = _check_linear(x, y, weight)
     x, y, w = x.detach(), y.detach(), w.detach()
     n, d = x.shape
@@ -305,8 +300,8 @@ def gradient_moments(x: Tensor, y: Tensor, weight: Tensor, p: float, q: float, *
     p = check_probability("p", p)
     q = check_positive("q", q)
     tf = check_fraction("target_fraction", target_fraction)
-    n_draws = _check_int("n_draws", n_draws, 2)
-    chunk = _check_int("chunk", chunk, 1)
+    n_draws = check_int("n_draws", n_draws, 2)
+    chunk = check_int("chunk", chunk, 1)
     x, y, w0 = _check_linear(x, y, weight)
     x, y, w0 = x.detach(), y.detach(), w0.detach()
     k, d = w0.shape
@@ -347,9 +342,9 @@ def make_sparse_regression(n: int = 512, d: int = 40, n_informative: int = 8, no
     Returns:
         ``(x (n, d), y (n, 1), w_true (d,))`` float32 tensors.
     """
-    n = _check_int("n", n, 2)
-    d = _check_int("d", d, 1)
-    n_informative = _check_int("n_informative", n_informative, 0)
+    n = check_int("n", n, 2)
+    d = check_int("d", d, 1)
+    n_informative = check_int("n_informative", n_informative, 0)
     if n_informative > d:
         raise ValueError(f"n_informative must be <= d = {d}, got {n_informative}")
     if not (noise_std >= 0 and math.isfinite(noise_std)):
@@ -379,8 +374,8 @@ def fit_regression(model: nn.Module, x: Tensor, y: Tensor, *, steps: int = 400, 
     Returns:
         the training loss of every step.
     """
-    steps = _check_int("steps", steps, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    steps = check_int("steps", steps, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
     lr = check_positive("lr", lr)
     g = torch.Generator().manual_seed(int(seed))
     for i, m in enumerate(model.modules()):
@@ -435,7 +430,6 @@ def bn_filter_scale_check(scales=(0.1, 0.3, 1.0, 3.0, 10.0), *, q: float = 1.5, 
     """
     import pandas as pd
 
-    from . import functional as BF
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(8, 3, 8, 8, generator=g, dtype=torch.float64)
     w0 = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64) * 0.2

@@ -46,10 +46,9 @@ CPU (and CUDA) RNG states, the data generator state, the state of every module-l
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
-import numbers
-import os
 import re
 import time
 import warnings
@@ -61,25 +60,23 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._validate import check_choice
+from . import checkpoint
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, model_identity  # noqa: F401 - re-exported
 from .data import as_device_data
+from .introspect import channels_last_model, check_input_fits, model_device
+from .registry import PRECISIONS, PROTOCOL_NAMES, SELECT
+from .sparsity import penalty_fn
+from ._validate import check_choice, check_int
 
 __all__ = ["Protocol", "PROTOCOLS", "SELECT", "PRECISIONS", "resolve_precision", "native_bf16", "autocast", "HISTORY_COLUMNS", "get_protocol", "resolve_device",
-           "evaluate", "fit", "prepare_model", "train_step", "FitResult", "CHECKPOINT_NAME", "load_checkpoint"]
+           "evaluate", "fit", "prepare_model", "train_step", "FitResult", "CHECKPOINT_NAME", "load_checkpoint",
+           "model_identity"]
 
-SELECT = ("final", "best_test")
-#: Training precisions: ``fp32`` throughout, or ``bf16`` autocast with BatchNorm and loss in fp32.
-PRECISIONS = ("fp32", "bf16")
 HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc",
                    "seconds", "images_per_s")
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 # ------------------------------------------------------------------------- protocols
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
 
 @dataclass(frozen=True)
 class Protocol:
@@ -107,9 +104,9 @@ class Protocol:
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "test_batch_size"):
-            _check_int(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1)
         if self.max_steps_per_epoch is not None:
-            _check_int("max_steps_per_epoch", self.max_steps_per_epoch, 1)
+            check_int("max_steps_per_epoch", self.max_steps_per_epoch, 1)
         if not isinstance(self.reset_optimizer_each_epoch, bool):
             raise ValueError(f"reset_optimizer_each_epoch must be True or False, "
                              f"got {self.reset_optimizer_each_epoch!r}")
@@ -134,7 +131,7 @@ class Protocol:
         """The same schedule stretched to ``epochs``: each milestone ``m`` becomes
         ``floor(m * epochs / self.epochs + 1/2)``; duplicates, zeros and milestones
         ``>= epochs`` are dropped so the result stays strictly increasing."""
-        _check_int("epochs", epochs, 1)
+        check_int("epochs", epochs, 1)
         scaled = []
         for m in self.milestones:
             s = math.floor(m * epochs / self.epochs + 0.5)
@@ -153,6 +150,8 @@ PROTOCOLS = {
     "fast_lr0.05": replace(Protocol(epochs=230).with_epochs(30), lr=0.05),
     "smoke": Protocol(epochs=1, milestones=(), max_steps_per_epoch=3),
 }
+if tuple(PROTOCOLS) != PROTOCOL_NAMES:   # the tables validate against the registry's names
+    raise ImportError(f"train.PROTOCOLS {tuple(PROTOCOLS)} and registry.PROTOCOL_NAMES {PROTOCOL_NAMES} differ")
 
 
 def get_protocol(name="paper", epochs: int | None = None) -> Protocol:
@@ -182,14 +181,6 @@ def resolve_device(device="auto") -> torch.device:
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
     return dev
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
 
 
 def native_bf16(device="cpu") -> bool:
@@ -234,16 +225,6 @@ def autocast(device: torch.device, precision: str = "fp32"):
         yield
 
 
-def channels_last_model(model: nn.Module) -> bool:
-    """Whether ``model``'s first 4-D weight is stored channels_last (NHWC), in which case its
-    inputs are converted to channels_last too (one layout end to end, no conversions
-    inside the network)."""
-    for t in model.parameters():
-        if t.dim() == 4:
-            return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
-    return False
-
-
 def _prepare_input(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
@@ -257,7 +238,7 @@ def evaluate(model: nn.Module, data, device=None, batch_size: int = 100, *, data
     ``dataset``). ``device`` defaults to the model's device. The model is put in eval mode
     for the pass and its previous mode restored. Always fp32, whatever the training precision. Sums are kept on the device and read once.
     """
-    dev = _model_device(model) if device is None else resolve_device(device)
+    dev = model_device(model) if device is None else resolve_device(device)
     dd = as_device_data(data, dataset, dev)
     cl = channels_last_model(model)
     was_training = model.training
@@ -340,58 +321,6 @@ class FitResult:
     final_state: dict | None = field(default=None, repr=False)
 
 
-def _generator_modules(model: nn.Module) -> dict:
-    return {name: m.generator for name, m in model.named_modules()
-            if isinstance(getattr(m, "generator", None), torch.Generator)}
-
-
-def _rng_state(model, data_gen) -> dict:
-    state = {"torch_cpu": torch.get_rng_state(), "data": data_gen.get_state(),
-             "modules": {k: g.get_state() for k, g in _generator_modules(model).items()}}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["torch_cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(model, data_gen, state) -> None:
-    torch.set_rng_state(state["torch_cpu"])
-    data_gen.set_state(state["data"])
-    gens = _generator_modules(model)
-    for k, s in state.get("modules", {}).items():
-        if k in gens:
-            gens[k].set_state(s)
-    if "torch_cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["torch_cuda"])
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(checkpoint_dir) -> dict | None:
-    """The checkpoint dict in ``checkpoint_dir`` (None when there is none)."""
-    path = Path(checkpoint_dir) / CHECKPOINT_NAME
-    if not path.is_file():
-        return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - report which file is bad
-        raise ValueError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err}); "
-                         f"delete it to start over") from err
-
-
-def _canonical_owner(owner) -> dict | None:
-    """The checkpoint owner as plain, comparable values (lists, not tuples)."""
-    if owner is None:
-        return None
-    out = {}
-    for k, v in dict(owner).items():
-        out[str(k)] = list(v) if isinstance(v, (list, tuple)) else v
-    return out
-
-
 def _cpu_state(module: nn.Module) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
@@ -436,135 +365,153 @@ def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, 
 
     proto = get_protocol(protocol, epochs)
     check_choice("select", select, SELECT)
-    _check_int("seed", seed, 0)
-    _check_int("eval_every", eval_every, 1)
-    _check_int("log_every", log_every, 1)
-    if checkpoint_every is not None:
-        _check_int("checkpoint_every", checkpoint_every, 1)
+    check_int("seed", seed, 0)
+    check_int("eval_every", eval_every, 1)
+    check_int("log_every", log_every, 1)
+    every = check_int("checkpoint_every", checkpoint_every, 1, none_ok=True) or 1
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
     dd = as_device_data(data, dataset, dev)
+    check_input_fits(model, torch.zeros(1, *dd.x_test.shape[1:]), f"{dd.name} images")
     t_start = time.perf_counter()
 
     torch.manual_seed(seed)
     data_gen = torch.Generator(device=dev).manual_seed(seed)
     net = prepare_model(model, dev, compile=compile, channels_last=channels_last)
-    from .sparsity import penalty_fn
     penalty = penalty_fn(model)       # slimming / group lasso: a term of the training loss
-
     opt = torch.optim.SGD(model.parameters(), lr=proto.lr, momentum=proto.momentum,
                           nesterov=proto.nesterov, weight_decay=proto.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(proto.milestones), gamma=proto.gamma)
-
     config = {"protocol": asdict(proto), "seed": seed, "select": select, "dataset": dd.name,
-              "precision": precision, "owner": _canonical_owner(checkpoint_owner)}
-    history: list[dict] = []
-    best_acc, best_epoch, best_state = -math.inf, 0, None
-    start_epoch = 0
+              "precision": precision, "owner": checkpoint.canonical_owner(checkpoint_owner),
+              "model": checkpoint.model_identity(model)}
+    run = _Run(t_start=t_start)
     ckpt_path = None
     if checkpoint_dir is not None:
-        ckpt_dir = Path(checkpoint_dir)
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        ckpt_path = ckpt_dir / CHECKPOINT_NAME
-        every = checkpoint_every or 1
-        ckpt = load_checkpoint(ckpt_dir)
-        if ckpt is not None:
-            # keys a checkpoint predates (the owner) are taken as matching
-            saved = {k: ckpt["config"].get(k, "fp32" if k == "precision" else config[k]) for k in config}
-            # fields added to Protocol later take their default in older checkpoints
-            defaults = {f.name: f.default for f in fields(Protocol) if f.default is not MISSING}
-            saved["protocol"] = {**defaults, **saved["protocol"],
-                                 "milestones": tuple(saved["protocol"]["milestones"])}
-            if saved != config:
-                raise ValueError(f"{ckpt_path} was written by a different run ({saved}); this run is "
-                                 f"{config}. Use another checkpoint_dir or delete the file.")
-            model.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
-            _set_rng_state(model, data_gen, ckpt["rng"])
-            history = list(ckpt["history"])
-            start_epoch = int(ckpt["epoch"])
-            best_acc, best_epoch = float(ckpt["best_acc"]), int(ckpt["best_epoch"])
-            best_state = ckpt.get("best_state")
-            t_start -= float(ckpt.get("wall_time_s", 0.0))
+        ckpt_path = Path(checkpoint_dir) / checkpoint.CHECKPOINT_NAME
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        _resume(run, checkpoint.load_checkpoint(ckpt_path.parent), config, ckpt_path, model, opt, sched, data_gen)
 
     steps_per_epoch = dd.num_train_batches(proto.batch_size)
     if proto.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, proto.max_steps_per_epoch)
-
-    for epoch in range(start_epoch, proto.epochs):
+    step = functools.partial(train_step, net, opt, device=dev, channels_last=channels_last, penalty=penalty,
+                             precision=precision)
+    for epoch in range(run.start_epoch, proto.epochs):
+        t0 = time.perf_counter()
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{proto.epochs}", unit="step",
+                   disable=not progress, leave=False, dynamic_ncols=True)
         model.train()
         if proto.reset_optimizer_each_epoch and epoch > 0:
             opt.state.clear()          # a fresh optimizer: no momentum carried over
         lr = opt.param_groups[0]["lr"]
-        loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
-        correct = torch.zeros((), dtype=torch.int64, device=dev)
-        seen = 0
-        t0 = time.perf_counter()
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{proto.epochs}", unit="step",
-                   disable=not progress, leave=False, dynamic_ncols=True)
         batches = itertools.islice(dd.train_batches(proto.batch_size, data_gen), steps_per_epoch)
-        for step, (x, y) in enumerate(batches):
-            loss, n_correct = train_step(net, opt, x, y, dev, channels_last, penalty, precision)
-            b = y.shape[0]
-            loss_sum += loss * b
-            correct += n_correct
-            seen += b
-            bar.update(1)
-            if progress and (step + 1) % log_every == 0:  # logging point: one host sync
-                el = time.perf_counter() - t0
-                bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{int(correct) / seen:.3f}",
-                                img_s=f"{seen / el:.0f}")
-        train_loss, train_acc = float(loss_sum) / seen, int(correct) / seen   # syncs once
-        train_s = time.perf_counter() - t0
+        loss, acc, seen, train_s = _train_epoch(step, batches, dev, bar, progress and log_every)
         sched.step()
-        if not math.isfinite(train_loss):
+        if not math.isfinite(loss):
             bar.close()
-            raise FloatingPointError(f"training loss became {train_loss} in epoch {epoch + 1}")
-
+            raise FloatingPointError(f"training loss became {loss} in epoch {epoch + 1}")
         test = {"loss": math.nan, "acc": math.nan}
         if (epoch + 1) % eval_every == 0 or epoch + 1 == proto.epochs:
             test = evaluate(net, dd, dev, proto.test_batch_size)
-            if select == "best_test" and test["acc"] > best_acc:
-                best_state = _cpu_state(model)
-            if test["acc"] > best_acc:
-                best_acc, best_epoch = test["acc"], epoch + 1
-        seconds = time.perf_counter() - t0
-        history.append({"epoch": epoch + 1, "lr": float(lr), "train_loss": train_loss,
-                        "train_acc": train_acc, "test_loss": float(test["loss"]),
-                        "test_acc": float(test["acc"]), "seconds": seconds,
-                        "images_per_s": seen / train_s if train_s > 0 else math.nan})
-        bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}",
-                        test_acc=f"{test['acc']:.3f}", img_s=f"{seen / max(train_s, 1e-9):.0f}")
-        bar.close()
-        if progress:
-            tqdm.write(f"epoch {epoch + 1}/{proto.epochs}: lr {lr:.4g}  loss {train_loss:.4f}  "
-                       f"acc {train_acc:.4f}  test_acc {test['acc']:.4f}  "
-                       f"{seen / max(train_s, 1e-9):.0f} img/s  {seconds:.1f} s")
-
+            run.record_test(model, epoch, test["acc"], keep_best=select == "best_test")
+        run.history.append({"epoch": epoch + 1, "lr": float(lr), "train_loss": loss, "train_acc": acc,
+                            "test_loss": float(test["loss"]), "test_acc": float(test["acc"]),
+                            "seconds": time.perf_counter() - t0,
+                            "images_per_s": seen / train_s if train_s > 0 else math.nan})
+        _log_epoch(bar, run.history[-1], proto.epochs, progress, tqdm.write)
         if ckpt_path is not None and ((epoch + 1) % every == 0 or epoch + 1 == proto.epochs):
-            _atomic_save({
-                "config": config, "epoch": epoch + 1, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "rng": _rng_state(model, data_gen), "history": history,
-                "best_acc": best_acc, "best_epoch": best_epoch, "best_state": best_state,
-                "wall_time_s": time.perf_counter() - t_start,
-            }, ckpt_path)
+            checkpoint.save({"config": config, "epoch": epoch + 1, "model": model.state_dict(),
+                             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                             "rng": checkpoint.rng_state(model, data_gen), "history": run.history,
+                             "best_acc": run.best_acc, "best_epoch": run.best_epoch, "best_state": run.best_state,
+                             "wall_time_s": time.perf_counter() - run.t_start}, ckpt_path)
+    return _finish(run, model, select, proto, dev, precision)
 
+
+@dataclass
+class _Run:
+    """What a run carries from epoch to epoch (and through a checkpoint)."""
+
+    t_start: float
+    history: list = field(default_factory=list)
+    start_epoch: int = 0
+    best_acc: float = -math.inf
+    best_epoch: int = 0
+    best_state: dict | None = None
+
+    def record_test(self, model: nn.Module, epoch: int, acc: float, *, keep_best: bool) -> None:
+        if keep_best and acc > self.best_acc:
+            self.best_state = _cpu_state(model)
+        if acc > self.best_acc:
+            self.best_acc, self.best_epoch = acc, epoch + 1
+
+
+def _resume(run: _Run, ckpt: dict | None, config: dict, path: Path, model, opt, sched, data_gen) -> None:
+    """Load a checkpoint of this very run into the model, optimizer, scheduler, generators and
+    ``run``; a checkpoint of another run is refused (:func:`bridgeout.checkpoint.check_same_run`)."""
+    if ckpt is None:
+        return
+    defaults = {f.name: f.default for f in fields(Protocol) if f.default is not MISSING}
+    checkpoint.check_same_run(ckpt["config"], config, path, defaults)
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    sched.load_state_dict(ckpt["scheduler"])
+    checkpoint.set_rng_state(model, data_gen, ckpt["rng"])
+    run.history = list(ckpt["history"])
+    run.start_epoch = int(ckpt["epoch"])
+    run.best_acc, run.best_epoch = float(ckpt["best_acc"]), int(ckpt["best_epoch"])
+    run.best_state = ckpt.get("best_state")
+    run.t_start -= float(ckpt.get("wall_time_s", 0.0))
+
+
+def _train_epoch(step, batches, dev, bar, log_every) -> tuple[float, float, int, float]:
+    """One pass over ``batches`` with ``step(x, y) -> (loss, n_correct)``; the sums stay on the
+    device and are read once at the end (and at every ``log_every``-th step for the bar).
+    Returns the mean loss, the accuracy, the images seen and the seconds spent."""
+    loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
+    correct = torch.zeros((), dtype=torch.int64, device=dev)
+    seen, t0 = 0, time.perf_counter()
+    for i, (x, y) in enumerate(batches):
+        loss, n_correct = step(x, y)
+        b = y.shape[0]
+        loss_sum += loss * b
+        correct += n_correct
+        seen += b
+        bar.update(1)
+        if log_every and (i + 1) % log_every == 0:  # logging point: one host sync
+            bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{int(correct) / seen:.3f}",
+                            img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+    return float(loss_sum) / seen, int(correct) / seen, seen, time.perf_counter() - t0   # syncs once
+
+
+def _log_epoch(bar, row: dict, epochs: int, progress: bool, write) -> None:
+    speed = row["images_per_s"] if math.isfinite(row["images_per_s"]) else 0.0
+    bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}",
+                    test_acc=f"{row['test_acc']:.3f}", img_s=f"{speed:.0f}")
+    bar.close()
+    if progress:
+        write(f"epoch {row['epoch']}/{epochs}: lr {row['lr']:.4g}  loss {row['train_loss']:.4f}  "
+              f"acc {row['train_acc']:.4f}  test_acc {row['test_acc']:.4f}  {speed:.0f} img/s  "
+              f"{row['seconds']:.1f} s")
+
+
+def _finish(run: _Run, model: nn.Module, select: str, proto: Protocol, dev, precision: str) -> FitResult:
+    """The selected weights loaded, the model in eval mode, the history as a frame."""
     final_state = None
     if select == "best_test":
         final_state = _cpu_state(model)
-        if best_state is None:
+        if run.best_state is None:
             warnings.warn("select='best_test' but no epoch was evaluated; keeping the final weights",
-                          stacklevel=2)
+                          stacklevel=3)
         else:
-            model.load_state_dict(best_state)
+            model.load_state_dict(run.best_state)
     model.eval()
-    hist = pd.DataFrame(history, columns=list(HISTORY_COLUMNS))
+    hist = pd.DataFrame(run.history, columns=list(HISTORY_COLUMNS))
     hist["epoch"] = hist["epoch"].astype("int64")
     final = float(hist["test_acc"].iloc[-1]) if len(hist) else math.nan
     return FitResult(model=model, history=hist, epochs_done=len(hist),
-                     wall_time_s=time.perf_counter() - t_start, final_test_acc=final,
-                     best_test_acc=best_acc if best_epoch else math.nan, best_epoch=best_epoch,
+                     wall_time_s=time.perf_counter() - run.t_start, final_test_acc=final,
+                     best_test_acc=run.best_acc if run.best_epoch else math.nan, best_epoch=run.best_epoch,
                      select=select, protocol=proto, device=str(dev), precision=precision,
                      final_state=final_state)

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import results
+from . import experiment, results
+from .experiment import _repo_path, NOTEBOOK, REPO_ROOT
 
 __all__ = ["Tolerance", "Recorded", "Comparison", "VERDICTS", "recorded", "cell_parameters", "rerun",
            "from_weights", "compare", "report", "summary_row", "agreement", "RECORD_COLUMNS"]
@@ -113,7 +114,6 @@ def cell_parameters(notebook) -> dict:
 def recorded(run_id: str, results_dir="data/results") -> Recorded:
     """The recorded run ``run_id`` from the tables in ``results_dir`` (``ValueError`` when
     it is not there or its notebook cannot be read)."""
-    from .experiment import _repo_path
     root = _repo_path(results_dir)
     runs = results.load("runs", root)
     hit = runs[runs["run_id"] == run_id]
@@ -136,7 +136,6 @@ def rerun(rec: Recorded, scratch, *, log_output: bool = False) -> Recorded:
     re-derived run read from ``scratch/results``."""
     import papermill as pm
 
-    from .experiment import NOTEBOOK, REPO_ROOT
     if not rec.params:
         raise ValueError(f"run {rec.run['run_id']!r} has no executed notebook to take its parameters from")
     scratch = Path(scratch).expanduser().resolve()
@@ -159,7 +158,9 @@ def from_weights(rec: Recorded, *, data_root=None, progress: bool = False) -> Re
     the recorded settings (latency not measured). The unpruned accuracy is compared, not
     required to match (that is :func:`compare`'s job). The history is the recorded one
     (nothing to re-derive without training)."""
-    from . import again, experiment, train, weights
+    from . import again  # deferred: loads torch
+    from . import train  # deferred: loads torch
+    from . import weights  # deferred: loads torch
     run = rec.run
     if not (isinstance(run.get("weights"), str) and run["weights"]):
         raise ValueError(f"run {run['run_id']!r} has no kept weights (runs.weights is empty); "

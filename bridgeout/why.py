@@ -14,7 +14,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from . import comparison, experiment, onelayer, paper, results
 from .fmt import mean_sd as _mean_sd, pct as _pct, plural, points as _points
+from .stats import welch
 from .summary import CPU_GRID
 
 __all__ = ["RESNET_GRID", "LENGTH_GRID", "NOISE_GRID", "GRID_SIZES", "table", "markdown", "verdict", "headline",
@@ -33,7 +35,6 @@ def _grid_status(runs: pd.DataFrame, grid: str) -> str:
 
 
 def _arm_means(frame: pd.DataFrame, col: str, arms) -> str:
-    from . import comparison
     return "; ".join(f"{comparison.ARM_LABELS[a]} {_mean_sd(frame[frame['arm'] == a][col])}"
                      for a in arms if a in set(frame["arm"]))
 
@@ -41,7 +42,8 @@ def _arm_means(frame: pd.DataFrame, col: str, arms) -> str:
 def _noise_text(root) -> str:
     """How much each exponent perturbs the kept Batch Bridgeout networks' targeted weights at
     p = 0.3 (:func:`bridgeout.theory.matched_p`), and the p at which q = 2 matches."""
-    from . import experiment, results, theory, weights
+    from . import theory  # deferred: loads torch
+    from . import weights  # deferred: loads torch
     runs = results.load("runs", root)
     kept = runs[(runs["regularizer"] == "bridgeout") & (runs["q"] == 1.5) & ~runs["signed"].astype(bool)
                 & runs["weights"].fillna("").astype(bool) & (runs["model"] == "vgg16")]
@@ -62,7 +64,6 @@ def _noise_text(root) -> str:
 def _length_text(root, fraction: float, cpu_one: pd.DataFrame) -> str:
     """Each arm at 52 epochs against the same arm at 26 (the CPU comparison): unpruned accuracy,
     one-shot accuracy at ``fraction`` and the share of unpruned accuracy kept (mean ± sd)."""
-    from . import comparison
     long = comparison.load(LENGTH_GRID, root)
     if not len(long["pruning"]):
         return f"the same comparison at 52 epochs (grid `{LENGTH_GRID}`)"
@@ -91,7 +92,6 @@ def _length_text(root, fraction: float, cpu_one: pd.DataFrame) -> str:
 def _matched_text(root, fraction: float, cpu_one: pd.DataFrame) -> str:
     """The matched-noise runs against Batch Bridgeout at p = 0.3: one-shot accuracy at
     ``fraction`` and the share of the unpruned accuracy kept (mean ± sd over seeds)."""
-    from . import comparison
     m = comparison.load(NOISE_GRID, root)
     if not len(m["pruning"]):
         return ""
@@ -101,7 +101,6 @@ def _matched_text(root, fraction: float, cpu_one: pd.DataFrame) -> str:
 
     def at(a):
         return a[np.isclose(a["fraction"], fraction)]["test_acc"]
-    from .stats import welch
     kept_m, kept_b = at(comparison.relative(acc)), at(comparison.relative(bo))
     d, lo, hi, _ = welch(kept_m, kept_b)
     if not math.isfinite(lo):
@@ -124,9 +123,7 @@ def table(root=None, fraction: float = 0.3) -> pd.DataFrame:
     show about it at ``fraction`` pruned: columns ``cause``, ``evidence`` (Markdown, numbers in %
     as mean ± sd over seeds) and ``status`` (``measured`` on the CPU comparison, or a grid's
     progress). Computed from the tables, so it follows them as runs come in."""
-    from . import comparison, results
     runs = results.load("runs", root)
-    comp = comparison.load([CPU_GRID, "cpu-cifar10-bf16-parity", RESNET_GRID], root)
     cpu = comparison.load(CPU_GRID, root)
     one, recal = comparison.accuracy(cpu["pruning"]), comparison.accuracy(cpu["pruning"], recalibrate_bn=True)
     rows = []
@@ -210,7 +207,6 @@ def variant_effect(root=None, variant: str = "published", fraction: float = 0.3,
     """Per arm: accuracy of ``variant`` (a key of :data:`VARIANTS`) minus the paper's pruner
     at ``fraction`` (L2, mask mode, no fine-tuning), on the same runs: ``arm, n, plain,
     variant, diff`` (means over runs, in [0, 1]). Empty when no run has the variant's rows."""
-    from . import comparison, results
     sel = VARIANTS[variant][1]
     j = results.load_joined(root, pruner=None)
     if not len(j):
@@ -235,7 +231,6 @@ def variant_effect(root=None, variant: str = "published", fraction: float = 0.3,
 
 # ---------------------------------------------------------------------------------- verdict
 def _relative_at(acc: pd.DataFrame, arm: str, fraction: float) -> float:
-    from . import comparison
     rel = comparison.relative(acc[acc["arm"] == arm])
     v = rel[np.isclose(rel["fraction"], fraction)]["test_acc"]
     return float(v.mean()) if len(v) else math.nan
@@ -244,7 +239,6 @@ def _relative_at(acc: pd.DataFrame, arm: str, fraction: float) -> float:
 def _bn_recovered(root, fraction: float) -> pd.Series:
     """Per arm of the CPU comparison: the mean share of the one-shot loss at ``fraction`` that
     re-estimating BatchNorm wins back (empty before the runs)."""
-    from . import comparison
     cpu = comparison.load(CPU_GRID, root)
     if not len(cpu["pruning"]):
         return pd.Series(dtype=float)
@@ -257,7 +251,6 @@ def _width(root, fraction: float) -> dict | None:
     """The paper's ResNet at its width against the published panel, relative to unpruned: per
     arm ours, published and seeds; Bridgeout's gap to the panel and the quarter-width VGG-16's
     retention. None before Batch Bridgeout's ResNet run is in."""
-    from . import comparison, paper
     res = comparison.load(RESNET_GRID, root)
     if not len(res["pruning"]):
         return None
@@ -280,7 +273,6 @@ def verdict(root=None, fraction: float = 0.3) -> str:
     BatchNorm statistics, width (the paper's ResNet at its own width against the published
     panel, relative to unpruned accuracy), the paper's mechanism, and each same-weights
     pruner variant measured; then what is still open."""
-    from . import comparison
     f = f"{round(100 * fraction)} %"
     parts = []
     m = _bn_recovered(root, fraction)
@@ -323,11 +315,9 @@ def verdict(root=None, fraction: float = 0.3) -> str:
                      if len(diagnosed) > 1 else
                      f"The authors' code does not use {diagnosed[0]} (facts sheet, pruning protocol): it says what the "
                      "one-shot loss is made of, not why the published curves lie higher.")
-    from . import onelayer
     one = onelayer.table(root)
     if len(one):
         parts.append(onelayer.markdown(one, fraction))
-    from . import results
     runs = results.load("runs", root)
     open_ = [f"training length (`{LENGTH_GRID}`: {_grid_status(runs, LENGTH_GRID)})",
              f"the amount of noise against q (`{NOISE_GRID}`: {_grid_status(runs, NOISE_GRID)})"]
@@ -359,7 +349,6 @@ def headline(root=None, fraction: float = 0.3) -> str:
     if len(bo) and float(bo["diff"].iloc[0]) < 0:
         said.append(f"the authors' pruner (it also zeroes BatchNorm scales) lowers Bridgeout by "
                     f"{_pct(-float(bo['diff'].iloc[0]))} points instead of raising it")
-    from . import results
     runs = results.load("runs", root)
     n = int((runs["grid"] == LENGTH_GRID).sum()) if len(runs) else 0
     nxt = ("the training length is not measured yet (none of its 52-epoch runs has finished)" if n == 0 else
@@ -378,16 +367,16 @@ GPU_MODELS = {"vgg16": {}, "resnet": {}, "wrn28_10": {"depth": 28, "widen_factor
 def gpu_need(utilisation: float = 0.1, peak_tflops: float = 990.0, seeds: int = 3, arms: int = 3,
              datasets: int = 2) -> pd.DataFrame:
     """What the published protocol costs per model, counted: forward GFLOP per 32×32 image
-    (:func:`bridgeout.costs.count_flops`), training PFLOP per run (3 × forward × 230 epochs ×
+    (:func:`bridgeout.prune.costs.count_flops`), training PFLOP per run (3 × forward × 230 epochs ×
     50,000 images), runs (``arms`` × ``seeds`` × ``datasets``) and GPU-hours at
     ``utilisation`` of ``peak_tflops`` (the H200's dense bf16 rate by its datasheet). The
     utilisation is an assumption until a GPU run measures the real rate; small CIFAR networks
     usually reach well under the peak."""
     import torch
 
-    from .costs import count_flops
-    from .models import build
-    from .train import PROTOCOLS
+    from .prune.costs import count_flops  # deferred: loads torch
+    from .models import build  # deferred: loads torch
+    from .train import PROTOCOLS  # deferred: loads torch
     if not 0 < utilisation <= 1:
         raise ValueError(f"utilisation must be in (0, 1], got {utilisation!r}")
     epochs = PROTOCOLS["paper"].epochs
@@ -407,7 +396,7 @@ def gpu_sentence(need: pd.DataFrame, utilisation: float = 0.1) -> str:
     labels = {"vgg16": "VGG-16", "resnet": "ResNet", "wrn28_10": "WRN-28-10"}
     per = "; ".join(f"{labels[r.model]} {r.train_pflop_per_run:,.0f} PFLOP per run, {r.gpu_hours:.1f} h for {r.runs} runs"
                     for r in need.itertuples())
-    from .train import PROTOCOLS
+    from .train import PROTOCOLS  # deferred: loads torch
     ratio = PROTOCOLS["paper"].epochs / PROTOCOLS["cpu"].epochs
     return (f"The published protocol ({PROTOCOLS['paper'].epochs} epochs, {ratio:.1f}× the `cpu` protocol's) for all "
             f"six panels (3 arms × 3 seeds × 2 datasets) is "
@@ -425,7 +414,6 @@ PREDICTION = {"bridgeout_at_least": 0.70, "weight_decay_at_most": 0.30, "refuted
 
 def prediction(root=None, fraction: float = 0.3) -> str:
     """The prediction (:data:`PREDICTION`) with the evidence it rests on, from the tables."""
-    from . import comparison, paper
     pub = comparison.paper_relative(paper.curve("resnet", "cifar10"))
     pub_at = pub[np.isclose(pub["fraction"], fraction)].set_index("regularizer")["accuracy"]
     res = comparison.load(RESNET_GRID, root)
@@ -466,7 +454,6 @@ def energy_retention(root=None, fraction: float = 0.3) -> pd.DataFrame:
     grid, model, share`` (the post-BatchNorm channel energy its pruned filters carry at
     ``fraction``, :func:`bridgeout.comparison.energy_removed`) and ``kept`` (its one-shot
     accuracy at ``fraction`` over its unpruned accuracy)."""
-    from . import comparison
     comp = comparison.load(list(ENERGY_GRIDS), root)
     if not len(comp["filters"]) or not len(comp["pruning"]):
         return pd.DataFrame(columns=["run_id", "arm", "grid", "model", "share", "kept"])
@@ -485,7 +472,6 @@ def energy_handles(table: pd.DataFrame) -> list:
     drawn (circles VGG-16, squares ResNet), nothing that is not on the figure."""
     from matplotlib.lines import Line2D
 
-    from . import comparison
     labels = {"vgg16": "VGG-16 ×0.25", "resnet": "ResNet ×1"}
     h = [Line2D([], [], ls="none", marker="o", ms=7, color=comparison.ARM_COLORS.get(a, "0.4"),
                 label=comparison.ARM_LABELS.get(a, a)) for a in comparison.arms_in(table)]
@@ -497,7 +483,6 @@ def energy_handles(table: pd.DataFrame) -> list:
 def plot_energy(ax, table: pd.DataFrame, fraction: float = 0.3):
     """One point per network (:func:`energy_retention`): energy share removed against accuracy
     kept, coloured by arm (circles VGG-16, squares ResNet); returns ``(r, n)``."""
-    from . import comparison
     markers = {"vgg16": "o", "resnet": "s"}
     for (arm, model), g in table.groupby(["arm", "model"]):
         ax.plot(100 * g["share"], 100 * g["kept"], ls="none", color=comparison.ARM_COLORS.get(arm, "0.4"),

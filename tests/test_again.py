@@ -118,7 +118,7 @@ def test_select_runs_and_quiet_check(recorded):
 
 
 def test_prune_again_notebook_runs_a_pass(recorded, tmp_path):
-    papermill = pytest.importorskip("papermill")
+    import papermill
     out = tmp_path / "pass.ipynb"
     papermill.execute_notebook(
         "notebooks/prune_again.ipynb", str(out), kernel_name="python3", progress_bar=False,

@@ -1,4 +1,4 @@
-"""Tests of bridgeout.costs: the ONNX export computes the PyTorch network's function, and the
+"""Tests of bridgeout.prune.costs: the ONNX export computes the PyTorch network's function, and the
 ONNX Runtime / PyTorch timers check their arguments and time what they are given."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import bridgeout.prune as P
-from bridgeout import costs
+from bridgeout.prune import costs
 from bridgeout.models import build
 
 pytest.importorskip("onnxruntime", reason="the `deploy` extra (onnx, onnxruntime) is not installed")

@@ -302,3 +302,55 @@ def _slurm_grid(tmp_path, monkeypatch, started, written):
     assert "submitted SLURM array job" in log.getvalue() and "2 of 2 cells done" in log.getvalue()
     runs = results.load("runs", tmp_path / "slurm" / "results")
     assert sorted(runs["seed"]) == [0, 1]
+
+
+def test_an_interrupted_worker_says_so_in_a_line_and_exits_130(monkeypatch, capsys):
+    """submitit cancels a local job with SIGINT: the worker reports it, no traceback."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(executors.runner, "run_grid", interrupted)
+    assert executors._worker("spec.yaml", None, False, False, 1) == 130
+    err = capsys.readouterr().err
+    assert "worker interrupted; its cell resumes" in err and "Traceback" not in err
+
+
+def test_stopping_the_workers_waits_until_they_have_exited():
+    class Job:
+        def __init__(self, job_id, polls):
+            self.job_id, self.polls, self.cancelled = job_id, polls, False
+
+        def cancel(self):
+            self.cancelled = True
+
+        def done(self):
+            self.polls -= 1
+            return self.cancelled and self.polls <= 0
+
+    jobs, log = [Job("1", 3), Job("2", 5)], io.StringIO()
+    executors._stop_workers(jobs, log, timeout_s=5)
+    assert all(j.cancelled and j.done() for j in jobs) and log.getvalue() == ""
+    stuck = Job("3", 10**9)
+    executors._stop_workers([stuck], log, timeout_s=0.3)
+    assert "worker job(s) 3 still stopping" in log.getvalue()
+
+
+def test_slurm_without_sbatch_or_refused_by_sbatch_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    """No SLURM here, or an sbatch that refuses the job (no such partition, no GPU resource):
+    exit 2 with one line saying so, nothing run, no submitit traceback."""
+    monkeypatch.setenv("BRIDGEOUT_DATA", str(write_synthetic_mnist(tmp_path / "data")))
+    spec = _spec(tmp_path / "grid")
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))          # a machine without SLURM
+    assert grid.main([str(spec), "--executor", "slurm"]) == 2
+    assert "needs SLURM's sbatch and srun on the PATH, and there is none here" in capsys.readouterr().err
+    (empty / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (empty / "srun").chmod(0o755)
+    fake = empty / "sbatch"
+    fake.write_text(f"#!{shutil.which('sh', path='/bin:/usr/bin')}\n"
+                    "echo 'sbatch: error: invalid partition specified: gpu' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    assert grid.main([str(spec), "--executor", "slurm", "--partition", "gpu"]) == 2
+    err = capsys.readouterr().err
+    assert "SLURM refused the array job of 2 task(s): sbatch: error: invalid partition specified: gpu" in err
+    assert "Traceback" not in err and not (tmp_path / "grid" / "results" / "runs.csv").exists()

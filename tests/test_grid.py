@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from bridgeout import grid, results, wheelhouse
+from bridgeout import grid, results, runner, wheelhouse
 from synthetic import write_synthetic_mnist
 
 REPO = Path(__file__).resolve().parent.parent
@@ -275,7 +275,7 @@ def test_rerun_skips_finished_and_failed_cells(ran_grid, monkeypatch):
     assert {"runs", "pruning", "history", "filters"} <= set(written)
     before = {t: results.path(t, tmp / "results").read_bytes() for t in written}
     calls = []
-    monkeypatch.setattr(grid, "_execute", lambda nb, out, params: calls.append(params["run_id"]))
+    monkeypatch.setattr(runner, "_execute", lambda nb, out, params: calls.append(params["run_id"]))
     log = io.StringIO()
     assert grid.run_grid(ran_grid["spec"], out=log) == 1  # the failure is still outstanding
     assert calls == [] and "1 done, 1 failed before" in log.getvalue()
@@ -299,7 +299,7 @@ def test_retry_failed_reruns_only_the_failed_cell(ran_grid, monkeypatch, tmp_pat
     spec_path.write_text(yaml.safe_dump(spec))
     calls = []
     # a stand-in for the notebook that, the first time, finishes without writing its row
-    monkeypatch.setattr(grid, "_execute", lambda nb, out, params: calls.append(params["run_id"]))
+    monkeypatch.setattr(runner, "_execute", lambda nb, out, params: calls.append(params["run_id"]))
     log = io.StringIO()
     assert grid.run_grid(spec_path, retry_failed=True, out=log) == 1
     bad = ran_grid["cells"][1]["run_id"]
@@ -311,7 +311,7 @@ def test_retry_failed_reruns_only_the_failed_cell(ran_grid, monkeypatch, tmp_pat
                                                                  dataset="cifar10")
         results.append("runs", row, tmp_path / "results")
 
-    monkeypatch.setattr(grid, "_execute", fake_execute)
+    monkeypatch.setattr(runner, "_execute", fake_execute)
     assert grid.run_grid(spec_path, retry_failed=True, out=io.StringIO()) == 0
     assert calls == [bad, bad]
     assert not (tmp_path / "runs" / "failures.csv").exists()  # cleared once it succeeded
@@ -406,7 +406,7 @@ def _preflight_case(tmp_path, monkeypatch, **defaults):
 def test_preflight_refuses_before_any_kernel_and_marks_no_cell(tmp_path, monkeypatch, defaults, message):
     spec = _preflight_case(tmp_path, monkeypatch, **defaults)
     calls = []
-    monkeypatch.setattr(grid, "_execute", lambda nb, out, params: calls.append(params["run_id"]))
+    monkeypatch.setattr(runner, "_execute", lambda nb, out, params: calls.append(params["run_id"]))
     before = _snapshot(tmp_path)
     log = io.StringIO()
     assert grid.run_grid(spec, out=log) == 2
@@ -425,7 +425,7 @@ def test_a_damaged_failures_table_is_named_and_left_alone(tmp_path, monkeypatch,
     spec = _preflight_case(tmp_path, monkeypatch)
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "failures.csv").write_text(content)
-    monkeypatch.setattr(grid, "_execute", lambda nb, out, params: pytest.fail("a kernel started"))
+    monkeypatch.setattr(runner, "_execute", lambda nb, out, params: pytest.fail("a kernel started"))
     before = _snapshot(tmp_path)
     assert grid.main([str(spec)]) == 2
     err = capsys.readouterr().err
@@ -446,7 +446,7 @@ def test_an_unwritable_results_folder_is_refused_before_running(tmp_path, monkey
         spec = _preflight_case(tmp_path, monkeypatch)
         (tmp_path / "results").chmod(0o500)
         expected = r"results_dir .*results is not writable"
-    monkeypatch.setattr(grid, "_execute", lambda nb, out, params: pytest.fail("a kernel started"))
+    monkeypatch.setattr(runner, "_execute", lambda nb, out, params: pytest.fail("a kernel started"))
     log = io.StringIO()
     try:
         assert grid.run_grid(spec, out=log) == 2

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -252,3 +253,37 @@ def test_plain_matches_train_mean():
     # per draw, y - ref = sum_i x_i |w_i|^q/2 eps_i: variance p/(1-p) sum_i x_i^2 |w_i|^q
     sd = math.sqrt(0.3 / 0.7 * float((x**2 * lin.weight.detach().abs() ** 1.5).sum(1).max()))
     assert ((ys.mean(0) - ref[0]).abs() <= 5 * sd / math.sqrt(n)).all()
+
+
+# --------------------------------------------------------------------------- bad input (issue 28)
+@pytest.mark.parametrize("make, message", [
+    (lambda: BN.BridgeoutConv2d(0, 8, 3), r"BridgeoutConv2d: in_channels must be an integer >= 1, got 0"),
+    (lambda: BN.BridgeoutConv2d(3, 0, 3), r"out_channels must be an integer >= 1, got 0"),
+    (lambda: BN.BridgeoutLinear(4, 0), r"BridgeoutLinear: out_features must be an integer >= 1, got 0"),
+    (lambda: BN.BridgeoutConv2d(3, 8, 3, signed=2), r"signed must be a bool \(True / False\), got 2"),
+])
+def test_noise_layers_refuse_empty_shapes_and_bad_flags(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_functional_bridgeout_names_a_weight_that_is_not_a_tensor():
+    with pytest.raises(TypeError, match=r"weight must be a torch.Tensor, got list"):
+        BF.bridgeout([[1.0, 2.0]], p=0.3, q=1.5)
+
+
+def test_convert_refuses_what_it_cannot_convert_and_leaves_a_converted_model_as_it_is():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Conv1d(3, 3, 3))
+    with pytest.raises(ValueError, match=r"only on nn.Conv2d and nn.Linear layers; include names Conv1d"):
+        BN.convert(net, include=torch.nn.Conv1d)
+    with pytest.raises(TypeError, match=r"model must be a torch.nn.Module, got NoneType"):
+        BN.convert(None)
+    with warnings.catch_warnings():   # torch.jit.script is deprecated; users still have scripted models
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)))
+    with pytest.raises(ValueError, match=r"needs an eager nn.Module, got a TorchScript"):
+        BN.convert(scripted)
+    once = BN.convert(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), p=0.2)
+    twice = BN.convert(once, p=0.5)
+    assert twice is not once and twice[0].p == 0.2                    # a copy, the layer unchanged
+    assert torch.equal(twice[0].weight, once[0].weight)

@@ -209,7 +209,7 @@ def test_remove_chain_channel_counts(name):
 @pytest.mark.parametrize("name", ["resnet", "wrn", "wrn1"])
 def test_remove_residual_coupling_all_fractions(name):
     model = small(name)
-    plan = P.RemovalPlan(P._plain_copy(model))
+    plan = P.RemovalPlan(P.oneshot._plain_copy(model))
     coupled = [g for g in plan.groups if len(g.convs) > 1]
     assert coupled, "residual additions must couple convs"
     x = x_for(model, 2)
@@ -240,7 +240,7 @@ def test_plan_replay_matches_torch_pruning_group_prune(name):
     import torch_pruning as tp
 
     model = small(name)
-    plan = P.RemovalPlan(P._plain_copy(model))
+    plan = P.RemovalPlan(P.oneshot._plain_copy(model))
     sel = plan.select(plan.importances(model, "l1"), 0.4, "l1", "layer")
     ours = plan.apply(model, sel)
     theirs = copy.deepcopy(model)
@@ -271,7 +271,7 @@ def test_remove_equals_mask_when_zeroing_is_exact(name):
 def test_remove_equals_mask_of_coupled_indices_residual(name):
     model = randomise_bn(small(name))
     x = x_for(model, 4)
-    plan = P.RemovalPlan(P._plain_copy(model))
+    plan = P.RemovalPlan(P.oneshot._plain_copy(model))
     sel = plan.select(plan.importances(model, "l2"), 0.5, "l2")
     removed = plan.apply(model, sel)
     mask = {}
@@ -280,11 +280,11 @@ def test_remove_equals_mask_of_coupled_indices_residual(name):
         for conv_name, idxs, root_idxs in g.convs:
             mask[conv_name] = torch.tensor([int(i) for i, r in zip(idxs, root_idxs)
                                             if int(r) in chosen])
-    masked = P._apply_mask(copy.deepcopy(model), mask)
+    masked = P.mask._apply_mask(copy.deepcopy(model), mask)
     assert torch.allclose(masked(x), removed(x), rtol=1e-4, atol=1e-5)
     # with a BatchNorm shift the zeroed channels still emit constants: the modes differ
     shifted = randomise_bn(copy.deepcopy(model), shift=True)
-    assert not torch.allclose(P._apply_mask(copy.deepcopy(shifted), mask)(x),
+    assert not torch.allclose(P.mask._apply_mask(copy.deepcopy(shifted), mask)(x),
                               plan.apply(shifted, sel)(x), rtol=1e-3, atol=1e-3)
 
 
@@ -320,7 +320,7 @@ def test_remove_convnext_prunes_linear_and_layer_scale_like_torch_pruning():
 
     model = tiny_convnext()
     x = x_for(model, 2)
-    plan = P.RemovalPlan(P._plain_copy(model))
+    plan = P.RemovalPlan(P.oneshot._plain_copy(model))
     assert plan.outputs == ["classifier.2"] and plan.fixed == []
     assert [g.root for g in plan.groups] == ["features.2.1", "features.0.0"]
     kinds = {(name, kind) for g in plan.groups for name, _, _, _, _, kind in g.actions}
@@ -438,7 +438,7 @@ def test_sweep_table(data):
     assert df[["latency_b1_ms", "latency_b128_ms"]].isna().all().all()
     # the unpruned rows agree everywhere and with a direct evaluation
     zero = df[df.fraction == 0]
-    acc0, loss0 = manual_eval(P._plain_copy(model), data)
+    acc0, loss0 = manual_eval(P.oneshot._plain_copy(model), data)
     assert (zero.test_acc == acc0).all() and np.allclose(zero.test_loss, loss0, rtol=1e-5)
     # one pruned row against prune() + a direct evaluation
     row = df[(df.criterion == "l2") & (df.scope == "layer") & (df["mode"] == "remove")
@@ -518,7 +518,7 @@ def test_finetune_keeps_masked_filters_zero(data):
     masked = P.prune(model, 0.5, "l2", "layer", "mask")
     selection = P.zeroed_filters(masked)
     before = {n: m.weight.detach().clone() for n, m in P.prunable_convs(masked)}
-    tuned = P._finetune(masked, data, 1, selection, seed=0, device=torch.device("cpu"))
+    tuned = P.repair.finetune(masked, data, 1, selection, seed=0, device=torch.device("cpu"))
     after = P.zeroed_filters(tuned)
     assert all(torch.equal(after[n], selection[n]) for n in selection)
     convs = dict(P.prunable_convs(tuned))
@@ -545,7 +545,7 @@ def test_keep_channel_means_makes_a_zeroed_channel_output_its_beta(name):
     gamma*(0 - mu)/sqrt(var + eps) + beta; mean replacement makes it beta, and touches
     nothing else."""
     from bridgeout.filters import conv_batchnorm_pairs
-    from bridgeout.repair import keep_channel_means_
+    from bridgeout.prune.repair import keep_channel_means_
     model = randomise_bn(small(name), shift=True)
     conv, bn = next((c, b) for c, b in conv_batchnorm_pairs(model).items() if b is not None)
     mods = dict(model.named_modules())
@@ -584,3 +584,13 @@ def test_sweep_with_mean_replacement_changes_masked_rows_only(data):
     assert not np.isclose(a.loc[mask, "test_loss"], b.loc[mask, "test_loss"]).all()
     assert np.allclose(a.loc[~mask, "test_loss"], b.loc[~mask, "test_loss"])
     assert (b["pruner"] == np.where(b["mode"] == "mask", "mean", "plain")).all()
+
+
+def test_sweep_and_remove_name_an_input_the_network_cannot_take():
+    lenet = build("lenet5", 10)
+    cifar = DeviceData((np.zeros((8, 32, 32, 3), np.uint8), np.zeros(8, np.int64),
+                        np.zeros((8, 32, 32, 3), np.uint8), np.zeros(8, np.int64)), "cifar10")
+    with pytest.raises(ValueError, match=r"LeNet5 cannot take cifar10 images of shape \(1, 3, 32, 32\)"):
+        P.sweep(lenet, cifar, latency=False)
+    with pytest.raises(ValueError, match=r"LeNet5 cannot take example_input of shape \(1, 3, 32, 32\)"):
+        P.prune(lenet, 0.5, mode="remove", example_input=torch.zeros(1, 3, 32, 32))

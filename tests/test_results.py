@@ -474,3 +474,23 @@ def test_cut_gzip_table_is_refused_and_left_alone(tmp_path, cut):
     with pytest.raises(ValueError, match=message):
         results.append("filters", filters_df("b"), tmp_path)
     assert p.read_bytes() == before
+
+
+def test_a_row_with_an_extra_field_is_named_not_shifted(tmp_path):
+    """pandas would take the first value of such a row for an index and read every column
+    from its neighbour ("column 'model': unknown name 'bridgeout'"): refused as what it is."""
+    results.append("runs", runs_df("a", "b"), tmp_path)
+    p = results.path("runs", tmp_path)
+    lines = p.read_text().splitlines()
+    lines[1] += ",stray"
+    p.write_text("\n".join(lines) + "\n")
+    before = p.read_bytes()
+    with pytest.raises(ValueError, match=r"a row has more fields than the header names"):
+        results.load("runs", tmp_path)
+    assert p.read_bytes() == before
+
+
+def test_an_infinite_value_is_outside_every_half_open_range(tmp_path):
+    with pytest.raises(ValueError, match=r"column 'wall_time_s': value inf out of range; allowed \[0.0, inf\)"):
+        results.append("runs", runs_df("a", wall_time_s=math.inf), tmp_path)
+    assert not results.path("runs", tmp_path).exists()

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from bridgeout import data, train
+from bridgeout import checkpoint, data, train
 from bridgeout.models import build
 
 
@@ -149,9 +149,10 @@ def test_smoke_protocol_steps(monkeypatch):
     orig = model.forward
     monkeypatch.setattr(model, "forward", lambda x: (calls.append(x.shape[0]), orig(x))[1])
     res = train.fit(model, dd, "smoke", progress=False)
-    train_calls = calls[:3]
+    assert calls[0] == 1   # one image first: can the network take this dataset's images?
+    train_calls = calls[1:4]
     assert train_calls == [128, 128, 128] and res.epochs_done == 1
-    assert sum(calls[3:]) == 100  # then the whole test set once, batch 100
+    assert sum(calls[4:]) == 100  # then the whole test set once, batch 100
 
 
 def test_eval_every():
@@ -228,13 +229,13 @@ def test_checkpoint_every(tmp_path):
     arrays = _blobs(n_train=64, n_test=20)
     proto = train.Protocol(epochs=5, batch_size=32, milestones=(), max_steps_per_epoch=1)
     saved = []
-    orig = train._atomic_save
-    train._atomic_save = lambda obj, path: (saved.append(obj["epoch"]), orig(obj, path))
+    orig = checkpoint.save
+    checkpoint.save = lambda obj, path: (saved.append(obj["epoch"]), orig(obj, path))
     try:
         train.fit(_lenet(), arrays, proto, dataset="mnist", progress=False,
                   checkpoint_dir=tmp_path, checkpoint_every=2)
     finally:
-        train._atomic_save = orig
+        checkpoint.save = orig
     assert saved == [2, 4, 5]
 
 
@@ -429,6 +430,35 @@ def test_checkpoint_of_another_owner_is_refused(tmp_path):
     assert res.epochs_done == 1
 
 
+@pytest.mark.parametrize("other, named", [
+    (lambda: _lenet(0, "weight_decay"), "model.structure"),                       # another regularizer
+    (lambda: build("lenet5", regularizer="bridgeout", q=2.0), "model.structure"),  # another q
+    (lambda: build("vgg16", regularizer="bridgeout", width=1 / 8), "model.class"),  # another network
+])
+def test_checkpoint_of_another_network_is_refused_without_an_owner(tmp_path, other, named):
+    """Without ``checkpoint_owner`` (a direct API call), the network itself is the identity: a
+    LeNet-5 Bridgeout checkpoint is not resumed into a weight-decay LeNet-5, another q, or a VGG."""
+    arrays = _blobs("mnist", n_train=64, n_test=20)
+    proto = train.Protocol(epochs=1, batch_size=32, milestones=())
+    train.fit(_lenet(0), arrays, proto, dataset="mnist", device="cpu", progress=False, checkpoint_dir=tmp_path)
+    before = (tmp_path / train.CHECKPOINT_NAME).read_bytes()
+    model = other()
+    if named == "model.class":
+        arrays = _blobs("cifar10", n_train=64, n_test=20)
+    with pytest.raises(ValueError, match=rf"different run; .*{named}: checkpoint .*this run"):
+        train.fit(model, arrays, proto, dataset="mnist" if named != "model.class" else "cifar10", device="cpu",
+                  progress=False, checkpoint_dir=tmp_path)
+    assert (tmp_path / train.CHECKPOINT_NAME).read_bytes() == before
+
+
+def test_model_identity_names_what_was_trained():
+    a, b = train.model_identity(_lenet(0)), train.model_identity(_lenet(1))
+    assert a == b and a["class"] == "LeNet5" and a["penalty"] is None   # the seed is not the network
+    assert a["parameters"] == sum(p.numel() for p in _lenet(0).parameters())
+    slim = train.model_identity(build("vgg16", regularizer="slimming", width=1 / 16))
+    assert slim["penalty"].startswith("slimming(lambda=")
+
+
 # --------------------------------------------------------------------------- precision
 def test_bf16_fit_learns_keeps_fp32_weights_and_is_reproducible():
     arrays = _blobs(n_train=512)
@@ -490,3 +520,10 @@ def test_best_test_keeps_the_final_weights_too(monkeypatch):
     plain = train.fit(_lenet(), arrays, proto, dataset="mnist", progress=False)
     assert plain.final_state is None
     assert all(torch.equal(a, b) for a, b in zip(res.final_state.values(), plain.model.state_dict().values()))
+
+
+def test_fit_names_a_network_built_for_another_dataset(tmp_path):
+    with pytest.raises(ValueError, match=r"VGG16 cannot take mnist images of shape \(1, 1, 28, 28\).*another dataset"):
+        train.fit(_vgg(0), _blobs("mnist", n_train=64, n_test=20), TINY, dataset="mnist", device="cpu",
+                  progress=False, checkpoint_dir=tmp_path)
+    assert not list(tmp_path.iterdir())   # nothing written

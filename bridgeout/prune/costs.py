@@ -16,38 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..introspect import channels_last_model, count_parameters, eval_mode, model_device
+from ..nn import plain
+
 __all__ = ["count_parameters", "count_flops", "measure_latency", "export_onnx", "onnx_session",
            "measure_onnx_latency"]
 
 _LATENCY_RUNS = {"cuda": (5, 20), "cpu": (1, 5)}
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
-class _EvalMode:
-    """Context: the model in eval mode, every module's flag restored afterwards."""
-
-    def __init__(self, model: nn.Module):
-        self.model = model
-
-    def __enter__(self):
-        self.flags = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-        return self.model
-
-    def __exit__(self, *exc):
-        for m, flag in self.flags:
-            m.training = flag
-        return False
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of scalar parameters (shared tensors once; buffers excluded)."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def count_flops(model: nn.Module, example_input: torch.Tensor) -> int:
@@ -56,8 +31,8 @@ def count_flops(model: nn.Module, example_input: torch.Tensor) -> int:
     matmuls, ... -- element-wise ops, BN and pooling are not counted).  Eval mode."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with _EvalMode(model), torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        model(example_input.to(_model_device(model)))
+    with eval_mode(model), torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(example_input.to(model_device(model)))
     return int(counter.get_total_flops())
 
 
@@ -69,8 +44,8 @@ def _conv_filter_costs(model: nn.Module, example_input: torch.Tensor):
         lambda mod, inp, out, name=name: shapes.__setitem__(name, out.shape[-2:]))
         for name, m in convs]
     try:
-        with _EvalMode(model), torch.inference_mode():
-            model(example_input.to(_model_device(model)))
+        with eval_mode(model), torch.inference_mode():
+            model(example_input.to(model_device(model)))
     finally:
         for h in hooks:
             h.remove()
@@ -96,19 +71,18 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], batch_size: in
     convs use TF32 where PyTorch's defaults allow it); the input is channels-last when the
     model's weights are.
     Defaults: 5 warm-up and 20 timed passes on CUDA, 1 and 5 elsewhere."""
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     w_default, r_default = _LATENCY_RUNS.get(device.type, _LATENCY_RUNS["cpu"])
     warmup = w_default if warmup is None else int(warmup)
     repeats = r_default if repeats is None else int(repeats)
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats!r}")
-    from .train import channels_last_model
 
     x = torch.randn(batch_size, *input_shape, device=device)
     if x.dim() == 4 and channels_last_model(model):
         x = x.contiguous(memory_format=torch.channels_last)
     times = []
-    with _EvalMode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         for _ in range(warmup):
             model(x)
         for _ in range(repeats):
@@ -134,7 +108,6 @@ def export_onnx(model: nn.Module, input_shape: Sequence[int], batch_size: int) -
     import io
     import warnings
 
-    from .nn import plain
 
     net = plain(model).to("cpu").float().eval()
     x = torch.randn(int(batch_size), *input_shape)

@@ -11,6 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import train
+from ..introspect import conv_batchnorm_pairs
+
 __all__ = ["recalibrate_batchnorm", "keep_channel_means_", "finetune", "FINETUNE_LR"]
 
 _BN_RECAL_BATCHES = 50   # batches of 128 training images for recalibrate_bn=True
@@ -66,7 +69,6 @@ def keep_channel_means_(model: nn.Module, selection: dict[str, torch.Tensor]) ->
     ``selection``: ``{conv name: indices of its zeroed filters}`` (as the mask pruner
     selects them). Returns ``{conv name: BatchNorm name}`` of the channels changed; a conv
     that feeds no BatchNorm is left as it is (its zeroed filters output their bias)."""
-    from .filters import conv_batchnorm_pairs
     pairs = conv_batchnorm_pairs(model)
     mods = dict(model.named_modules())
     done = {}
@@ -88,7 +90,6 @@ def _finetune(model: nn.Module, data, epochs: int, selection, seed: int, device)
     :func:`torch.nn.utils.prune.custom_from_mask` during training."""
     from torch.nn.utils import prune as tprune
 
-    from . import train
 
     mods = dict(model.named_modules())
     masked = []
