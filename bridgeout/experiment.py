@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import registry, results
+from .protocols import get_protocol
 from ._validate import check_choice, check_fraction, check_int, check_positive, check_probability
 
 __all__ = [
@@ -240,7 +241,7 @@ def train_model(params: Mapping, model, dd, *, progress: bool = True):
     ckpt = params["checkpoint_dir"]
     if ckpt is not None:
         ckpt = str(_repo_path(ckpt) / params["run_id"])
-    proto = train.get_protocol(params["protocol"], epochs=params["epochs"])
+    proto = get_protocol(params["protocol"], epochs=params["epochs"])
     if "momentum_reset" in params.get("quirks", ()):
         proto = replace(proto, reset_optimizer_each_epoch=True)
     owner = {k: params.get(k) for k in ("run_id", "model", "width", "regularizer", "p", "q", "target_fraction",
@@ -310,8 +311,7 @@ def _rel(path: Path) -> str:
 
 
 def _planned_epochs(params: Mapping) -> int:
-    from . import train  # deferred: loads torch
-    return int(train.get_protocol(params["protocol"], epochs=params["epochs"]).epochs)
+    return int(get_protocol(params["protocol"], epochs=params["epochs"]).epochs)
 
 
 def result_tables(params: Mapping, fit, sweep: pd.DataFrame, dd, provenance: Mapping | None = None,

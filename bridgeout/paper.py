@@ -165,7 +165,7 @@ def published_settings() -> dict:
 
     Returns a dict with the noise defaults of :func:`bridgeout.models.build` (``p``, ``q``,
     ``target_fraction``, ``signed``), the training scale of the ``paper`` protocol
-    (``protocol``, ``epochs`` from :data:`bridgeout.train.PROTOCOLS`, ``width`` 1,
+    (``protocol``, ``epochs`` from :data:`bridgeout.protocols.PROTOCOLS`, ``width`` 1,
     ``n_train`` :data:`FULL_TRAIN_SIZE`) and the pruning procedure (``criterion="l2"``,
     ``scope="layer"``, ``mode="mask"``, ``recalibrate_bn=False``, ``finetune_epochs=0``).
     """

@@ -17,7 +17,7 @@ the book's *Method* chapter) that this implementation does not follow by default
     refused for them.
 ``momentum_reset``
     ``main.py`` re-creates the SGD optimizer at the start of every epoch, which resets the
-    momentum buffers 230 times (:class:`bridgeout.train.Protocol`'s
+    momentum buffers 230 times (:class:`bridgeout.protocols.Protocol`'s
     ``reset_optimizer_each_epoch``).
 """
 from __future__ import annotations

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .protocols import PROTOCOLS
+
 __all__ = ["DATASETS", "MODELS", "Regularizer", "REGULARIZER_TABLE", "REGULARIZERS", "WEIGHT_REGULARIZERS",
            "ACTIVATION_REGULARIZERS", "PENALTIES", "PROTOCOL_NAMES", "SELECT", "PRECISIONS", "CRITERIA",
            "SCOPES", "ONLY", "only_unit", "check_scope", "SCOPE_NAMES", "MODES", "FRACTIONS", "PRUNERS", "RUNTIMES"]
@@ -49,8 +51,8 @@ WEIGHT_REGULARIZERS = tuple(r.name for r in REGULARIZER_TABLE if r.kind == "weig
 ACTIVATION_REGULARIZERS = tuple(r.name for r in REGULARIZER_TABLE if r.kind == "activations")
 PENALTIES = tuple(r.name for r in REGULARIZER_TABLE if r.kind == "penalty")
 
-#: Training protocols (their schedules: :data:`bridgeout.train.PROTOCOLS`).
-PROTOCOL_NAMES = ("paper", "fast", "cpu", "fast_lr0.05", "smoke")
+#: Training protocols (their schedules: :data:`bridgeout.protocols.PROTOCOLS`).
+PROTOCOL_NAMES = tuple(PROTOCOLS)
 #: Which weights a run reports: those after the last epoch, or the best on the test set.
 SELECT = ("final", "best_test")
 #: Training precisions: ``fp32`` throughout, or ``bf16`` autocast with BatchNorm and loss in fp32.

@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import comparison, paper, results
 from .comparison import did_not_train
 from .fmt import mean_sd as _mean_sd, pct as _pct, pct
+from .protocols import PROTOCOLS
 
 __all__ = ["CPU_GRID", "CPU_SEEDS", "at_a_glance"]
 
@@ -144,11 +145,10 @@ def _beyond_line(root) -> str:
 def at_a_glance(root=None) -> dict[str, str]:
     """The summary's sentences (Markdown), keyed ``scope``, ``paper_scale``, ``cpu``,
     ``outcome``, ``beyond``, ``teaching``, ``hard``, ``differs``."""
-    from . import train  # deferred: loads torch
     runs = results.load("runs", root)
     cpu_line, outcome = _cpu_lines(root)
     teaching = _teaching_line(runs)
-    cpu, paper_p = train.PROTOCOLS["cpu"], train.PROTOCOLS["paper"]
+    cpu, paper_p = PROTOCOLS["cpu"], PROTOCOLS["paper"]
     cpu_steps = cpu.epochs * -(-50_000 // cpu.batch_size)
     short = runs[runs["grid"].isin(("cpu-cifar10", "cpu-cifar10-e12"))]
     short_steps = (short["epochs"] * -(-short["n_train"] // 128)).astype(int)

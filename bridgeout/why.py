@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import comparison, experiment, onelayer, paper, results
+from .protocols import PROTOCOLS
 from .fmt import mean_sd as _mean_sd, pct as _pct, plural, points as _points
 from .stats import welch
 from .summary import CPU_GRID
@@ -376,7 +377,6 @@ def gpu_need(utilisation: float = 0.1, peak_tflops: float = 990.0, seeds: int = 
 
     from .prune.costs import count_flops  # deferred: loads torch
     from .models import build  # deferred: loads torch
-    from .train import PROTOCOLS  # deferred: loads torch
     if not 0 < utilisation <= 1:
         raise ValueError(f"utilisation must be in (0, 1], got {utilisation!r}")
     epochs = PROTOCOLS["paper"].epochs
@@ -396,7 +396,6 @@ def gpu_sentence(need: pd.DataFrame, utilisation: float = 0.1) -> str:
     labels = {"vgg16": "VGG-16", "resnet": "ResNet", "wrn28_10": "WRN-28-10"}
     per = "; ".join(f"{labels[r.model]} {r.train_pflop_per_run:,.0f} PFLOP per run, {r.gpu_hours:.1f} h for {r.runs} runs"
                     for r in need.itertuples())
-    from .train import PROTOCOLS  # deferred: loads torch
     ratio = PROTOCOLS["paper"].epochs / PROTOCOLS["cpu"].epochs
     return (f"The published protocol ({PROTOCOLS['paper'].epochs} epochs, {ratio:.1f}× the `cpu` protocol's) for all "
             f"six panels (3 arms × 3 seeds × 2 datasets) is "
