@@ -137,7 +137,7 @@ def validate_params(params: Mapping) -> dict:
     lam = p["lam"]
     if lam is not None and (isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam > 0):
         raise ValueError(f"lam must be None or a number > 0 (the slimming / group_lasso strength), got {lam!r}")
-    if lam is not None and out["regularizer"] not in ("slimming", "group_lasso"):
+    if lam is not None and out["regularizer"] not in registry.PENALTIES:
         raise ValueError(f"lam is the strength of the slimming / group_lasso penalties; regularizer "
                          f"{out['regularizer']!r} takes none, got lam={lam!r}")
     out["lam"] = None if lam is None else float(lam)

@@ -90,8 +90,8 @@ from torch import nn
 
 from . import sparsity
 from .introspect import conv_layers, count_parameters
-from .nn import BridgeoutConv2d, DropConnectConv2d, Sparseout, TargetedDropout
 from .registry import ACTIVATION_REGULARIZERS, MODELS, REGULARIZERS, WEIGHT_REGULARIZERS
+from .regularizers import Placement
 from ._validate import check_choice, check_fraction, check_int, check_positive, check_probability
 
 __all__ = [
@@ -117,43 +117,12 @@ VGG16_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
 RESNET_STAGES = ((16, 3, 1), (32, 4, 2), (64, 6, 2))  # (channels, blocks, stride)
 
 
-class _Regularizer:
-    """Factory for the regularized layers of one model (a plain holder of settings)."""
-
-    def __init__(self, name, p, q, target_fraction, signed):
-        self.name = name
-        self.p = p
-        self.q = q
-        self.target_fraction = target_fraction
-        self.signed = signed
-
-    def conv(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
-        """A conv that carries weight noise (bridgeout / dropconnect) or a plain one."""
-        if self.name == "bridgeout":
-
-            return BridgeoutConv2d(in_channels, out_channels, kernel_size, stride=stride,
-                                   padding=padding, bias=True, p=self.p, q=self.q,
-                                   target_fraction=self.target_fraction, signed=self.signed)
-        if self.name == "dropconnect":
-
-            return DropConnectConv2d(in_channels, out_channels, kernel_size, stride=stride,
-                                     padding=padding, bias=True, p=self.p)
-        return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                         padding=padding, bias=True)
-
-    def activation(self):
-        """An activation regularizer slot: TargetedDropout / Sparseout / Identity."""
-        if self.name == "dropout":
-
-            return TargetedDropout(p=self.p, target_fraction=self.target_fraction)
-        if self.name == "sparseout":
-
-            return Sparseout(p=self.p, q=self.q, signed=self.signed)
-        return nn.Identity()
+#: The regularizer of one model (kept under its old name for the model classes' signatures).
+_Regularizer = Placement
 
 
 def _plain():
-    return _Regularizer("weight_decay", 0.3, 1.5, 0.75, False)
+    return Placement()
 
 
 def _scale(channels: int, width: float) -> int:
@@ -424,7 +393,7 @@ def build(name: str, num_classes: int = 10, regularizer: str = "weight_decay", *
     target_fraction = check_fraction("target_fraction", target_fraction)
     if not isinstance(signed, (bool, int)) or signed not in (0, 1):
         raise ValueError(f"signed must be a bool (True / False), got {signed!r}")
-    reg = _Regularizer(regularizer, p, q, target_fraction, bool(signed))
+    reg = Placement(regularizer, p, q, target_fraction, bool(signed))
 
     if name == "vgg16":
         model = VGG16(num_classes, reg, width=width, in_channels=in_channels)

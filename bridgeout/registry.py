@@ -5,8 +5,9 @@ The bottom floor, plain Python: the result tables validate their columns against
 without importing torch or the training stack, and the modules that give the names their
 behaviour (``data``, ``models``, ``train``, ``prune``, ``plots``) take them from here.
 
-Adding a regularizer: one :class:`Regularizer` entry below, its layers in
-:mod:`bridgeout.models` (``_Regularizer``) or its penalty in :mod:`bridgeout.sparsity`, and its tests.
+Adding a regularizer: one :class:`Regularizer` entry below, its layer in
+:mod:`bridgeout.regularizers` (``CONV_LAYERS`` or ``ACTIVATION_LAYERS``) or its penalty in
+:mod:`bridgeout.sparsity`, and its tests.
 """
 from __future__ import annotations
 

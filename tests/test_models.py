@@ -503,3 +503,25 @@ def test_wrn28_10_ignores_depth_arguments():
 def test_build_refuses_a_signed_that_is_not_a_bool(signed):
     with pytest.raises(ValueError, match=r"signed must be a bool \(True / False\), got"):
         M.build("lenet5", 10, regularizer="bridgeout", signed=signed)
+
+
+@pytest.mark.parametrize("entry", __import__("bridgeout.registry", fromlist=["x"]).REGULARIZER_TABLE,
+                         ids=lambda e: e.name)
+def test_each_registry_entry_puts_in_the_layers_its_kind_says(entry):
+    """One registry entry per regularizer: weight noise means noisy convs, activation noise a
+    noise layer after each activation, a penalty plain layers and a loss term."""
+    from bridgeout import nn as bnn, regularizers, sparsity
+    net = M.build("vgg16", 10, regularizer=entry.name, width=1 / 16)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    noisy = [m for m in convs if type(m) is not torch.nn.Conv2d]
+    after = [m for m in net.modules() if isinstance(m, (bnn.TargetedDropout, bnn.Sparseout))]
+    assert bool(noisy) == (entry.kind == "weights") and bool(after) == (entry.kind == "activations")
+    assert (sparsity.penalty_fn(net) is not None) == (entry.kind == "penalty")
+    assert (entry.name in regularizers.CONV_LAYERS) == (entry.kind == "weights")
+    assert entry.label and entry.colour.startswith("#") and entry.marker
+
+
+def test_a_placement_refuses_an_unknown_regularizer():
+    from bridgeout.regularizers import Placement
+    with pytest.raises(ValueError, match=r"unknown regularizer 'bridge'; valid choices: 'bridgeout'"):
+        Placement("bridge")
