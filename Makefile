@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml $(LOCK)
 # The execution cache keys on notebook source only, so it is dropped whenever the result
 # tables, the paper's curves or the package that computes from them change: result pages must
 # never show stale numbers.
-RESULTS_HASH = $(shell cat data/results/*.csv data/results/*.csv.gz data/reference/*.csv bridgeout/*.py 2>/dev/null | sha256sum | cut -c1-16)
+RESULTS_HASH = $(shell cat data/results/*.csv data/results/*.csv.gz data/reference/*.csv bridgeout/*.py bridgeout/*/*.py 2>/dev/null | sha256sum | cut -c1-16)
 book: install
 	@if [ "$$(cat _build/.results-hash 2>/dev/null)" != "$(RESULTS_HASH)" ]; then \
 	  echo "result tables or package changed: dropping the execution cache and doctrees"; rm -rf _build/.jupyter_cache _build/.doctrees; fi
