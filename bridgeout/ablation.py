@@ -37,6 +37,13 @@ VALUE_COLOURS = ("#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
 
 
 class Panel(NamedTuple):
+    """One setting varied within one grid (:func:`panels`).
+
+    Attributes:
+        param: the setting varied (a key of :data:`PUBLISHED`).
+        grid: the grid.
+        rows: the panel's joined pruning rows.
+    """
     param: str
     grid: str
     rows: pd.DataFrame
@@ -48,7 +55,20 @@ def _value(v) -> str:
 
 def panels(joined: pd.DataFrame) -> list[Panel]:
     """One :class:`Panel` per (setting, grid) in which that setting takes more than one value
-    while the others stay at :data:`PUBLISHED`, in the order of :data:`PUBLISHED`."""
+    while the others stay at :data:`PUBLISHED`, in the order of :data:`PUBLISHED`.
+
+    Only Batch Bridgeout's one-shot rows are used: mask mode, L2, no fine-tuning, no BatchNorm
+    re-estimation, the plain pruner and per-layer scope (where the table has those columns).
+
+    Args:
+        joined: joined pruning rows (:func:`bridgeout.results.load_joined`), or None.
+
+    Returns:
+        the panels (empty for no rows); grids in sorted order within a setting.
+
+    Raises:
+        ValueError: ``joined`` lacks a needed column.
+    """
     if joined is None or not len(joined):
         return []
     need = {"regularizer", "mode", "criterion", "finetune_epochs", "recalibrate_bn", "grid", "run_id",
@@ -74,7 +94,14 @@ def panels(joined: pd.DataFrame) -> list[Panel]:
 
 def did_not_train(panel: Panel) -> pd.Series:
     """The panel's unpruned accuracy per run, for the runs that did not train (the book's rule,
-    against the panel's median)."""
+    against the panel's median).
+
+    Args:
+        panel: the :class:`Panel`.
+
+    Returns:
+        the unpruned accuracy by run id, for those runs only.
+    """
     rows = panel.rows
     unpruned = rows[np.isclose(rows["fraction"], 0.0)].groupby("run_id")["test_acc"].first()
     return unpruned[rule(unpruned)]
@@ -85,7 +112,15 @@ def at_fraction(panel: Panel, fraction: float = 0.7) -> pd.DataFrame:
     setting, over the seeds that trained: columns ``value, published, n, n_runs, mean, sd,
     seeds`` (the per-seed accuracies, by seed), and ``diff, low, high``: mean minus the
     published value's mean with its Welch 95 % interval (NaN for the published value itself
-    and where a side has fewer than two seeds)."""
+    and where a side has fewer than two seeds).
+
+    Args:
+        panel: the :class:`Panel`.
+        fraction: the fraction zeroed.
+
+    Returns:
+        one row per value, sorted.
+    """
     bad = set(did_not_train(panel).index)
     rows = panel.rows
     at = rows[np.isclose(rows["fraction"], fraction)]
@@ -112,7 +147,15 @@ def _mean_sd(r) -> str:
 def markdown(found: list[Panel], fraction: float = 0.7) -> str:
     """The ablations in one paragraph: per setting, accuracy at ``fraction`` zeroed as mean ± sd
     (seeds), each value against the published one with its Welch 95 % interval, the runs that
-    did not train, and what so few seeds can show."""
+    did not train, and what so few seeds can show.
+
+    Args:
+        found: the panels (:func:`panels`).
+        fraction: the fraction zeroed.
+
+    Returns:
+        the paragraph (Markdown); a "not run yet" paragraph without panels.
+    """
     if not found:
         return ("**No ablation has been run yet.** The tables hold Batch Bridgeout only at the published "
                 "noise (and targeted DropConnect, which changes q and the sign together), so no setting has "
@@ -159,7 +202,16 @@ def markdown(found: list[Panel], fraction: float = 0.7) -> str:
 
 
 def summary(found: list[Panel], fraction: float = 0.7) -> str:
-    """One table cell: accuracy (%) at ``fraction`` zeroed per setting and value, mean ± sd."""
+    """One table cell: accuracy (%) at ``fraction`` zeroed per setting and value, mean ± sd.
+
+    Args:
+        found: the panels (:func:`panels`).
+        fraction: the fraction zeroed.
+
+    Returns:
+        the cell's text, with the number of runs that did not train left out; ``"not run"``
+        without panels.
+    """
     if not found:
         return "not run"
     out, left = [], 0
@@ -176,7 +228,14 @@ def plot(found: list[Panel]):
     """One panel per setting (two per row at the book's column width): a thin line per seed, the
     mean over the seeds that trained thick, one colour per value (the published value
     :data:`PUBLISHED_COLOUR` in every panel), the legend below the axes; seeds that did not
-    train thin, grey and dashed."""
+    train thin, grey and dashed.
+
+    Args:
+        found: the panels (:func:`panels`), at least one.
+
+    Returns:
+        the matplotlib figure.
+    """
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 

@@ -41,9 +41,15 @@ ACC_TOLERANCE = 1.5e-4
 
 @dataclass
 class Trained:
-    """A recorded run's trained network, reloaded: ``run`` (its ``runs.csv`` row),
-    ``params`` (the experiment parameters that rebuild it), ``model`` (eval mode, CPU or the
-    data's device), ``data`` (its ``DeviceData``) and ``test_acc`` (re-evaluated, unpruned)."""
+    """A recorded run's trained network, reloaded.
+
+    Attributes:
+        run: its ``runs.csv`` row.
+        params: the experiment parameters that rebuild it.
+        model: the network, in eval mode, on the CPU or the data's device.
+        data: its ``DeviceData``.
+        test_acc: the unpruned test accuracy, re-evaluated.
+    """
 
     run: pd.Series
     params: dict
@@ -113,8 +119,21 @@ def load_trained(run_id: str, *, results_dir="data/results", checkpoint_dir="~/.
     Raises ``ValueError`` when the run is not recorded, has neither checkpoint nor weights, names
     another run, stops before the run's last epoch, or gives an unpruned test accuracy more
     than :data:`ACC_TOLERANCE` away from ``runs.final_test_acc`` (``best_test_acc`` for
-    ``select="best_test"``). ``data_root``: the dataset folder (default ``$BRIDGEOUT_DATA``,
-    as for the run); ``dd``: the run's data when already loaded (same dataset, subset, seed).
+    ``select="best_test"``).
+
+    Args:
+        run_id: the run id.
+        results_dir: keyword-only; the folder of the tables (relative: from the repository root).
+        checkpoint_dir: keyword-only; the folder of the runs' checkpoint folders (``~`` expanded).
+        device: keyword-only; the device of the rebuilt data and network.
+        data_root: keyword-only; the dataset folder (default ``$BRIDGEOUT_DATA``, as for the run).
+        dd: keyword-only; the run's data when already loaded (same dataset, subset, seed).
+
+    Returns:
+        the :class:`Trained` run.
+
+    Raises:
+        ValueError: as above.
     """
     root = experiment._repo_path(results_dir)
     run = _run_row(run_id, root)
@@ -140,9 +159,27 @@ def prune_rows(t: Trained, *, criteria: Sequence[str] = ("l2",), modes: Sequence
     """``pruning.csv`` rows of the reloaded network (:func:`bridgeout.prune.sweep`, no
     latency; ``scopes``: per-layer and/or global ranking), seeded with the run's seed,
     naming ``notebook``; validated.
-    ``pruner``: ``"published"``, the authors' pruner (mask rows also zero the BatchNorm scales
-    it reaches: the ``bn_scale_pruning`` quirk) on the same weights; ``"mean"``, mean
-    replacement (:func:`bridgeout.prune.sweep`)."""
+
+    Args:
+        t: the reloaded run (:func:`load_trained`).
+        criteria: keyword-only; the criteria.
+        modes: keyword-only; the modes.
+        scopes: keyword-only; the scopes.
+        fractions: keyword-only; the fractions.
+        recalibrate_bn: keyword-only; re-estimate BatchNorm statistics after pruning.
+        finetune_epochs: keyword-only; epochs of fine-tuning after pruning.
+        notebook: keyword-only; the executed notebook the rows name.
+        pruner: keyword-only; ``"published"``, the authors' pruner (mask rows also zero the
+            BatchNorm scales it reaches: the ``bn_scale_pruning`` quirk) on the same weights;
+            ``"mean"``, mean replacement (:func:`bridgeout.prune.sweep`); or ``"plain"``.
+        progress: keyword-only; show the sweep's progress bar.
+
+    Returns:
+        the rows, with the columns of :data:`bridgeout.results.PRUNING_SCHEMA`.
+
+    Raises:
+        ValueError: an unknown pruner, or a grid value :func:`bridgeout.prune.sweep` refuses.
+    """
     pruner = check_choice("pruner", pruner, results.PRUNERS)
     sw = prune.sweep(t.model, t.data, fractions=tuple(fractions), criteria=tuple(criteria),
                      scopes=tuple(scopes), modes=tuple(modes), recalibrate_bn=recalibrate_bn,
@@ -157,7 +194,14 @@ def prune_rows(t: Trained, *, criteria: Sequence[str] = ("l2",), modes: Sequence
 
 def filter_rows(t: Trained) -> pd.DataFrame:
     """``filters.csv`` rows of the reloaded network (:func:`bridgeout.experiment.filter_rows`:
-    norms, BatchNorm parameters and running statistics), validated."""
+    norms, BatchNorm parameters and running statistics), validated.
+
+    Args:
+        t: the reloaded run (:func:`load_trained`).
+
+    Returns:
+        the rows.
+    """
     rows = rows_of(t.model)
     rows.insert(0, "run_id", t.params["run_id"])
     return results.validate("filters", rows, source=f"filter rows of run {t.params['run_id']}")
@@ -173,7 +217,14 @@ def _lacks_filter_stats(run_id: str, root) -> bool:
 
 def cpu_busy(seconds: float = 2.0) -> float:
     """Fraction of all CPU time spent busy over ``seconds`` (from ``/proc/stat``; NaN where
-    there is none)."""
+    there is none).
+
+    Args:
+        seconds: how long to measure.
+
+    Returns:
+        the busy fraction (idle and iowait count as not busy).
+    """
     def snap():
         with open("/proc/stat") as fh:
             v = [int(x) for x in fh.readline().split()[1:]]
@@ -191,7 +242,18 @@ def cpu_busy(seconds: float = 2.0) -> float:
 def require_quiet(limit: float = 0.15, seconds: float = 2.0) -> float:
     """Raise ``RuntimeError`` when more than ``limit`` of the CPU is busy (something else is
     running, so latencies would be the machine's load, not the network's); returns the busy
-    fraction measured."""
+    fraction measured.
+
+    Args:
+        limit: the largest busy fraction allowed.
+        seconds: how long to measure (:func:`cpu_busy`).
+
+    Returns:
+        the busy fraction.
+
+    Raises:
+        RuntimeError: the machine is busier than ``limit``.
+    """
     busy = cpu_busy(seconds)
     if busy > limit:
         raise RuntimeError(f"the machine is not quiet: {busy:.0%} of the CPU was busy over {seconds:g} s "
@@ -205,7 +267,27 @@ def latency_rows(t: Trained, *, fractions: Sequence[float], criterion: str = "l2
                  notebook: str = "") -> pd.DataFrame:
     """``latency.csv`` rows: the network with ``fraction`` of its filters *removed* per layer
     (criterion ``criterion``), timed on the CPU with ``threads`` threads in each runtime at
-    each batch size (median of ``repeats`` after ``warmup``), with its FLOPs and parameters."""
+    each batch size (median of ``repeats`` after ``warmup``), with its FLOPs and parameters.
+
+    The network is moved to the CPU; torch's thread count is restored afterwards.
+
+    Args:
+        t: the reloaded run (:func:`load_trained`).
+        fractions: keyword-only; the fractions removed (0: the unpruned network).
+        criterion: keyword-only; the ranking criterion.
+        batch_sizes: keyword-only; the batch sizes timed.
+        threads: keyword-only; CPU threads.
+        runtimes: keyword-only; names from :data:`bridgeout.results.RUNTIMES`.
+        warmup: keyword-only; untimed passes.
+        repeats: keyword-only; timed passes.
+        notebook: keyword-only; the executed notebook the rows name.
+
+    Returns:
+        the rows, with the columns of :data:`bridgeout.results.LATENCY_SCHEMA`.
+
+    Raises:
+        ValueError: an unknown runtime, or a network remove mode cannot prune.
+    """
     for rt in runtimes:
         check_choice("runtime", rt, results.RUNTIMES)
     prov = results.provenance("cpu")
@@ -246,7 +328,21 @@ def latency_rows(t: Trained, *, fractions: Sequence[float], criterion: str = "l2
 def select_runs(grids: Sequence[str], *, results_dir="data/results", shard: str = "1/1",
                 only: str = "") -> list[str]:
     """Finished runs of the named grids (in ``runs.csv`` order), those whose id contains
-    ``only``, then every n-th from the k-th for ``shard="k/n"`` (two shards = two workers)."""
+    ``only``, then every n-th from the k-th for ``shard="k/n"`` (two shards = two workers).
+
+    Args:
+        grids: a non-empty list of grid names.
+        results_dir: keyword-only; the folder of the tables.
+        shard: keyword-only; ``"k/n"`` with 1 <= k <= n.
+        only: keyword-only; a substring the run ids must contain.
+
+    Returns:
+        the run ids.
+
+    Raises:
+        ValueError: ``grids`` not a non-empty list, a grid with no finished run, or a bad
+            ``shard``.
+    """
     if isinstance(grids, str) or not isinstance(grids, Sequence) or not grids:
         raise ValueError(f"grids must be a non-empty list of grid names, got {grids!r}")
     runs = results.load("runs", _repo_path(results_dir))
@@ -286,10 +382,42 @@ def run_pass(run_ids: Sequence[str], *, criteria: Sequence[str] = ("l2",), modes
     stopped resumes where it was. Each run's rows are appended as soon as they are measured
     (``keyed=True``). ``latency_fractions`` non-empty times the removed networks; before each
     run's timing the CPU must be quiet (:func:`require_quiet` with ``quiet_limit``).
-    ``filter_stats``: rewrite the run's ``filters.csv`` rows from its weights where they lack
-    the BatchNorm running statistics (:func:`filter_rows`; the other columns come out equal).
-    ``pruner``: whose pruner (:data:`bridgeout.results.PRUNERS`; :func:`prune_rows`);
-    ``scopes``: ``"layer"`` (the paper's ranking within each layer) and/or ``"global"``.
+
+    Args:
+        run_ids: the runs.
+        criteria: keyword-only; pruning criteria (:func:`prune_rows`).
+        modes: keyword-only; pruning modes.
+        scopes: keyword-only; ``"layer"`` (the paper's ranking within each layer) and/or
+            ``"global"``.
+        fractions: keyword-only; pruned fractions.
+        recalibrate_bn: keyword-only; the values of ``recalibrate_bn`` to sweep (one sweep each).
+        finetune_epochs: keyword-only; epochs of fine-tuning after pruning.
+        latency_fractions: keyword-only; fractions removed for the latency rows (empty: none).
+        latency_criterion: keyword-only; their ranking criterion.
+        threads: keyword-only; CPU threads for the timing.
+        batch_sizes: keyword-only; batch sizes timed.
+        repeats: keyword-only; timed passes.
+        quiet_limit: keyword-only; the busy fraction allowed before timing.
+        results_dir: keyword-only; the folder of the tables.
+        checkpoint_dir: keyword-only; the folder of the runs' checkpoints (:func:`load_trained`).
+        data_root: keyword-only; the dataset folder.
+        notebook: keyword-only; the executed notebook the rows name.
+        filter_stats: keyword-only; rewrite the run's ``filters.csv`` rows from its weights where
+            they lack the BatchNorm running statistics (:func:`filter_rows`; the other columns
+            come out equal).
+        pruner: keyword-only; whose pruner (:data:`bridgeout.results.PRUNERS`;
+            :func:`prune_rows`); it applies to mask rows, remove rows are the plain pruner's.
+        progress: keyword-only; progress bars and a line per run.
+
+    Returns:
+        one row per run: ``run_id``, ``recorded_acc``, ``reloaded_acc``, ``pruning_rows``,
+        ``latency_rows``, ``filter_rows``, ``cpu_busy``, ``seconds`` (accuracies and
+        ``cpu_busy`` NaN for a skipped run).
+
+    Raises:
+        ValueError: a run that cannot be reloaded (:func:`load_trained`) or rows that fail
+            validation.
+        RuntimeError: the machine is not quiet before a timing.
     """
     root = _repo_path(results_dir)
     # the published pruner differs in mask mode only; its remove rows are the plain pruner's

@@ -67,7 +67,16 @@ def robustness(acc: pd.DataFrame, fractions=FRACTIONS) -> pd.DataFrame:
     the better baseline's, their difference with its Welch 95 % interval (``low``, ``high``;
     NaN with fewer than two seeds on either side), ``n`` (the fewer seeds of the two),
     ``informative`` (some arm's mean above chance + margin) and ``clear`` (the interval
-    excludes zero). Empty when Bridgeout or a baseline is missing."""
+    excludes zero). Empty when Bridgeout or a baseline is missing.
+
+    Args:
+        acc: the accuracy rows (``arm``, ``fraction``, ``test_acc``).
+        fractions: the fractions examined (default :data:`FRACTIONS`).
+
+    Returns:
+        one row per fraction where every arm is present: ``fraction, bridgeout, baseline,
+        baseline_mean, diff, low, high, n, informative, clear``.
+    """
     rows = []
     for f in fractions:
         at = acc[np.isclose(acc["fraction"], f)]
@@ -239,7 +248,17 @@ def _untested_row() -> dict:
 
 def table(root=None) -> pd.DataFrame:
     """The claims table: columns ``claim``, ``paper`` (the paper's evidence), ``ours`` (scale,
-    seeds, numbers in %), ``verdict`` (one of :data:`VERDICTS`)."""
+    seeds, numbers in %), ``verdict`` (one of :data:`VERDICTS`).
+
+    Args:
+        root: the folder of the result tables (default :func:`bridgeout.results.default_root`).
+
+    Returns:
+        one row per claim.
+
+    Raises:
+        AssertionError: a rule returned a verdict not in :data:`VERDICTS`.
+    """
     rows = [_robust_row(root, *s) for s in SETTINGS]
     rows += [_untested_row(), _cost_row(root), _mechanism_row(root), _exponent_row(root)]
     out = pd.DataFrame(rows)
@@ -250,7 +269,14 @@ def table(root=None) -> pd.DataFrame:
 
 
 def markdown(claims: pd.DataFrame) -> str:
-    """:func:`table` as a Markdown table, verdict first."""
+    """:func:`table` as a Markdown table, verdict first.
+
+    Args:
+        claims: the table of :func:`table`.
+
+    Returns:
+        the Markdown table.
+    """
     lines = ["| verdict | claim | the paper | our runs |", "| --- | --- | --- | --- |"]
     lines += [f"| **{r.verdict}** | {r.claim} | {r.paper} | {r.ours} |" for r in claims.itertuples()]
     return "\n".join(lines)
@@ -260,7 +286,14 @@ def markdown(claims: pd.DataFrame) -> str:
 def verdict(root=None) -> dict[str, str]:
     """The three lines that open the book (Markdown): ``tested`` (what, at what scale),
     ``held`` (whether the main claim held there, with chance and the paper's numbers at the
-    same point), ``untested`` (what was not tested, and why)."""
+    same point), ``untested`` (what was not tested, and why).
+
+    Args:
+        root: the folder of the result tables (default :func:`bridgeout.results.default_root`).
+
+    Returns:
+        ``{"tested", "held", "untested"}``.
+    """
     grid, model, label, planned = SETTINGS[0]
     runs, acc = _setting(root, grid)
     r_runs, _ = _setting(root, SETTINGS[1][0])
@@ -302,7 +335,14 @@ def mechanism_conclusion(filters: pd.DataFrame) -> str:
     """What the filter table says about the paper's mechanism (Markdown): whether any arm has
     a mass of near-zero filters (below a tenth of their layer's largest norm), and whether
     Bridgeout has more of them than the others. ``filters``: rows with ``arm`` (as
-    :func:`bridgeout.comparison.load` gives them)."""
+    :func:`bridgeout.comparison.load` gives them).
+
+    Args:
+        filters: the filter rows (only those with a BatchNorm ``gamma`` are used).
+
+    Returns:
+        the conclusion (Markdown).
+    """
     f = filters[filters["gamma"].notna()] if len(filters) else filters
     if not len(f):
         return "No filter table yet, so no conclusion."

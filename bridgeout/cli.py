@@ -99,7 +99,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``bridgeout`` console script."""
+    """Entry point of the ``bridgeout`` console script.
+
+    Args:
+        argv: the arguments after the program name (default ``sys.argv[1:]``); everything after
+            ``grid`` goes to :func:`bridgeout.grid.main` unparsed.
+
+    Returns:
+        the exit status: ``grid``'s own, ``again``'s (0, or 2 for a missing spec or a bad
+        ``--shard``), or ``verify``'s (0 for ``identical`` or ``within tolerance``, 1 for
+        ``differs``, 2 for bad input).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["grid"]:                 # everything after 'grid' is the runner's own
         return grid_main(argv[1:])

@@ -53,7 +53,16 @@ ARM_MARKERS = {"weight_decay": "^", "dropout": "s", "bridgeout": "o", "targeted_
 def arm_of(regularizer: str, q: float, signed: bool) -> str:
     """The arm of a run: ``bridgeout`` with ``signed`` and ``q == 2`` is
     ``targeted_dropconnect``; other Bridgeout forms are ``bridgeout-q<q>[-signed]`` unless
-    unsigned q = 1.5; other regularizers are their own arm."""
+    unsigned q = 1.5; other regularizers are their own arm.
+
+    Args:
+        regularizer: the run's regularizer.
+        q: its bridge exponent.
+        signed: its sign convention.
+
+    Returns:
+        the arm's name.
+    """
     if regularizer != "bridgeout":
         return regularizer
     if bool(signed) and math.isclose(float(q), 2.0):
@@ -71,7 +80,14 @@ def _with_arm(df: pd.DataFrame) -> pd.DataFrame:
 
 def arms_in(frame: pd.DataFrame) -> list[str]:
     """The arms present in ``frame``, in display order: :data:`ARMS`, then the other known
-    arms of :data:`ARM_LABELS`, then any other (sorted)."""
+    arms of :data:`ARM_LABELS`, then any other (sorted).
+
+    Args:
+        frame: a table with an ``arm`` column.
+
+    Returns:
+        the arm names.
+    """
     have = set(frame["arm"]) if len(frame) else set()
     known = [a for a in ARM_LABELS if a in have]
     return known + sorted(have - set(known))
@@ -81,7 +97,19 @@ def load(grid: str | Sequence[str], root=None) -> dict[str, pd.DataFrame]:
     """The finished runs of a grid (or of several grids run under one protocol, e.g. the
     paper's arms and the sparsity baselines) from the result tables, each row with its
     ``arm``: ``{"runs", "pruning", "history", "filters", "latency"}`` (all but ``runs``
-    joined with their run's parameters by :func:`bridgeout.results.load_joined`)."""
+    joined with their run's parameters by :func:`bridgeout.results.load_joined`).
+
+    Args:
+        grid: a grid name or a sequence of them.
+        root: the folder of the result tables (default :func:`bridgeout.results.default_root`).
+
+    Returns:
+        the five tables (``pruning`` rows of the plain pruner only, as
+        :func:`bridgeout.results.load_joined` gives them).
+
+    Raises:
+        ValueError: a malformed result table.
+    """
     grids = [grid] if isinstance(grid, str) else list(grid)
     runs = results.load("runs", root)
     runs = _with_arm(runs[runs["grid"].isin(grids)])
@@ -95,7 +123,19 @@ def load(grid: str | Sequence[str], root=None) -> dict[str, pd.DataFrame]:
 def accuracy(pruning: pd.DataFrame, *, mode: str = "mask", recalibrate_bn: bool = False,
              criterion: str = "l2", scope: str = "layer", finetune_epochs: int = 0) -> pd.DataFrame:
     """One row per (run, fraction) of one pruning variant: ``run_id, arm, seed, fraction,
-    test_acc, flops_effective`` (sorted); one-shot unless ``finetune_epochs``."""
+    test_acc, flops_effective`` (sorted); one-shot unless ``finetune_epochs``.
+
+    Args:
+        pruning: ``pruning`` rows with their arm (:func:`load`).
+        mode: keyword-only; the pruning mode.
+        recalibrate_bn: keyword-only; with or without BatchNorm re-estimation.
+        criterion: keyword-only; the ranking criterion.
+        scope: keyword-only; the scope.
+        finetune_epochs: keyword-only; epochs of fine-tuning after pruning.
+
+    Returns:
+        the rows, sorted by arm, seed and fraction.
+    """
     sel = pruning[(pruning["mode"] == mode) & (pruning["recalibrate_bn"].astype(bool) == recalibrate_bn)
                   & (pruning["criterion"] == criterion) & (pruning["scope"] == scope)
                   & (pruning["finetune_epochs"] == finetune_epochs)]
@@ -107,7 +147,14 @@ def relative(acc: pd.DataFrame) -> pd.DataFrame:
     """``acc`` with ``test_acc`` divided by the same run's unpruned accuracy (fraction 0):
     the share of its own accuracy a network keeps, which compares networks trained to
     different accuracies (ours at a compressed schedule, the paper's at 230 epochs). Runs
-    without a fraction-0 row are dropped."""
+    without a fraction-0 row are dropped.
+
+    Args:
+        acc: rows of :func:`accuracy`.
+
+    Returns:
+        a copy with relative ``test_acc``.
+    """
     base = acc[np.isclose(acc["fraction"], 0.0)].set_index("run_id")["test_acc"]
     out = acc[acc["run_id"].isin(base.index)].copy()
     out["test_acc"] = out["test_acc"] / out["run_id"].map(base)
@@ -119,7 +166,14 @@ _relative = relative     # plot_pruning's keyword shadows the name
 
 def paper_relative(curve: pd.DataFrame) -> pd.DataFrame:
     """A published curve (:func:`bridgeout.paper.curve`) divided by its unpruned accuracy,
-    per regularizer."""
+    per regularizer.
+
+    Args:
+        curve: the published curve (``regularizer``, ``fraction``, ``accuracy`` columns).
+
+    Returns:
+        a copy with relative ``accuracy``; regularizers without a fraction-0 point are dropped.
+    """
     base = curve[np.isclose(curve["fraction"], 0.0)].set_index("regularizer")["accuracy"]
     out = curve[curve["regularizer"].isin(base.index)].copy()
     out["accuracy"] = out["accuracy"] / out["regularizer"].map(base)
@@ -130,7 +184,16 @@ def versus_paper(acc: pd.DataFrame, curve: pd.DataFrame,
                  fractions: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)) -> pd.DataFrame:
     """Per arm drawn in ``acc`` and fraction: our ``mean``, ``sd``, ``n`` (seeds), the
     published ``paper`` value of the same regularizer (NaN for an arm the paper did not
-    draw: targeted DropConnect) and ``diff`` = mean - paper. Accuracies in [0, 1]."""
+    draw: targeted DropConnect) and ``diff`` = mean - paper. Accuracies in [0, 1].
+
+    Args:
+        acc: rows of :func:`accuracy`.
+        curve: the published curve (:func:`bridgeout.paper.curve`).
+        fractions: the fractions compared.
+
+    Returns:
+        the :func:`summary` table with ``paper`` and ``diff`` added.
+    """
     s = summary(acc, fractions)
     pub = {(r.regularizer, round(float(r.fraction), 4)): float(r.accuracy) for r in curve.itertuples()}
     s["paper"] = [pub.get((a, round(float(f), 4)), math.nan) for a, f in zip(s["arm"], s["fraction"])]
@@ -146,7 +209,14 @@ def _pct(mean: float, sd: float = math.nan) -> str:
 
 def versus_paper_markdown(table: pd.DataFrame) -> str:
     """:func:`versus_paper` as a Markdown table: a row per arm (seeds in brackets), a column
-    per fraction holding "ours ± sd / published"."""
+    per fraction holding "ours ± sd / published".
+
+    Args:
+        table: the table of :func:`versus_paper`.
+
+    Returns:
+        the Markdown table (accuracies in %), ``""`` for an empty table.
+    """
     if table.empty:
         return ""
     fr = sorted(table["fraction"].unique())
@@ -170,7 +240,19 @@ def outcome_sentence(summ: pd.DataFrame, *, fractions: Sequence[float] = (0.2, 0
                      what: str = "one shot") -> str:
     """One sentence: at ``fractions``, does Batch Bridgeout keep more than both baselines
     (weight decay, targeted Dropout), by how much, against the larger seed sd; "" when an
-    arm is missing. Accuracies in [0, 1]."""
+    arm is missing. Accuracies in [0, 1].
+
+    Fractions where every arm is within :data:`CHANCE_MARGIN` of chance (10 %) are named as
+    meaningless.
+
+    Args:
+        summ: the table of :func:`summary`.
+        fractions: keyword-only; the fractions compared (:func:`outcome`).
+        what: keyword-only; the pruning variant, opening the sentence (capitalised).
+
+    Returns:
+        the sentence.
+    """
     o = outcome(summ, fractions=fractions)
     if o.empty:
         return ""
@@ -191,7 +273,15 @@ def outcome_sentence(summ: pd.DataFrame, *, fractions: Sequence[float] = (0.2, 0
 
 
 def summary(acc: pd.DataFrame, fractions: Iterable[float] | None = None) -> pd.DataFrame:
-    """Mean, sample sd (NaN for one seed) and number of seeds per (arm, fraction)."""
+    """Mean, sample sd (NaN for one seed) and number of seeds per (arm, fraction).
+
+    Args:
+        acc: rows of :func:`accuracy`.
+        fractions: keep only these fractions (compared to 4 decimals); None: all.
+
+    Returns:
+        columns ``arm, fraction, mean, sd, n``, arms in :data:`ARM_LABELS` order (others last).
+    """
     a = acc if fractions is None else acc[acc["fraction"].round(4).isin([round(f, 4) for f in fractions])]
     g = a.groupby(["arm", "fraction"], sort=False)["test_acc"]
     out = g.agg(mean="mean", sd="std", n="count").reset_index()
@@ -211,7 +301,16 @@ def did_not_train(final_acc: pd.Series, groups=None, *, chance: float = 0.1) -> 
     (unpruned) test accuracy is within :data:`CHANCE_MARGIN` of ``chance``, or more than
     :data:`BELOW_MEDIAN` below the median of its group. ``groups``: a Series (or list of
     Series) aligned with ``final_acc`` naming each run's setting; None: one group. Returns a
-    boolean Series aligned with ``final_acc``."""
+    boolean Series aligned with ``final_acc``.
+
+    Args:
+        final_acc: the runs' final test accuracies.
+        groups: the runs' settings, see above.
+        chance: keyword-only; the chance accuracy.
+
+    Returns:
+        the boolean Series.
+    """
     acc = pd.Series(final_acc, dtype=float)
     median = (acc.groupby(groups).transform("median") if groups is not None
               else pd.Series(acc.median(), index=acc.index))
@@ -226,7 +325,19 @@ def training_check(history: pd.DataFrame, runs: pd.DataFrame, *, chance: float =
     ``plateau_change`` is the change of training accuracy over the last two epochs before
     the last learning-rate decay (the end of the second-to-last lr phase); ``levelled`` is
     ``|plateau_change| <= flat``. ``at_chance``: final test accuracy within ``margin`` of
-    ``chance``."""
+    ``chance``.
+
+    Args:
+        history: ``history`` rows with their arm (:func:`load`).
+        runs: the ``runs`` rows with their arm.
+        chance: keyword-only; the chance accuracy.
+        margin: keyword-only; see ``at_chance``.
+        flat: keyword-only; see ``levelled``.
+
+    Returns:
+        one row per run of ``history`` (``plateau_change`` NaN and ``levelled`` False with
+        fewer than three epochs before the last decay).
+    """
     rows = []
     for rid, h in history.sort_values("epoch").groupby("run_id", sort=False):
         r = runs[runs["run_id"] == rid].iloc[0]
@@ -247,7 +358,18 @@ def outcome(summ: pd.DataFrame, *, arm: str = "bridgeout", baselines: Sequence[s
             fractions: Sequence[float] = (0.2, 0.3, 0.4, 0.5)) -> pd.DataFrame:
     """At each fraction, ``arm``'s mean minus the best baseline mean, and whether ``arm`` is
     ahead of every baseline (``ahead``) and by more than the larger seed sd of the two
-    (``clearly_ahead``). Fractions missing for any arm are left out."""
+    (``clearly_ahead``). Fractions missing for any arm are left out.
+
+    Args:
+        summ: the table of :func:`summary`.
+        arm: keyword-only; the arm tested.
+        baselines: keyword-only; the arms it is compared with.
+        fractions: keyword-only; the fractions.
+
+    Returns:
+        one row per fraction: ``fraction, arm_mean, best_baseline, baseline_mean, difference,
+        ahead, clearly_ahead, n`` (``n`` the fewest seeds of any arm there).
+    """
     rows = []
     for f in fractions:
         at = summ[np.isclose(summ["fraction"], f)].set_index("arm")
@@ -268,7 +390,15 @@ def channel_energy(filters: pd.DataFrame, eps: float = 1e-5) -> pd.Series:
     """Second moment of each channel's BatchNorm output in eval mode when its input has the
     recorded running mean and variance: ``gamma**2 * var / (var + eps) + beta**2``
     (:class:`torch.nn.BatchNorm2d`'s default ``eps``). NaN where the row has no BatchNorm or
-    no running statistics (rows written before ``bn_var`` was recorded)."""
+    no running statistics (rows written before ``bn_var`` was recorded).
+
+    Args:
+        filters: ``filters`` rows (``gamma``, ``beta``, ``bn_var``).
+        eps: the BatchNorm's epsilon.
+
+    Returns:
+        the energy per row.
+    """
     var = filters["bn_var"].astype(float)
     return filters["gamma"].astype(float) ** 2 * var / (var + eps) + filters["beta"].astype(float) ** 2
 
@@ -280,7 +410,16 @@ def energy_removed(filters: pd.DataFrame, fraction: float, eps: float = 1e-5) ->
     index, as :func:`bridgeout.prune.select`). Columns ``run_id, share`` (pooled over the
     layers: removed energy / total energy) and ``layer_mean`` (the mean of the per-layer
     shares), plus ``arm`` and ``seed`` when the rows have them. Layers without running
-    statistics are left out; a run with none gets NaN."""
+    statistics are left out; a run with none gets NaN.
+
+    Args:
+        filters: ``filters`` rows.
+        fraction: the fraction of filters pruned per layer.
+        eps: the BatchNorm's epsilon (:func:`channel_energy`).
+
+    Returns:
+        one row per run.
+    """
     from .prune import n_pruned  # deferred: loads torch
     f = filters.assign(energy=channel_energy(filters, eps))
     rows = []
@@ -308,7 +447,17 @@ def bn_recovery(acc: pd.DataFrame, acc_recal: pd.DataFrame, fraction: float) -> 
     """Per run: how much of the one-shot loss at ``fraction`` re-estimating the BatchNorm
     statistics wins back, ``(recal - one_shot) / (unpruned - one_shot)`` (``recovered``; NaN when
     one shot lost nothing), beside ``unpruned``, ``one_shot`` and ``recal`` (accuracies of
-    :func:`accuracy` without and with ``recalibrate_bn``, same run and fraction)."""
+    :func:`accuracy` without and with ``recalibrate_bn``, same run and fraction).
+
+    Args:
+        acc: rows of :func:`accuracy` without re-estimation.
+        acc_recal: rows of :func:`accuracy` with re-estimation.
+        fraction: the fraction pruned.
+
+    Returns:
+        one row per run present in both at ``fraction`` and unpruned: ``run_id, arm, seed,
+        unpruned, one_shot, recal, recovered``.
+    """
     def at(a, f):
         return a[np.isclose(a["fraction"], f)].set_index("run_id")
     one, rec, base = at(acc, fraction), at(acc_recal, fraction), at(acc, 0.0)
@@ -324,7 +473,15 @@ def bn_recovery(acc: pd.DataFrame, acc_recal: pd.DataFrame, fraction: float) -> 
 
 
 def correlation(x, y) -> tuple[float, int]:
-    """Pearson's r of the finite pairs of ``x`` and ``y`` and their number (NaN below 3)."""
+    """Pearson's r of the finite pairs of ``x`` and ``y`` and their number (NaN below 3).
+
+    Args:
+        x: the first values.
+        y: the second values, aligned with ``x``.
+
+    Returns:
+        ``(r, n)``; ``r`` is NaN with fewer than 3 pairs or no spread on either side.
+    """
     x, y = np.asarray(x, float), np.asarray(y, float)
     ok = np.isfinite(x) & np.isfinite(y)
     n = int(ok.sum())
@@ -335,7 +492,15 @@ def correlation(x, y) -> tuple[float, int]:
 
 # ------------------------------------------------------------------------------ figures
 def arm_handles(arms: Iterable[str], *, seeds: bool = True):
-    """Legend proxies: one per arm drawn, then (``seeds``) what thin and thick lines mean."""
+    """Legend proxies: one per arm drawn, then (``seeds``) what thin and thick lines mean.
+
+    Args:
+        arms: the arms drawn (put in display order, :func:`arms_in`).
+        seeds: keyword-only; add the "one seed" and "mean over seeds" entries.
+
+    Returns:
+        a list of :class:`matplotlib.lines.Line2D`.
+    """
     from matplotlib.lines import Line2D
     arms = arms_in(pd.DataFrame({"arm": list(arms)}))
     h = [Line2D([], [], color=ARM_COLORS.get(a, "0.3"), marker=ARM_MARKERS.get(a, "o"), lw=2.2,
@@ -358,7 +523,14 @@ def _per_seed(ax, frame: pd.DataFrame, x: str, y: str, arm: str, *, scale=100.0,
 
 def plot_training(axes, history: pd.DataFrame):
     """Training accuracy (left axis) and test accuracy (right axis) per epoch: a thin line
-    per seed, the mean thick, one colour per arm."""
+    per seed, the mean thick, one colour per arm.
+
+    Learning-rate decays are marked with dotted vertical lines.
+
+    Args:
+        axes: two matplotlib axes (training, test).
+        history: ``history`` rows with their arm (:func:`load`).
+    """
     ax_tr, ax_te = axes
     for arm in arms_in(history):
         h = history[history["arm"] == arm]
@@ -378,7 +550,15 @@ def plot_pruning(ax, acc: pd.DataFrame, paper_curve: pd.DataFrame | None = None,
     """Test accuracy against filters pruned per layer: a thin line per seed, the mean thick;
     the published curve of the same model dashed (a different scale: shape only).
     ``relative``: ``acc`` and the published curve as shares of their unpruned accuracy
-    (:func:`relative`, :func:`paper_relative`; pass ``acc`` as it is)."""
+    (:func:`relative`, :func:`paper_relative`; pass ``acc`` as it is).
+
+    Args:
+        ax: the matplotlib axis.
+        acc: rows of :func:`accuracy`.
+        paper_curve: the published curve (:func:`bridgeout.paper.curve`), or None.
+        title: keyword-only; the panel title.
+        relative: keyword-only; see above.
+    """
     if relative:
         acc = _relative(acc)
         paper_curve = paper_relative(paper_curve) if paper_curve is not None and len(paper_curve) else paper_curve
@@ -402,7 +582,14 @@ def plot_filter_norms(axes, filters: pd.DataFrame):
     """Left: the distribution (ECDF) of every filter's L2 norm divided by the largest norm
     of its layer, pooled over layers and seeds, per arm (log scale: a mass of filters near
     zero is what the paper's explanation predicts for Bridgeout). Right: the same for the
-    |gamma| of the BatchNorm after each conv, divided by its layer's largest |gamma|."""
+    |gamma| of the BatchNorm after each conv, divided by its layer's largest |gamma|.
+
+    Exact zeros are drawn at the axis' floor (1e-4 at the lowest).
+
+    Args:
+        axes: two matplotlib axes (norms, scales).
+        filters: ``filters`` rows with their arm (:func:`load`).
+    """
     ax_n, ax_g = axes
     f = filters.copy()
     keys = ["run_id", "layer"]

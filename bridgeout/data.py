@@ -165,6 +165,15 @@ def load(name: str, root=None, download: bool = False) -> tuple[np.ndarray, ...]
     reading its own files in ``root`` (downloading them only when ``download=True``).
     ``root`` defaults to :func:`default_root` (``$BRIDGEOUT_DATA`` or ``<repo>/data/datasets``).
 
+    Args:
+        name: one of :data:`DATASETS`.
+        root: the data folder (``~`` expanded); default :func:`default_root`.
+        download: let torchvision download the files into ``root`` (created if needed) when
+            there is no ``.npz``.
+
+    Returns:
+        ``(x_train, y_train, x_test, y_test)``.
+
     Raises:
         ValueError: unknown ``name``; an archive that is not a zip, lacks keys, or has wrong
             shapes, dtypes or labels out of range (the message names the file and the problem).
@@ -186,7 +195,19 @@ def load(name: str, root=None, download: bool = False) -> tuple[np.ndarray, ...]
 def sizes(name: str, root=None) -> tuple[int, int]:
     """``(n_train, n_test)`` of a dataset without loading its images: read from the array
     headers of ``<root>/<name>.npz`` (a fraction of a second for CIFAR-10), else by
-    :func:`load`. Raises like :func:`load` when the dataset is missing or unreadable."""
+    :func:`load`. Raises like :func:`load` when the dataset is missing or unreadable.
+
+    Args:
+        name: one of :data:`DATASETS`.
+        root: the data folder (``~`` expanded); default :func:`default_root`.
+
+    Returns:
+        ``(n_train, n_test)``.
+
+    Raises:
+        ValueError: unknown ``name``, or an unreadable dataset (as :func:`load`).
+        FileNotFoundError: the dataset is missing (as :func:`load`).
+    """
     check_choice("name", name, DATASETS)
     root = default_root() if root is None else Path(root).expanduser()
     npz = root / f"{name}.npz"
@@ -216,6 +237,18 @@ def subset(arrays, n_train=None, n_test=None, seed: int = 0) -> tuple[np.ndarray
     random order (``numpy.random.default_rng(seed)``), example ``r`` of class ``c`` gets the
     key ``(r + 1/2) / n_c``, and the ``n`` smallest keys are kept. Each class then gets
     ``n * n_c / N`` examples to within one. The kept examples stay in their original order.
+
+    Args:
+        arrays: ``(x_train, y_train, x_test, y_test)``.
+        n_train: training examples to keep, an integer in [1, N] or ``None``.
+        n_test: test examples to keep, an integer in [1, N] or ``None``.
+        seed: the seed of the random order (one generator for both splits, training first).
+
+    Returns:
+        ``(x_train, y_train, x_test, y_test)`` of the subset.
+
+    Raises:
+        ValueError: ``n_train`` or ``n_test`` is not an integer in [1, N] (nor ``None``).
     """
     x_tr, y_tr, x_te, y_te = arrays
     rng = np.random.default_rng(seed)
@@ -252,6 +285,16 @@ def crop_flip(x: torch.Tensor, offset_y: torch.Tensor, offset_x: torch.Tensor,
 
     Implemented as one gather with per-sample index grids (no Python loop over samples).
     Works for any dtype (uint8 included) and device.
+
+    Args:
+        x: images (B, C, H, W).
+        offset_y: (B,) integer row offsets in ``[0, 2P]``.
+        offset_x: (B,) integer column offsets in ``[0, 2P]``.
+        flip: (B,) bool, where to mirror.
+        padding: ``P``, the zero padding per side (0: no padding).
+
+    Returns:
+        the crops, shape (B, C, H, W), dtype of ``x``.
     """
     b, c, h, w = x.shape
     dev = x.device
@@ -266,7 +309,17 @@ def crop_flip(x: torch.Tensor, offset_y: torch.Tensor, offset_x: torch.Tensor,
 
 def draw_crop_flip(batch: int, padding: int, generator: torch.Generator, device):
     """Random parameters for :func:`crop_flip`: offsets uniform on ``{0, ..., 2P}`` and a
-    flip with probability 1/2, drawn in this order from ``generator``."""
+    flip with probability 1/2, drawn in this order from ``generator``.
+
+    Args:
+        batch: the number of samples.
+        padding: ``P``.
+        generator: the generator to draw from.
+        device: where the tensors are made (the generator's device).
+
+    Returns:
+        ``(offset_y, offset_x, flip)``, each of shape (batch,).
+    """
     oy = torch.randint(0, 2 * padding + 1, (batch,), generator=generator, device=device)
     ox = torch.randint(0, 2 * padding + 1, (batch,), generator=generator, device=device)
     flip = torch.rand(batch, generator=generator, device=device) < 0.5
@@ -283,8 +336,21 @@ class DeviceData:
             the number of classes and whether crop/flip augmentation applies (CIFAR only).
         device: where the data live (``"cpu"``, ``"cuda"``, a :class:`torch.device`).
 
-    Attributes: ``x_train``/``x_test`` uint8 NCHW, ``y_train``/``y_test`` int64,
-    ``num_classes``, ``name``, ``device``, ``mean``/``std`` (tuples), ``padding``.
+    Attributes:
+        x_train: training images, uint8 NCHW.
+        x_test: test images, uint8 NCHW.
+        y_train: training labels, int64.
+        y_test: test labels, int64.
+        num_classes: the number of classes.
+        name: the dataset name.
+        device: the device.
+        mean: per-channel means (tuple).
+        std: per-channel standard deviations (tuple).
+        padding: the crop's zero padding (0: no augmentation).
+
+    Raises:
+        ValueError: an unknown ``name``, not four arrays, or arrays that fail the checks of
+            :func:`load`.
     """
 
     def __init__(self, arrays, name: str, device="cpu"):
@@ -316,10 +382,12 @@ class DeviceData:
 
     @property
     def train_size(self) -> int:
+        """The number of training examples."""
         return int(self.y_train.shape[0])
 
     @property
     def test_size(self) -> int:
+        """The number of test examples."""
         return int(self.y_test.shape[0])
 
     @property
@@ -328,7 +396,14 @@ class DeviceData:
         return self.padding > 0
 
     def to(self, device) -> "DeviceData":
-        """This dataset on another device (self when already there)."""
+        """This dataset on another device (self when already there).
+
+        Args:
+            device: the target device.
+
+        Returns:
+            ``self``, or a new :class:`DeviceData` on ``device``.
+        """
         device = torch.device(device)
         if device == self.device:
             return self
@@ -337,18 +412,50 @@ class DeviceData:
         return DeviceData(arrays, self.name, device)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 NCHW -> float32 ``(x / 255 - mean_c) / std_c``."""
+        """uint8 NCHW -> float32 ``(x / 255 - mean_c) / std_c``.
+
+        Args:
+            x: uint8 images (B, C, H, W) on :attr:`device`.
+
+        Returns:
+            the normalised float32 images.
+        """
         return x.to(torch.float32).mul_(self._scale).add_(self._shift)
 
     def num_train_batches(self, batch_size: int, drop_last: bool = False) -> int:
+        """The number of training batches per epoch.
+
+        Args:
+            batch_size: the batch size.
+            drop_last: whether a last, incomplete batch is dropped.
+
+        Returns:
+            ``ceil(train_size / batch_size)``, or ``floor`` with ``drop_last``.
+        """
         n = self.train_size
         return n // batch_size if drop_last else -(-n // batch_size)
 
     def num_test_batches(self, batch_size: int) -> int:
+        """The number of test batches.
+
+        Args:
+            batch_size: the batch size.
+
+        Returns:
+            ``ceil(test_size / batch_size)``.
+        """
         return -(-self.test_size // batch_size)
 
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Random crop (zero padding :attr:`padding`) + horizontal flip, per sample, uint8 in/out."""
+        """Random crop (zero padding :attr:`padding`) + horizontal flip, per sample, uint8 in/out.
+
+        Args:
+            x: uint8 images (B, C, H, W).
+            generator: the generator the crop offsets and flips are drawn from.
+
+        Returns:
+            the augmented images; ``x`` itself for a dataset without augmentation (MNIST).
+        """
         if not self.augments:
             return x
         oy, ox, flip = draw_crop_flip(x.shape[0], self.padding, generator, x.device)
@@ -363,6 +470,19 @@ class DeviceData:
         training set (:func:`torch.randperm`), then per batch the crop offsets and flips
         (:func:`draw_crop_flip`). Augmentation applies only when ``augment`` and the dataset
         is CIFAR. Yields ``(x, y)``: float32 (B, C, H, W) and int64 (B,), on :attr:`device`.
+
+        Args:
+            batch_size: the batch size, a positive integer.
+            generator: the random generator, on the data's device type.
+            augment: apply crop/flip augmentation (CIFAR only).
+            drop_last: drop the last, incomplete batch.
+
+        Yields:
+            ``(x, y)`` per batch.
+
+        Raises:
+            ValueError: a bad ``batch_size`` or a generator on another device type (raised when
+                iteration starts).
         """
         _check_batch_size(batch_size)
         if torch.device(generator.device).type != self.device.type:
@@ -379,7 +499,17 @@ class DeviceData:
             yield self.normalize(x), self.y_train[idx]
 
     def test_batches(self, batch_size: int = 100) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The test set in order, normalised, un-augmented: ``(x float32 NCHW, y int64)``."""
+        """The test set in order, normalised, un-augmented: ``(x float32 NCHW, y int64)``.
+
+        Args:
+            batch_size: the batch size, a positive integer.
+
+        Yields:
+            ``(x, y)`` per batch.
+
+        Raises:
+            ValueError: a bad ``batch_size`` (raised when iteration starts).
+        """
         _check_batch_size(batch_size)
         for start in range(0, self.test_size, batch_size):
             yield (self.normalize(self.x_test[start:start + batch_size]),
@@ -393,7 +523,19 @@ def _check_batch_size(batch_size) -> None:
 
 def as_device_data(data, name: str | None = None, device="cpu") -> DeviceData:
     """A :class:`DeviceData` on ``device`` from either a DeviceData (moved if needed) or the
-    4-tuple of arrays (then ``name`` is required for the normalisation constants)."""
+    4-tuple of arrays (then ``name`` is required for the normalisation constants).
+
+    Args:
+        data: a :class:`DeviceData` or ``(x_train, y_train, x_test, y_test)``.
+        name: the dataset name; for a :class:`DeviceData` it must match its own (or be ``None``).
+        device: the target device.
+
+    Returns:
+        the :class:`DeviceData`.
+
+    Raises:
+        ValueError: ``name`` does not match the DeviceData's dataset, or is missing for arrays.
+    """
     if isinstance(data, DeviceData):
         if name is not None and name != data.name:
             raise ValueError(f"name {name!r} does not match the DeviceData's dataset {data.name!r}")

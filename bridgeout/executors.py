@@ -48,6 +48,18 @@ def worker_resources(workers: int, cpus: int, gpus: int, threads: int | None = N
     ``threads`` defaults to ``cpus // workers`` (at least 1). With ``gpus >= workers`` worker
     ``i`` gets GPU ``i`` alone; with ``0 < gpus < workers`` every worker shares GPU 0; with no
     GPU, ``gpu`` is None.
+
+    Args:
+        workers: the number of workers, an integer >= 1.
+        cpus: the machine's CPU count.
+        gpus: the machine's GPU count.
+        threads: CPU threads per worker, an integer >= 1, or ``None`` for the default above.
+
+    Returns:
+        one dict per worker.
+
+    Raises:
+        ValueError: ``workers`` or ``threads`` is not an integer >= 1.
     """
     check_int("workers", workers, 1)
     check_int("threads per worker", threads, 1, none_ok=True)   # None: cpus // workers
@@ -99,7 +111,30 @@ def run_local(spec, *, workers: int, threads: int | None = None, only: str | Non
     """Run a grid with ``workers`` local processes; waits for them and returns the grid's exit
     status (as :func:`bridgeout.runner.run_grid`). Each worker's output is in
     ``runs_dir/.submitit/<job id>_0_log.out``. Ctrl-C cancels the workers (their cells
-    resume from their checkpoints on the next run) and returns 130."""
+    resume from their checkpoints on the next run), waits up to 30 s for them to stop and
+    re-raises the ``KeyboardInterrupt`` (the command line then exits 130).
+
+    The grid is first checked in this process (a dry run with :func:`bridgeout.runner.preflight`);
+    a non-zero status there is returned without starting any worker.
+
+    Args:
+        spec: a :class:`bridgeout.runner.GridSpec` read from a file, or the path of its YAML file.
+        workers: the number of worker processes.
+        threads: CPU threads per worker (default: CPU cores // workers; :func:`worker_resources`).
+        only: run only cells whose run id contains this pattern (or matches it as a glob).
+        retry_failed: rerun the cells recorded in ``failures.csv``.
+        log_output: echo each notebook's output to the worker's log.
+        out: where the progress lines go (default ``sys.stdout``).
+
+    Returns:
+        the exit status: 0 when every selected cell has its row, 1 when any failed (a worker that
+        ended with an error counts as failed) or was left unfinished, 130 when a worker was
+        interrupted, 2 when the checks before the start failed.
+
+    Raises:
+        ValueError: a spec not read from a file, bad ``workers``/``threads``, or a corrupt table.
+        SpecError: a malformed spec.
+    """
     out = out if out is not None else sys.stdout
     spec = spec if isinstance(spec, runner.GridSpec) else runner.load_spec(spec)
     if not spec.source:
@@ -185,7 +220,32 @@ def submit_slurm(spec, *, partition: str | None = None, time_min: int = 24 * 60,
     """Submit the grid's remaining cells as one SLURM array job (one task per cell, at most
     ``array_parallelism`` running); returns 0 once submitted, or with ``wait=True`` the grid's
     status when the tasks are done. ``extra`` passes further ``slurm_*`` parameters to
-    submitit (e.g. ``{"slurm_account": "abc"}``). Logs: ``runs_dir/.submitit/``."""
+    submitit (e.g. ``{"slurm_account": "abc"}``). Logs: ``runs_dir/.submitit/``.
+
+    Args:
+        spec: a :class:`bridgeout.runner.GridSpec` read from a file, or the path of its YAML file.
+        partition: the SLURM partition (default: the cluster's).
+        time_min: minutes per task, >= 1.
+        gpus_per_task: GPUs per task, >= 0 (0 for CPU only).
+        cpus_per_task: CPUs per task, >= 1 (each task runs that many threads).
+        array_parallelism: tasks running at once, >= 1.
+        only: submit only cells whose run id contains this pattern (or matches it as a glob).
+        retry_failed: resubmit the cells recorded in ``failures.csv``.
+        log_output: echo each notebook's output to the task's log.
+        wait: wait for the tasks and return the grid's status.
+        extra: further submitit parameters, applied last.
+        out: where the progress lines go (default ``sys.stdout``).
+
+    Returns:
+        0 once submitted (or when nothing is left to submit); with ``wait=True`` 0 when every
+        selected cell has its row, 1 when any failed or was left unfinished, 130 when a task was
+        interrupted; the non-zero status of the checks before submitting (2) as is.
+
+    Raises:
+        ValueError: a spec not read from a file, a resource count below its minimum, no
+            ``sbatch``/``srun`` on the PATH, or SLURM refusing the array job (nothing was run).
+        SpecError: a malformed spec.
+    """
     import submitit
 
     out = out if out is not None else sys.stdout

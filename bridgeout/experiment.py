@@ -119,6 +119,16 @@ def validate_params(params: Mapping) -> dict:
     choices: ...``). The model must match the dataset's image size: ``lenet5`` takes
     MNIST (28x28x1), the others CIFAR (32x32x3). ``run_id`` None is replaced by
     :func:`bridgeout.results.make_run_id` of the parameters.
+
+    Args:
+        params: parameter names (keys of :data:`PARAMETERS`) and values.
+
+    Returns:
+        every parameter of :data:`PARAMETERS`, checked; quirks sorted, ``lam`` a float (or
+        None), ``precision`` ``"auto"`` resolved for the run's device.
+
+    Raises:
+        ValueError: ``params`` is not a mapping, or as above.
     """
     if not isinstance(params, Mapping):
         raise ValueError(f"params must be a mapping of parameter names to values, got {type(params).__name__}")
@@ -134,13 +144,7 @@ def validate_params(params: Mapping) -> dict:
     out["q"] = check_positive("q", p["q"])
     out["target_fraction"] = check_fraction("target_fraction", p["target_fraction"])
     out["signed"] = _bool("signed", p["signed"])
-    lam = p["lam"]
-    if lam is not None and (isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam > 0):
-        raise ValueError(f"lam must be None or a number > 0 (the slimming / group_lasso strength), got {lam!r}")
-    if lam is not None and out["regularizer"] not in registry.PENALTIES:
-        raise ValueError(f"lam is the strength of the slimming / group_lasso penalties; regularizer "
-                         f"{out['regularizer']!r} takes none, got lam={lam!r}")
-    out["lam"] = None if lam is None else float(lam)
+    out["lam"] = _lam(p["lam"], out["regularizer"])
     out["dataset"] = check_choice("dataset", p["dataset"], k["datasets"])
     if (out["model"] == "lenet5") != (out["dataset"] == "mnist"):
         raise ValueError(f"model {out['model']!r} does not fit dataset {out['dataset']!r}: lenet5 takes "
@@ -155,32 +159,14 @@ def validate_params(params: Mapping) -> dict:
     out["select"] = check_choice("select", p["select"], k["select"])
     from .quirks import check_quirks  # deferred: loads torch
     out["quirks"] = check_quirks(p["quirks"], out["model"])
-    device = _str("device", p["device"], empty_ok=False)
-    if device != "auto":
-        import torch
-        try:
-            torch.device(device)
-        except (RuntimeError, ValueError):
-            raise ValueError(f"device must be 'auto' or a torch device such as 'cpu', 'cuda', 'cuda:1', "
-                             f"got {device!r}") from None
-    out["device"] = device
+    out["device"] = device = _device(p["device"])
     out["data_root"] = _str("data_root", p["data_root"], none_ok=True, empty_ok=False)
     out["results_dir"] = _str("results_dir", p["results_dir"], empty_ok=False)
     out["prune_modes"] = _names("prune_modes", p["prune_modes"], k["modes"])
     out["prune_criteria"] = _names("prune_criteria", p["prune_criteria"], k["criteria"])
     out["prune_scopes"] = _names("prune_scopes", p["prune_scopes"], k["scopes"])
-    rb = p["prune_recalibrate_bn"]
-    if (isinstance(rb, str) or not isinstance(rb, Sequence) or len(rb) == 0
-            or not all(isinstance(v, bool) for v in rb) or len(set(rb)) != len(rb)):
-        raise ValueError(f"prune_recalibrate_bn must be a non-empty list of distinct booleans "
-                         f"([False], [True] or [False, True]), got {rb!r}")
-    out["prune_recalibrate_bn"] = list(rb)
-    fr = p["fractions"]
-    if isinstance(fr, str) or not isinstance(fr, Sequence) or len(fr) == 0:
-        raise ValueError(f"fractions must be a non-empty list of numbers in [0, 1), got {fr!r}")
-    out["fractions"] = [check_fraction("fractions", f, low_open=False) for f in fr]
-    if len(set(out["fractions"])) != len(out["fractions"]):
-        raise ValueError(f"fractions must not repeat values, got {fr!r}")
+    out["prune_recalibrate_bn"] = _recalibrate_list(p["prune_recalibrate_bn"])
+    out["fractions"] = _fractions(p["fractions"])
     out["latency"] = _bool("latency", p["latency"])
     out["grid"] = _str("grid", p["grid"])
     out["notebook_path"] = _str("notebook_path", p["notebook_path"])
@@ -192,6 +178,48 @@ def validate_params(params: Mapping) -> dict:
         raise ValueError(f"run_id must be letters, digits, '_', '.', '-' (starting with a letter or digit), "
                          f"got {run_id!r}")
     out["run_id"] = run_id if run_id is not None else results.make_run_id(out)
+    return out
+
+
+def _lam(lam, regularizer: str):
+    """The penalty strength: None, or a number > 0 for a regularizer with a penalty."""
+    if lam is not None and (isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam > 0):
+        raise ValueError(f"lam must be None or a number > 0 (the slimming / group_lasso strength), got {lam!r}")
+    if lam is not None and regularizer not in registry.PENALTIES:
+        raise ValueError(f"lam is the strength of the slimming / group_lasso penalties; regularizer "
+                         f"{regularizer!r} takes none, got lam={lam!r}")
+    return None if lam is None else float(lam)
+
+
+def _device(value) -> str:
+    """``"auto"`` or a string torch accepts as a device."""
+    device = _str("device", value, empty_ok=False)
+    if device != "auto":
+        import torch   # deferred: loads torch
+        try:
+            torch.device(device)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"device must be 'auto' or a torch device such as 'cpu', 'cuda', 'cuda:1', "
+                             f"got {device!r}") from None
+    return device
+
+
+def _recalibrate_list(rb) -> list:
+    """A non-empty list of distinct booleans."""
+    if (isinstance(rb, str) or not isinstance(rb, Sequence) or len(rb) == 0
+            or not all(isinstance(v, bool) for v in rb) or len(set(rb)) != len(rb)):
+        raise ValueError(f"prune_recalibrate_bn must be a non-empty list of distinct booleans "
+                         f"([False], [True] or [False, True]), got {rb!r}")
+    return list(rb)
+
+
+def _fractions(fr) -> list:
+    """A non-empty list of distinct fractions in [0, 1)."""
+    if isinstance(fr, str) or not isinstance(fr, Sequence) or len(fr) == 0:
+        raise ValueError(f"fractions must be a non-empty list of numbers in [0, 1), got {fr!r}")
+    out = [check_fraction("fractions", f, low_open=False) for f in fr]
+    if len(set(out)) != len(out):
+        raise ValueError(f"fractions must not repeat values, got {fr!r}")
     return out
 
 
@@ -211,7 +239,19 @@ def _repo_path(p) -> Path:
 
 # =========================================================================== experiment steps
 def load_data(params: Mapping):
-    """Load (and subset) the dataset onto the run's device; returns a ``DeviceData``."""
+    """Load (and subset) the dataset onto the run's device; returns a ``DeviceData``.
+
+    Args:
+        params: validated parameters (:func:`validate_params`); uses ``dataset``,
+            ``data_root``, ``n_train``, ``n_test``, ``seed`` and ``device``.
+
+    Returns:
+        the :class:`bridgeout.data.DeviceData`.
+
+    Raises:
+        FileNotFoundError: the dataset is not there (:func:`bridgeout.data.load`).
+        ValueError: an unreadable dataset, a subset larger than the split, or an unusable device.
+    """
     from . import data  # deferred: loads torch
     from . import train  # deferred: loads torch
     arrays = data.load(params["dataset"], root=params["data_root"])
@@ -221,7 +261,15 @@ def load_data(params: Mapping):
 
 def build_model(params: Mapping, num_classes: int):
     """Seed the global RNG with ``params['seed']`` and build the initialised model (then, with
-    the ``legacy_bn_init`` quirk, BatchNorm weights U(0, 1) from the same RNG)."""
+    the ``legacy_bn_init`` quirk, BatchNorm weights U(0, 1) from the same RNG).
+
+    Args:
+        params: validated parameters (:func:`validate_params`).
+        num_classes: the dataset's number of classes.
+
+    Returns:
+        the model (:func:`bridgeout.models.build`).
+    """
     from . import models  # deferred: loads torch
     import torch
 
@@ -236,7 +284,21 @@ def build_model(params: Mapping, num_classes: int):
 
 
 def train_model(params: Mapping, model, dd, *, progress: bool = True):
-    """Train with :func:`bridgeout.train.fit`; returns its ``FitResult``."""
+    """Train with :func:`bridgeout.train.fit`; returns its ``FitResult``.
+
+    The protocol is ``params['protocol']`` with ``epochs`` applied (and the optimizer reset each
+    epoch with the ``momentum_reset`` quirk); with ``checkpoint_dir`` the checkpoints go to
+    ``<checkpoint_dir>/<run_id>``, owned by the run's id and settings.
+
+    Args:
+        params: validated parameters (:func:`validate_params`).
+        model: the network from :func:`build_model` (trained in place).
+        dd: the data from :func:`load_data`.
+        progress: keyword-only; show the progress bars.
+
+    Returns:
+        the :class:`bridgeout.train.FitResult`.
+    """
     from . import train  # deferred: loads torch
     ckpt = params["checkpoint_dir"]
     if ckpt is not None:
@@ -254,7 +316,20 @@ def train_model(params: Mapping, model, dd, *, progress: bool = True):
 def sweep_model(params: Mapping, model, dd, *, progress: bool = True) -> pd.DataFrame:
     """Prune the trained model at every fraction with :func:`bridgeout.prune.sweep`, once
     per value of ``prune_recalibrate_bn`` (False: the published one-shot sweep; True: the
-    same sweep with BatchNorm statistics re-estimated after pruning); rows concatenated."""
+    same sweep with BatchNorm statistics re-estimated after pruning); rows concatenated.
+
+    The pruner is ``"published"`` with the ``bn_scale_pruning`` quirk, else ``"plain"``; latency
+    is measured (when ``params['latency']``) in the sweep without recalibration only.
+
+    Args:
+        params: validated parameters (:func:`validate_params`).
+        model: the trained network.
+        dd: the data.
+        progress: keyword-only; show the progress bars.
+
+    Returns:
+        the sweep's rows.
+    """
     from . import prune  # deferred: loads torch
     parts = [prune.sweep(model, dd, fractions=tuple(params["fractions"]),
                          criteria=tuple(params["prune_criteria"]), scopes=tuple(params["prune_scopes"]),
@@ -268,7 +343,14 @@ def sweep_model(params: Mapping, model, dd, *, progress: bool = True) -> pd.Data
 
 def filter_rows(model) -> pd.DataFrame:
     """The trained model's per-filter norms and BatchNorm scales
-    (:func:`bridgeout.filters.filter_table` of its noise-free twin)."""
+    (:func:`bridgeout.filters.filter_table` of its noise-free twin).
+
+    Args:
+        model: the trained network (not modified).
+
+    Returns:
+        the table of :data:`bridgeout.filters.FILTER_COLUMNS`.
+    """
     from . import filters  # deferred: loads torch
     from .nn import plain  # deferred: loads torch
     return filters.filter_table(plain(model))
@@ -277,7 +359,15 @@ def filter_rows(model) -> pd.DataFrame:
 def weights_dir(params: Mapping) -> Path:
     """Where the run's weights go: ``params['weights_dir']`` when set; else ``data/weights``
     beside a ``results_dir`` named ``results`` (``data/results`` -> ``data/weights``), or a
-    ``weights`` folder inside any other ``results_dir`` (a scratch table keeps its own)."""
+    ``weights`` folder inside any other ``results_dir`` (a scratch table keeps its own).
+
+    Args:
+        params: parameters with ``results_dir`` (and optionally ``weights_dir``); relative
+            paths are taken from the repository root.
+
+    Returns:
+        the folder.
+    """
     if params.get("weights_dir"):
         return _repo_path(params["weights_dir"])
     root = _repo_path(params["results_dir"])
@@ -289,7 +379,16 @@ def save_weights(params: Mapping, fit) -> dict:
     prunes) as fp32 safetensors ``<weights_dir>/<run_id>.safetensors``, and with
     ``select="best_test"`` the final epoch's beside them (``<run_id>.final.safetensors``).
     Returns the ``runs`` columns ``weights`` (repo-relative where possible),
-    ``weights_sha256`` and ``weights_bytes`` of the selected weights' file."""
+    ``weights_sha256`` and ``weights_bytes`` of the selected weights' file.
+
+    Args:
+        params: validated parameters (:func:`validate_params`); the files' metadata records
+            the run's identity and settings.
+        fit: the :class:`bridgeout.train.FitResult`.
+
+    Returns:
+        ``{"weights", "weights_sha256", "weights_bytes"}``.
+    """
     from . import weights  # deferred: loads torch
     folder = weights_dir(params)
     meta = {k: params.get(k) for k in ("run_id", "model", "width", "regularizer", "p", "q", "target_fraction",
@@ -318,7 +417,23 @@ def result_tables(params: Mapping, fit, sweep: pd.DataFrame, dd, provenance: Map
                   *, weights: Mapping | None = None) -> dict[str, pd.DataFrame]:
     """The run's rows for ``runs``, ``pruning``, ``history`` and ``filters`` (of
     ``fit.model``), validated against the schemas. ``weights``: what :func:`save_weights`
-    returned (the ``runs`` row's weights columns; empty when None)."""
+    returned (the ``runs`` row's weights columns; empty when None).
+
+    Args:
+        params: validated parameters (:func:`validate_params`).
+        fit: the :class:`bridgeout.train.FitResult`.
+        sweep: the rows of :func:`sweep_model` (pruning columns it lacks are NaN).
+        dd: the data (its sizes go into the ``runs`` row).
+        provenance: the provenance columns (default :func:`bridgeout.results.provenance` of the
+            data's device).
+        weights: keyword-only; the weights columns.
+
+    Returns:
+        ``{"runs", "pruning", "history", "filters"}`` tables.
+
+    Raises:
+        ValueError: a row does not fit its schema.
+    """
     prov = dict(provenance) if provenance is not None else results.provenance(dd.device)
     run_id = params["run_id"]
     row = {
@@ -360,6 +475,17 @@ def save_tables(tables: Mapping[str, pd.DataFrame], results_dir) -> dict[str, in
     ``history``, ``pruning`` and ``filters`` first (replacing rows a crashed earlier attempt
     of the same run may have left), ``runs`` last: a run is finished once its ``runs.csv`` row exists,
     which is what the grid runner checks. Each append is atomic and idempotent.
+
+    Args:
+        tables: the tables of :func:`result_tables` (``runs`` required, the others optional);
+            when every run in ``runs`` is already finished, the other tables are not written.
+        results_dir: the folder of the tables (relative: from the repository root).
+
+    Returns:
+        rows added per table.
+
+    Raises:
+        ValueError: a malformed table (nothing of that table is written).
     """
     root = _repo_path(results_dir)
     run_ids = set(tables["runs"]["run_id"])
@@ -375,8 +501,20 @@ def save_tables(tables: Mapping[str, pd.DataFrame], results_dir) -> dict[str, in
 def run_experiment(params: Mapping, *, save: bool = True, progress: bool = True) -> dict:
     """Validate, load, build, train, sweep and (``save=True``) append; returns the pieces.
 
-    Keys: ``params`` (validated), ``data``, ``fit``, ``sweep`` and the three tables
-    ``runs``, ``pruning``, ``history``; ``added`` (rows appended per table) when saved.
+    Keys: ``params`` (validated), ``data``, ``fit``, ``sweep`` and the tables
+    ``runs``, ``pruning``, ``history`` and ``filters``; ``added`` (rows appended per table)
+    when saved. With ``save=True`` the weights are kept too (:func:`save_weights`).
+
+    Args:
+        params: the parameters (:func:`validate_params`).
+        save: keyword-only; keep the weights and append the rows to ``results_dir``.
+        progress: keyword-only; show the progress bars.
+
+    Returns:
+        the dict described above.
+
+    Raises:
+        ValueError: invalid parameters (:func:`validate_params`), or as the steps raise.
     """
     params = validate_params(params)
     dd = load_data(params)

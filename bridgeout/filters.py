@@ -39,6 +39,14 @@ def filter_table(model: nn.Module, example_input: torch.Tensor | None = None) ->
     ``running_var[f]``; NaN when there is none (or it is not affine / keeps no running
     statistics). Layers are in module order. With these four, the channel's eval-mode output
     is ``gamma (x - bn_mean) / sqrt(bn_var + eps) + beta``.
+
+    Args:
+        model: the network (not modified).
+        example_input: the input traced to pair convs with BatchNorms (default:
+            :func:`bridgeout.introspect.default_example_input`).
+
+    Returns:
+        the table; empty, with the columns, for a model without convs.
     """
     pairs = conv_batchnorm_pairs(model, example_input)
     mods = dict(model.named_modules())

@@ -15,13 +15,27 @@ __all__ = ["pct", "mean_sd", "points", "plural"]
 
 
 def pct(x: float) -> str:
-    """``0.8931`` -> ``"89.3"``; NaN -> ``"–"``."""
+    """``0.8931`` -> ``"89.3"``; NaN -> ``"–"``.
+
+    Args:
+        x: an accuracy in [0, 1].
+
+    Returns:
+        ``100 * x`` with one decimal, or ``"–"`` when ``x`` is not finite.
+    """
     return f"{100 * x:.1f}" if math.isfinite(x) else "–"
 
 
 def mean_sd(values) -> str:
     """Mean ± sample sd of ``values`` (in [0, 1]) in %; the mean alone for one value; ``"–"``
-    for none."""
+    for none.
+
+    Args:
+        values: the values (NaN entries are dropped).
+
+    Returns:
+        the text, each number written by :func:`pct`.
+    """
     v = pd.Series(values, dtype=float).dropna()
     if v.empty:
         return "–"
@@ -29,11 +43,26 @@ def mean_sd(values) -> str:
 
 
 def points(x: float) -> str:
-    """A difference of accuracies in signed points: ``-0.121`` -> ``"-12.1"``."""
+    """A difference of accuracies in signed points: ``-0.121`` -> ``"-12.1"``.
+
+    Args:
+        x: a difference of accuracies in [0, 1] units.
+
+    Returns:
+        ``100 * x`` with sign and one decimal, or ``"–"`` when ``x`` is not finite.
+    """
     return f"{100 * x:+.1f}" if math.isfinite(x) else "–"
 
 
 def plural(n: int, word: str) -> str:
-    """``plural(1, "seed")`` -> ``"1 seed"``, ``plural(3, "seed")`` -> ``"3 seeds"``."""
+    """``plural(1, "seed")`` -> ``"1 seed"``, ``plural(3, "seed")`` -> ``"3 seeds"``.
+
+    Args:
+        n: the count (converted with ``int``).
+        word: the singular noun.
+
+    Returns:
+        ``n`` and ``word``, with an ``s`` appended unless ``n == 1``.
+    """
     n = int(n)
     return f"{n} {word}{'' if n == 1 else 's'}"

@@ -286,6 +286,10 @@ def bridgeout(weight: Tensor, p: float, q: float, target_fraction: float = 1.0,
         signed: multiply the noise by ``sign(W)`` (Sparseout form).
         generator: ``torch.Generator`` on ``weight.device``, or None for the global RNG.
 
+    Returns:
+        the perturbed weight :math:`\tilde W`, same shape and dtype as ``weight``
+        (``weight`` itself when ``p == 0``).
+
     Raises:
         ValueError: naming the argument, for ``p`` outside [0, 1), ``q <= 0``,
             ``target_fraction`` outside (0, 1] or non-finite weights.
@@ -310,6 +314,17 @@ def dropconnect(weight: Tensor, p: float, generator: torch.Generator | None = No
     Same draw as :func:`bridgeout`, so ``bridgeout(W, p, 2, 1.0, signed=True, generator=g1)``
     equals ``dropconnect(W, p, generator=g2)`` element for element when ``g1`` and ``g2``
     are in the same state. Gradient ``m/(1-p)``. ``p == 0`` returns ``weight``.
+
+    Args:
+        weight: weight tensor (any shape).
+        p: drop probability in [0, 1).
+        generator: ``torch.Generator`` on ``weight.device``, or None for the global RNG.
+
+    Returns:
+        the masked and rescaled weight, same shape as ``weight``.
+
+    Raises:
+        ValueError: ``p`` outside [0, 1), or non-finite weights.
     """
     p = check_probability("p", p)
     check_finite("weight", weight)
@@ -333,6 +348,19 @@ def sparseout(x: Tensor, p: float, q: float, signed: bool = True,
     :func:`bridgeout`'s convention at ``x == 0`` (common after a ReLU): finite for all ``q``.
 
     ``x`` is not checked for finiteness (activations are checked nowhere else either).
+
+    Args:
+        x: activations (any shape).
+        p: drop probability in [0, 1); ``p == 0`` returns ``x``.
+        q: bridge exponent, > 0.
+        signed: multiply the noise by ``sign(x)`` (the Sparseout paper's form, the default).
+        generator: ``torch.Generator`` on ``x.device``, or None for the global RNG.
+
+    Returns:
+        :math:`\tilde x`, same shape as ``x``.
+
+    Raises:
+        ValueError: ``p`` outside [0, 1) or ``q <= 0``.
     """
     p = check_probability("p", p)
     q = check_positive("q", q)
@@ -359,6 +387,18 @@ def targeted_dropout(x: Tensor, p: float, target_fraction: float = 0.75,
     plain inverted dropout. One draw ``torch.rand(x.shape)`` (same convention as
     :func:`bridgeout`); ``p == 0`` returns ``x``. The ranking is the one of
     :func:`targeting_mask` applied to ``x`` (samples play the role of output filters).
+
+    Args:
+        x: activations (N, C, *).
+        p: drop probability in [0, 1).
+        target_fraction: fraction of channels per sample that are eligible, in (0, 1].
+        generator: ``torch.Generator`` on ``x.device``, or None for the global RNG.
+
+    Returns:
+        the activations after dropout, same shape as ``x``.
+
+    Raises:
+        ValueError: ``p`` outside [0, 1) or ``target_fraction`` outside (0, 1].
     """
     p = check_probability("p", p)
     tf = check_fraction("target_fraction", target_fraction)
@@ -391,11 +431,21 @@ def bridgeout_linear_per_sample(x: Tensor, weight: Tensor, bias: Tensor | None, 
     O(N * out * in): meant for the small models of the theory chapter.
 
     Args:
-        x: input (N, in).  weight: (out, in).  bias: (out,) or None.
-        p, q, target_fraction, signed, generator: as in :func:`bridgeout`.
+        x: input (N, in).
+        weight: (out, in).
+        bias: (out,) or None.
+        p: as in :func:`bridgeout`; ``p == 0`` returns the plain linear layer's output.
+        q: as in :func:`bridgeout`.
+        target_fraction: as in :func:`bridgeout`.
+        signed: as in :func:`bridgeout`.
+        generator: as in :func:`bridgeout`.
 
     Returns:
         (N, out) tensor.
+
+    Raises:
+        ValueError: ``p``, ``q`` or ``target_fraction`` out of range, non-finite weights, or
+            ``x`` and ``weight`` not 2-D with matching ``in``.
     """
     p = check_probability("p", p)
     q = check_positive("q", q)

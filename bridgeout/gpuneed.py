@@ -21,7 +21,22 @@ def gpu_need(utilisation: float = 0.1, peak_tflops: float = 990.0, seeds: int = 
     50,000 images), runs (``arms`` × ``seeds`` × ``datasets``) and GPU-hours at
     ``utilisation`` of ``peak_tflops`` (the H200's dense bf16 rate by its datasheet). The
     utilisation is an assumption until a GPU run measures the real rate; small CIFAR networks
-    usually reach well under the peak."""
+    usually reach well under the peak.
+
+    Args:
+        utilisation: the fraction of the peak rate assumed, in (0, 1].
+        peak_tflops: the peak rate in TFLOP/s.
+        seeds: seeds per arm.
+        arms: arms per panel.
+        datasets: datasets per model.
+
+    Returns:
+        one row per model of :data:`GPU_MODELS`: ``model``, ``forward_gflop``,
+        ``train_pflop_per_run``, ``runs`` and ``gpu_hours``.
+
+    Raises:
+        ValueError: ``utilisation`` is outside (0, 1].
+    """
     import torch  # deferred: the report modules load without torch
 
     from .models import build  # deferred: loads torch
@@ -41,7 +56,15 @@ def gpu_need(utilisation: float = 0.1, peak_tflops: float = 990.0, seeds: int = 
 
 
 def gpu_sentence(need: pd.DataFrame, utilisation: float = 0.1) -> str:
-    """:func:`gpu_need` in one sentence."""
+    """:func:`gpu_need` in one sentence.
+
+    Args:
+        need: the table of :func:`gpu_need`.
+        utilisation: the utilisation it assumed, as written in the sentence.
+
+    Returns:
+        the sentence.
+    """
     labels = {"vgg16": "VGG-16", "resnet": "ResNet", "wrn28_10": "WRN-28-10"}
     per = "; ".join(f"{labels[r.model]} {r.train_pflop_per_run:,.0f} PFLOP per run, {r.gpu_hours:.1f} h for {r.runs} runs"
                     for r in need.itertuples())

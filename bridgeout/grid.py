@@ -61,7 +61,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point (``python -m bridgeout.grid --help``)."""
+    """Command line entry point (``python -m bridgeout.grid --help``).
+
+    Args:
+        argv: the arguments (default: the process's own).
+
+    Returns:
+        the exit status: 1 when a selected cell failed, 2 for a bad spec, table, executor option
+        or ``--dry-run`` with another executor than ``sequential``, 130 when interrupted (Ctrl-C
+        or SIGTERM), 0 otherwise.
+    """
     args = _parser().parse_args(argv)
 
     def _terminate(signum, frame):  # SIGTERM ends the runner like Ctrl-C

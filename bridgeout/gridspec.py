@@ -39,7 +39,19 @@ _SPEC_KEYS = {"name", "description", "notebook", "results_dir", "runs_dir", "def
 
 @dataclass
 class GridSpec:
-    """A parsed grid spec (see the module docstring for the YAML format)."""
+    """A parsed grid spec (see the module docstring for the YAML format).
+
+    Attributes:
+        name: the grid's name (also the runs' ``grid`` column).
+        notebook: the notebook each cell executes.
+        results_dir: where the tables live.
+        runs_dir: where the executed notebooks and ``failures.csv`` go.
+        defaults: parameter values of every cell.
+        axes: the axes, expanded as a Cartesian product.
+        exclude: mappings of parameter values; cells matching one are dropped.
+        description: free text.
+        source: the spec file's path (empty for a spec given as a mapping).
+    """
 
     name: str
     notebook: Path
@@ -62,7 +74,22 @@ def _rel(p: Path) -> str:
 
 
 def load_spec(spec) -> GridSpec:
-    """Read a YAML grid spec (path or mapping); raises :class:`SpecError` when malformed."""
+    """Read a YAML grid spec (path or mapping); raises :class:`SpecError` when malformed.
+
+    Args:
+        spec: the path of a YAML file, or the spec itself as a mapping. ``notebook``,
+            ``results_dir`` and ``runs_dir`` default to the experiment notebook,
+            ``data/results`` and ``data/runs/<name>``.
+
+    Returns:
+        the parsed :class:`GridSpec` (cells not yet expanded: :func:`expand`).
+
+    Raises:
+        SpecError: no such file, invalid YAML, not a mapping, an unknown key, a ``name`` that is
+            not a simple name, ``defaults`` or ``axes`` not mappings, an axis that is not a
+            non-empty list (or, for an axis that is not a parameter name, whose values are not
+            all mappings), or an ``exclude`` that is not a list of non-empty mappings.
+    """
     import yaml
     source = ""
     if isinstance(spec, (str, Path)):
@@ -119,6 +146,18 @@ def expand(spec: GridSpec) -> list[dict]:
     Raises :class:`SpecError` naming the cell for unknown parameter names (checked against
     the notebook's ``parameters`` cell), runner-owned names in the spec, bad values and
     duplicated run ids.
+
+    Args:
+        spec: a spec from :func:`load_spec`.
+
+    Returns:
+        one dict per cell of the axes' Cartesian product that no ``exclude`` entry matches, with
+        ``grid``, ``results_dir`` and ``notebook_path`` set (paths repository-relative when
+        inside the repository).
+
+    Raises:
+        SpecError: as above, and also when the notebook is missing or unreadable or no cell is
+            left.
     """
     where = f"grid spec {spec.source or spec.name}"
     if not spec.notebook.is_file():

@@ -132,7 +132,13 @@ def _scale(channels: int, width: float) -> int:
 
 # --------------------------------------------------------------------------- VGG-16
 class ConvBNReLU(nn.Module):
-    """``reg(relu(bn(conv(x))))`` with a 3x3, padding-1 conv (one VGG layer)."""
+    """``reg(relu(bn(conv(x))))`` with a 3x3, padding-1 conv (one VGG layer).
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        reg: the regularizer placement that gives the conv and the activation slot.
+    """
 
     def __init__(self, in_channels, out_channels, reg: _Regularizer):
         super().__init__()
@@ -142,6 +148,14 @@ class ConvBNReLU(nn.Module):
         self.reg = reg.activation()
 
     def forward(self, x):
+        """``reg(relu(bn(conv(x))))``.
+
+        Args:
+            x: the input (N, C_in, H, W).
+
+        Returns:
+            the output (N, C_out, H, W).
+        """
         return self.reg(self.relu(self.bn(self.conv(x))))
 
 
@@ -151,6 +165,12 @@ class VGG16(nn.Module):
     ``features`` is an ``nn.Sequential`` of 13 :class:`ConvBNReLU` and 5
     ``MaxPool2d(2)`` in the order of :data:`VGG16_CONFIG`; ``linear`` maps the
     ``512 * width`` features of the 1x1 map to the classes.
+
+    Args:
+        num_classes: output size.
+        reg: the regularizer placement (default: plain layers).
+        width: keyword-only; multiplier of every conv's channel count (rounded, at least 1).
+        in_channels: keyword-only; input channels.
     """
 
     def __init__(self, num_classes=10, reg: _Regularizer | None = None, *, width=1.0,
@@ -170,6 +190,14 @@ class VGG16(nn.Module):
         self.linear = nn.Linear(c_in, num_classes)
 
     def forward(self, x):
+        """The class scores.
+
+        Args:
+            x: images (N, in_channels, 32, 32).
+
+        Returns:
+            logits (N, num_classes).
+        """
         out = self.features(x)
         return self.linear(torch.flatten(out, 1))
 
@@ -181,6 +209,12 @@ class BasicBlock(nn.Module):
     ``out = relu(drop2(bn2(conv2(drop1(relu(bn1(conv1(x))))))) + shortcut(x))``;
     ``shortcut`` is ``Sequential(Conv2d 1x1 (stride), BatchNorm2d)`` when the stride
     or the channel count changes, else ``Identity``.
+
+    Args:
+        in_channels: input channels.
+        channels: output channels of both convs.
+        stride: the stride of ``conv1`` (and of the shortcut conv).
+        reg: the regularizer placement.
     """
 
     def __init__(self, in_channels, channels, stride, reg: _Regularizer):
@@ -200,13 +234,30 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Identity()
 
     def forward(self, x):
+        """The block's output (formula above).
+
+        Args:
+            x: the input (N, in_channels, H, W).
+
+        Returns:
+            the output (N, channels, H / stride, W / stride).
+        """
         out = self.drop1(torch.relu(self.bn1(self.conv1(x))))
         out = self.drop2(self.bn2(self.conv2(out)))
         return torch.relu(out + self.shortcut(x))
 
 
 class CifarResNet(nn.Module):
-    """The paper's CIFAR ResNet: stem, stages of [3, 4, 6] BasicBlocks at 16/32/64."""
+    """The paper's CIFAR ResNet: stem, stages of [3, 4, 6] BasicBlocks at 16/32/64.
+
+    Args:
+        num_classes: output size.
+        reg: the regularizer placement (default: plain layers).
+        width: keyword-only; multiplier of every conv's channel count (rounded, at least 1).
+        in_channels: keyword-only; input channels.
+        stages: keyword-only; ``(channels, blocks, stride)`` per stage (default
+            :data:`RESNET_STAGES`); the stages are ``layer1``, ``layer2``, ...
+    """
 
     def __init__(self, num_classes=10, reg: _Regularizer | None = None, *, width=1.0,
                  in_channels=3, stages=RESNET_STAGES):
@@ -228,6 +279,14 @@ class CifarResNet(nn.Module):
         self.linear = nn.Linear(c_in, num_classes)
 
     def forward(self, x):
+        """The class scores.
+
+        Args:
+            x: images (N, in_channels, H, W).
+
+        Returns:
+            logits (N, num_classes).
+        """
         out = torch.relu(self.bn1(self.conv1(x)))
         for i in range(1, self.num_stages + 1):
             out = getattr(self, f"layer{i}")(out)
@@ -241,6 +300,12 @@ class WideBasic(nn.Module):
     ``out = conv2(relu(bn2(drop(conv1(relu(bn1(x))))))) + shortcut(x)``; ``conv2``
     carries the stride (as in the published code); ``shortcut`` is a plain 1x1 conv
     (with stride) when the shape changes, else ``Identity``.
+
+    Args:
+        in_channels: input channels.
+        channels: output channels of both convs.
+        stride: the stride of ``conv2`` (and of the shortcut conv).
+        reg: the regularizer placement.
     """
 
     def __init__(self, in_channels, channels, stride, reg: _Regularizer):
@@ -256,13 +321,30 @@ class WideBasic(nn.Module):
             self.shortcut = nn.Identity()
 
     def forward(self, x):
+        """The block's output (formula above).
+
+        Args:
+            x: the input (N, in_channels, H, W).
+
+        Returns:
+            the output (N, channels, H / stride, W / stride).
+        """
         out = self.drop(self.conv1(torch.relu(self.bn1(x))))
         out = self.conv2(torch.relu(self.bn2(out)))
         return out + self.shortcut(x)
 
 
 class WideResNet(nn.Module):
-    """WRN-``depth``-``widen_factor``: ``n = (depth - 4) / 6`` blocks per stage."""
+    """WRN-``depth``-``widen_factor``: ``n = (depth - 4) / 6`` blocks per stage.
+
+    Args:
+        depth: the depth, ``6n + 4`` (not checked here; :func:`build` checks it).
+        widen_factor: the widen factor ``k``.
+        num_classes: output size.
+        reg: the regularizer placement (default: plain layers).
+        width: keyword-only; multiplier of every conv's channel count (rounded, at least 1).
+        in_channels: keyword-only; input channels.
+    """
 
     def __init__(self, depth=28, widen_factor=10, num_classes=10,
                  reg: _Regularizer | None = None, *, width=1.0, in_channels=3):
@@ -286,6 +368,14 @@ class WideResNet(nn.Module):
         self.widen_factor = widen_factor
 
     def forward(self, x):
+        """The class scores.
+
+        Args:
+            x: images (N, in_channels, H, W).
+
+        Returns:
+            logits (N, num_classes).
+        """
         out = self.conv1(x)
         out = self.layer3(self.layer2(self.layer1(out)))
         out = torch.relu(self.bn(out))
@@ -299,6 +389,13 @@ class LeNet5(nn.Module):
     ``conv1`` 5x5 pad 2 (28->28) -> ReLU -> ``reg1`` -> pool (14) -> ``conv2`` 5x5
     (14->10) -> ReLU -> ``reg2`` -> pool (5) -> ``fc1`` (16*5*5 -> 120) -> ReLU ->
     ``fc2`` (120 -> 84) -> ReLU -> ``linear`` (84 -> classes).
+
+    Args:
+        num_classes: output size.
+        reg: the regularizer placement (default: plain layers).
+        width: keyword-only; multiplier of both convs' channel counts (rounded, at least 1);
+            the fully connected layers keep 120 and 84 units.
+        in_channels: keyword-only; input channels.
     """
 
     def __init__(self, num_classes=10, reg: _Regularizer | None = None, *, width=1.0,
@@ -316,6 +413,14 @@ class LeNet5(nn.Module):
         self.linear = nn.Linear(84, num_classes)
 
     def forward(self, x):
+        """The class scores.
+
+        Args:
+            x: images (N, in_channels, 28, 28).
+
+        Returns:
+            logits (N, num_classes).
+        """
         out = self.pool(self.reg1(torch.relu(self.conv1(x))))
         out = self.pool(self.reg2(torch.relu(self.conv2(out))))
         out = torch.relu(self.fc1(torch.flatten(out, 1)))
@@ -331,6 +436,12 @@ def init_weights(model: nn.Module) -> nn.Module:
     Conv weights: ``xavier_uniform_`` with gain ``sqrt(2)`` (bound
     ``sqrt(2) * sqrt(6 / (fan_in + fan_out))``), conv biases 0; BatchNorm weight 1,
     bias 0; linear layers are left at PyTorch's default (see the module docstring).
+
+    Args:
+        model: the network; draws from the global torch RNG.
+
+    Returns:
+        ``model``.
     """
     gain = math.sqrt(2.0)
     for m in model.modules():
@@ -366,8 +477,8 @@ def build(name: str, num_classes: int = 10, regularizer: str = "weight_decay", *
             channels (targeted dropout).
         signed: include the ``sign(W)`` factor (bridgeout, sparseout); the published
             Bridgeout experiments use none.
-        depth, widen_factor: WRN depth ``6n + 4`` (>= 10) and widen factor (>= 1),
-            for ``name="wrn"``.
+        depth: WRN depth ``6n + 4`` (>= 10), for ``name="wrn"``.
+        widen_factor: WRN widen factor (>= 1), for ``name="wrn"``.
         lam: strength of the ``slimming`` / ``group_lasso`` penalty (default
             :data:`bridgeout.sparsity.DEFAULT_LAMBDA`); must be None for the others.
 

@@ -81,8 +81,26 @@ class BridgeoutConv2d(_BridgeoutMixin, nn.Conv2d):
     costs a device synchronisation per layer and step): a diverged weight shows up in the
     loss, which :func:`bridgeout.train.fit` refuses by epoch.
 
-    Args: those of ``nn.Conv2d``, then keyword-only ``p`` (drop probability, [0, 1)),
-    ``q`` (> 0), ``target_fraction`` ((0, 1]) and ``signed``.
+    Args:
+        in_channels: as in ``nn.Conv2d`` (an integer >= 1).
+        out_channels: as in ``nn.Conv2d`` (an integer >= 1).
+        kernel_size: as in ``nn.Conv2d``.
+        stride: as in ``nn.Conv2d``.
+        padding: as in ``nn.Conv2d``.
+        dilation: as in ``nn.Conv2d``.
+        groups: as in ``nn.Conv2d``.
+        bias: as in ``nn.Conv2d``.
+        padding_mode: as in ``nn.Conv2d``.
+        device: as in ``nn.Conv2d``.
+        dtype: as in ``nn.Conv2d``.
+        p: keyword-only; drop probability, [0, 1).
+        q: keyword-only; bridge exponent, > 0.
+        target_fraction: keyword-only; fraction of kernels per output filter perturbed, (0, 1].
+        signed: keyword-only; multiply the noise by ``sign(W)`` (a bool).
+
+    Raises:
+        ValueError: a channel count that is not an integer >= 1, or ``p``, ``q``,
+            ``target_fraction`` or ``signed`` out of range.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
@@ -95,9 +113,22 @@ class BridgeoutConv2d(_BridgeoutMixin, nn.Conv2d):
         self._set_noise(p, q, target_fraction, signed)
 
     def forward(self, input: Tensor) -> Tensor:
+        """The convolution with the noisy weight (training mode, ``p > 0``) or the plain one.
+
+        Args:
+            input: the input batch.
+
+        Returns:
+            the convolution's output.
+        """
         return self._conv_forward(input, self._noisy_weight(), self.bias)
 
     def extra_repr(self) -> str:
+        """``nn.Conv2d``'s description followed by ``p``, ``q``, ``target_fraction`` and ``signed``.
+
+        Returns:
+            the text.
+        """
         return f"{super().extra_repr()}, {self._noise_repr()}"
 
 
@@ -105,6 +136,21 @@ class BridgeoutLinear(_BridgeoutMixin, nn.Linear):
     r"""``nn.Linear`` with Batch Bridgeout noise on its weight (see :class:`BridgeoutConv2d`).
 
     The (out, in) weight is ranked entry by entry within each row by ``|w|``.
+
+    Args:
+        in_features: as in ``nn.Linear`` (an integer >= 1).
+        out_features: as in ``nn.Linear`` (an integer >= 1).
+        bias: as in ``nn.Linear``.
+        device: as in ``nn.Linear``.
+        dtype: as in ``nn.Linear``.
+        p: keyword-only; drop probability, [0, 1).
+        q: keyword-only; bridge exponent, > 0.
+        target_fraction: keyword-only; fraction of the entries of each row perturbed, (0, 1].
+        signed: keyword-only; multiply the noise by ``sign(W)`` (a bool).
+
+    Raises:
+        ValueError: a feature count that is not an integer >= 1, or ``p``, ``q``,
+            ``target_fraction`` or ``signed`` out of range.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None,
@@ -115,9 +161,22 @@ class BridgeoutLinear(_BridgeoutMixin, nn.Linear):
         self._set_noise(p, q, target_fraction, signed)
 
     def forward(self, input: Tensor) -> Tensor:
+        """The linear map with the noisy weight (training mode, ``p > 0``) or the plain one.
+
+        Args:
+            input: the input (..., in_features).
+
+        Returns:
+            the output (..., out_features).
+        """
         return nn.functional.linear(input, self._noisy_weight(), self.bias)
 
     def extra_repr(self) -> str:
+        """``nn.Linear``'s description followed by the noise settings.
+
+        Returns:
+            the text.
+        """
         return f"{super().extra_repr()}, {self._noise_repr()}"
 
 
@@ -127,9 +186,29 @@ class PerSampleBridgeoutLinear(BridgeoutLinear):
 
     Same expected penalty as :class:`BridgeoutLinear`; used by the theory chapter to compare
     batch-shared and per-sample noise. Memory O(batch * out * in) in training mode.
+
+    Args:
+        in_features: as in :class:`BridgeoutLinear`.
+        out_features: as in :class:`BridgeoutLinear`.
+        bias: as in :class:`BridgeoutLinear`.
+        device: as in :class:`BridgeoutLinear`.
+        dtype: as in :class:`BridgeoutLinear`.
+        p: as in :class:`BridgeoutLinear`.
+        q: as in :class:`BridgeoutLinear`.
+        target_fraction: as in :class:`BridgeoutLinear`.
+        signed: as in :class:`BridgeoutLinear`.
     """
 
     def forward(self, input: Tensor) -> Tensor:
+        """The linear map with one weight perturbation per row of the flattened input (training
+        mode, ``p > 0``), else the plain one.
+
+        Args:
+            input: the input (..., in_features); every leading index is one example.
+
+        Returns:
+            the output (..., out_features).
+        """
         if not (self.training and self.p > 0.0):
             return nn.functional.linear(input, self.weight, self.bias)
         lead = input.shape[:-1]
@@ -143,6 +222,23 @@ class DropConnectConv2d(BridgeoutConv2d):
     r"""``nn.Conv2d`` with DropConnect on its weight: ``W~ = W m/(1-p)``, one mask per forward.
 
     Equal to ``BridgeoutConv2d(..., p=p, q=2, target_fraction=1.0, signed=True)`` (same draw).
+
+    Args:
+        in_channels: as in ``nn.Conv2d`` (an integer >= 1).
+        out_channels: as in ``nn.Conv2d`` (an integer >= 1).
+        kernel_size: as in ``nn.Conv2d``.
+        stride: as in ``nn.Conv2d``.
+        padding: as in ``nn.Conv2d``.
+        dilation: as in ``nn.Conv2d``.
+        groups: as in ``nn.Conv2d``.
+        bias: as in ``nn.Conv2d``.
+        padding_mode: as in ``nn.Conv2d``.
+        device: as in ``nn.Conv2d``.
+        dtype: as in ``nn.Conv2d``.
+        p: keyword-only; drop probability, [0, 1).
+
+    Raises:
+        ValueError: a channel count that is not an integer >= 1, or ``p`` outside [0, 1).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
@@ -161,7 +257,19 @@ class DropConnectConv2d(BridgeoutConv2d):
 
 
 class DropConnectLinear(BridgeoutLinear):
-    r"""``nn.Linear`` with DropConnect on its weight (see :class:`DropConnectConv2d`)."""
+    r"""``nn.Linear`` with DropConnect on its weight (see :class:`DropConnectConv2d`).
+
+    Args:
+        in_features: as in ``nn.Linear`` (an integer >= 1).
+        out_features: as in ``nn.Linear`` (an integer >= 1).
+        bias: as in ``nn.Linear``.
+        device: as in ``nn.Linear``.
+        dtype: as in ``nn.Linear``.
+        p: keyword-only; drop probability, [0, 1).
+
+    Raises:
+        ValueError: a feature count that is not an integer >= 1, or ``p`` outside [0, 1).
+    """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None,
                  *, p: float = 0.3) -> None:
@@ -175,7 +283,16 @@ class DropConnectLinear(BridgeoutLinear):
 class Sparseout(nn.Module):
     r"""Sparseout on activations: ``x + s(x)|x|^(q/2) eps``, a fresh draw per element
     (:func:`bridgeout.functional.sparseout`). ``q=2, signed=True`` is inverted dropout.
-    Identity in eval mode."""
+    Identity in eval mode.
+
+    Args:
+        p: drop probability, [0, 1).
+        q: bridge exponent, > 0.
+        signed: multiply the noise by ``sign(x)``.
+
+    Raises:
+        ValueError: ``p`` or ``q`` out of range.
+    """
 
     def __init__(self, p: float = 0.3, q: float = 1.5, signed: bool = True) -> None:
         super().__init__()
@@ -185,18 +302,39 @@ class Sparseout(nn.Module):
         self.generator: torch.Generator | None = None
 
     def forward(self, x: Tensor) -> Tensor:
+        """Sparseout noise in training mode (``p > 0``), else ``x`` unchanged.
+
+        Args:
+            x: the activations.
+
+        Returns:
+            the activations, same shape.
+        """
         if self.training and self.p > 0.0:
             return BF._sparseout(x, self.p, self.q, self.signed, self.generator)
         return x
 
     def extra_repr(self) -> str:
+        """``p``, ``q`` and ``signed``.
+
+        Returns:
+            the text.
+        """
         return f"p={self.p}, q={self.q}, signed={self.signed}"
 
 
 class TargetedDropout(nn.Module):
     r"""Targeted activation dropout (:func:`bridgeout.functional.targeted_dropout`): per sample,
     the ``target_fraction`` lowest-norm channels are dropped element-wise with probability
-    ``p``. Identity in eval mode."""
+    ``p``. Identity in eval mode.
+
+    Args:
+        p: drop probability, [0, 1).
+        target_fraction: fraction of channels per sample eligible for dropping, (0, 1].
+
+    Raises:
+        ValueError: ``p`` or ``target_fraction`` out of range.
+    """
 
     def __init__(self, p: float = 0.3, target_fraction: float = 0.75) -> None:
         super().__init__()
@@ -205,11 +343,24 @@ class TargetedDropout(nn.Module):
         self.generator: torch.Generator | None = None
 
     def forward(self, x: Tensor) -> Tensor:
+        """Targeted dropout in training mode (``p > 0``), else ``x`` unchanged.
+
+        Args:
+            x: the activations (N, C, *).
+
+        Returns:
+            the activations, same shape.
+        """
         if self.training and self.p > 0.0:
             return BF._targeted_dropout(x, self.p, self.target_fraction, self.generator)
         return x
 
     def extra_repr(self) -> str:
+        """``p`` and ``target_fraction``.
+
+        Returns:
+            the text.
+        """
         return f"p={self.p}, target_fraction={self.target_fraction}"
 
 
@@ -248,6 +399,12 @@ def plain(model: nn.Module) -> nn.Module:
     ``nn.AlphaDropout``) become ``nn.Identity``. In eval mode the copy computes the same
     function as ``model``; each module keeps its train/eval flag. ``model`` is not changed,
     the global RNG is not used, and ``generator`` attributes are not copied.
+
+    Args:
+        model: any network (a noisy layer on its own is replaced too).
+
+    Returns:
+        the noise-free copy.
     """
     # Do not deep-copy torch.Generator objects held by the noisy layers (they are dropped).
     memo = {id(m.generator): None for m in model.modules()
@@ -347,11 +504,22 @@ def convert(model: nn.Module, p: float = 0.3, q: float = 1.5, target_fraction: f
 
     Args:
         model: any ``nn.Module``.
-        p, q, target_fraction, signed: the noise (:func:`bridgeout.functional.bridgeout`).
-        include, exclude: layer selection, see above.
+        p: the noise's drop probability (:func:`bridgeout.functional.bridgeout`).
+        q: the bridge exponent (:func:`bridgeout.functional.bridgeout`).
+        target_fraction: the targeted fraction (:func:`bridgeout.functional.bridgeout`).
+        signed: the noise's sign convention, a bool (:func:`bridgeout.functional.bridgeout`).
+        include: layer selection, see above.
+        exclude: layer selection, see above.
 
     Returns:
         the converted copy (its ``generator`` attributes are ``None``: the global RNG).
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+        ValueError: a TorchScript module; ``p``, ``q``, ``target_fraction`` or ``signed`` out of
+            range; an ``include``/``exclude`` of another kind; an ``include`` type other than
+            ``nn.Conv2d``/``nn.Linear``; a selected layer that cannot carry Bridgeout or whose
+            targeting would perturb nothing; or no layer selected.
 
     Example::
 

@@ -36,7 +36,17 @@ def table(root=None, grid: str = GRID) -> pd.DataFrame:
     """One row per (network, layer, fraction) of the one-layer rows: ``run_id, arm, seed,
     unit, layer, channels, fraction, test_acc``, ``drop`` (unpruned minus this accuracy) and
     ``drop_all`` (unpruned minus the accuracy with that fraction of *every* layer pruned, the
-    paper's procedure, for comparison). Empty (with these columns) before the pass has run."""
+    paper's procedure, for comparison). Empty (with these columns) before the pass has run.
+
+    Only L2, mask-mode rows without BatchNorm re-estimation or fine-tuning are used.
+
+    Args:
+        root: the folder of the result tables (default :func:`bridgeout.results.default_root`).
+        grid: the grid whose runs are read.
+
+    Returns:
+        the table, sorted by arm, seed, fraction and unit.
+    """
     comp = comparison.load(grid, root)
     pr = comp["pruning"]
     if not len(pr):
@@ -61,7 +71,15 @@ def markdown(t: pd.DataFrame, fraction: float = 0.3) -> str:
     """Per arm, at ``fraction`` of one layer pruned: the costliest layer (mean ± sd over the
     networks), the share of the summed single-layer loss in the layers narrower than the widest,
     and the single-layer losses' sum against the loss of pruning every layer at once (the
-    paper's procedure)."""
+    paper's procedure).
+
+    Args:
+        t: the table of :func:`table`.
+        fraction: the fraction of one layer's filters zeroed.
+
+    Returns:
+        the paragraph (Markdown); a "not run yet" note when ``t`` has no row at ``fraction``.
+    """
     at = t[np.isclose(t["fraction"], fraction)] if len(t) else t
     if not len(at):
         return ("**One layer at a time: not run yet** (pass `notebooks/passes/one-layer.yaml` on the kept "
@@ -93,7 +111,13 @@ def markdown(t: pd.DataFrame, fraction: float = 0.3) -> str:
 def plot(axes, t: pd.DataFrame, fractions=(0.3, 0.5)) -> None:
     """One panel per fraction: accuracy lost (points) against the pruned layer, a thin line per
     network, the arm's mean thick (colours of :data:`bridgeout.comparison.ARM_COLORS`); the
-    x ticks give each layer's number and, where it changes, its filter count."""
+    x ticks give each layer's number and, where it changes, its filter count.
+
+    Args:
+        axes: one matplotlib axis per fraction.
+        t: the table of :func:`table`.
+        fractions: the fractions, one per axis (an axis without rows says so).
+    """
     for ax, fraction in zip(axes, fractions):
         at = t[np.isclose(t["fraction"], fraction)]
         for arm, g in at.groupby("arm"):

@@ -81,17 +81,17 @@ def _read(path: str) -> pd.DataFrame:
 def load_curves(path: str | Path | None = None) -> pd.DataFrame:
     """The paper's accuracy-vs-pruning curves.
 
-    Parameters
-    ----------
-    path : optional
-        A CSV with the columns of ``data/reference/paper_unit_pruning.csv``; default
-        :data:`CSV_PATH`.
+    Args:
+        path: A CSV with the columns of ``data/reference/paper_unit_pruning.csv``; default
+            :data:`CSV_PATH`.
 
-    Returns
-    -------
-    DataFrame with columns ``model, dataset, regularizer, fraction, accuracy, errbar_low,
-    errbar_high``; fractions and accuracies in [0, 1] (see the module docstring). A fresh
-    copy on every call, so callers may modify it.
+    Returns:
+        DataFrame with columns ``model, dataset, regularizer, fraction, accuracy, errbar_low,
+        errbar_high``; fractions and accuracies in [0, 1] (see the module docstring). A fresh
+        copy on every call, so callers may modify it.
+
+    Raises:
+        ValueError: ``path`` is not a file, lacks a column, or names an unknown regularizer.
     """
     p = Path(path) if path is not None else CSV_PATH
     if not p.is_file():
@@ -101,7 +101,17 @@ def load_curves(path: str | Path | None = None) -> pd.DataFrame:
 
 
 def unpruned(path: str | Path | None = None) -> dict[tuple[str, str, str], float]:
-    """Unpruned test accuracy (fraction 0) per ``(model, dataset, regularizer)``, in [0, 1]."""
+    """Unpruned test accuracy (fraction 0) per ``(model, dataset, regularizer)``, in [0, 1].
+
+    Args:
+        path: the CSV of the curves (default :data:`CSV_PATH`; :func:`load_curves`).
+
+    Returns:
+        ``{(model, dataset, regularizer): accuracy}``.
+
+    Raises:
+        ValueError: as :func:`load_curves`.
+    """
     df = load_curves(path)
     zero = df[df["fraction"] == 0.0]
     return {(r.model, r.dataset, r.regularizer): float(r.accuracy) for r in zero.itertuples()}
@@ -109,7 +119,20 @@ def unpruned(path: str | Path | None = None) -> dict[tuple[str, str, str], float
 
 def curve(model: str, dataset: str, regularizer: str | None = None,
           path: str | Path | None = None) -> pd.DataFrame:
-    """The rows of one panel (``model`` x ``dataset``), optionally of one regularizer."""
+    """The rows of one panel (``model`` x ``dataset``), optionally of one regularizer.
+
+    Args:
+        model: one of :data:`MODELS`.
+        dataset: one of :data:`DATASETS`.
+        regularizer: a regularizer of the file (this package's names), or None for all.
+        path: the CSV of the curves (default :data:`CSV_PATH`).
+
+    Returns:
+        the rows of :func:`load_curves`, with a fresh index.
+
+    Raises:
+        ValueError: an unknown model, dataset or regularizer, or as :func:`load_curves`.
+    """
     check_choice("model", model, MODELS)
     check_choice("dataset", dataset, DATASETS)
     df = load_curves(path)
@@ -124,20 +147,21 @@ def deltas(ours: pd.DataFrame, fractions=(0.0, 0.2, 0.4, 0.6), *, value: str = "
            path: str | Path | None = None) -> pd.DataFrame:
     """Our mean accuracy minus the paper's, at the given pruning fractions.
 
-    Parameters
-    ----------
-    ours : DataFrame
-        One row per ``(model, dataset, regularizer, fraction)`` with our mean accuracy in
-        the column named by ``value`` (in [0, 1]), e.g. the output of
-        :func:`bridgeout.plots.summarize`. Extra columns (``n``, spreads) are carried over.
-    fractions : sequence of float
-        Pruning fractions in [0, 1) at which to compare.
+    Args:
+        ours: One row per ``(model, dataset, regularizer, fraction)`` with our mean accuracy in
+            the column named by ``value`` (in [0, 1]), e.g. the output of
+            :func:`bridgeout.plots.summarize`. Extra columns (``n``, spreads) are carried over.
+        fractions: Pruning fractions in [0, 1) at which to compare.
+        value: keyword-only; the column of ``ours`` holding our mean accuracy.
+        path: keyword-only; the CSV of the curves (default :data:`CSV_PATH`).
 
-    Returns
-    -------
-    DataFrame with ``model, dataset, regularizer, fraction, ours, paper, delta`` (all
-    accuracies in [0, 1]; ``delta = ours - paper``), for every fraction where both exist.
-    Empty (with these columns) when ``ours`` is empty.
+    Returns:
+        DataFrame with ``model, dataset, regularizer, fraction, ours, paper, delta`` (all
+        accuracies in [0, 1]; ``delta = ours - paper``), for every fraction where both exist.
+        Empty (with these columns) when ``ours`` is empty.
+
+    Raises:
+        ValueError: a fraction outside [0, 1), or ``ours`` lacks a needed column.
     """
     fr = np.round(np.asarray(list(fractions), dtype=float), 6)
     if fr.size and (np.any(fr < 0) or np.any(fr >= 1)):
@@ -163,11 +187,12 @@ def deltas(ours: pd.DataFrame, fractions=(0.0, 0.2, 0.4, 0.6), *, value: str = "
 def published_settings() -> dict:
     """The published configuration, taken from the code that implements it.
 
-    Returns a dict with the noise defaults of :func:`bridgeout.models.build` (``p``, ``q``,
-    ``target_fraction``, ``signed``), the training scale of the ``paper`` protocol
-    (``protocol``, ``epochs`` from :data:`bridgeout.protocols.PROTOCOLS`, ``width`` 1,
-    ``n_train`` :data:`FULL_TRAIN_SIZE`) and the pruning procedure (``criterion="l2"``,
-    ``scope="layer"``, ``mode="mask"``, ``recalibrate_bn=False``, ``finetune_epochs=0``).
+    Returns:
+        a dict with the noise defaults of :func:`bridgeout.models.build` (``p``, ``q``,
+        ``target_fraction``, ``signed``), the training scale of the ``paper`` protocol
+        (``protocol``, ``epochs`` from :data:`bridgeout.protocols.PROTOCOLS`, ``width`` 1,
+        ``n_train`` :data:`FULL_TRAIN_SIZE`) and the pruning procedure (``criterion="l2"``,
+        ``scope="layer"``, ``mode="mask"``, ``recalibrate_bn=False``, ``finetune_epochs=0``).
     """
     from . import models  # deferred: loads torch
     from . import train  # deferred: loads torch
@@ -203,6 +228,17 @@ def method_mask(df: pd.DataFrame, settings: dict | None = None) -> pd.Series:
 
     ``df`` is a joined pruning table (:func:`bridgeout.results.load_joined`). Columns that
     ``df`` lacks are not checked. Returns a boolean Series aligned with ``df``.
+
+    A noise setting is checked only for the regularizers it means something for (``p``:
+    Bridgeout, Dropout, Sparseout, DropConnect; ``q`` and ``signed``: Bridgeout, Sparseout;
+    ``target_fraction``: Bridgeout, Dropout).
+
+    Args:
+        df: the rows.
+        settings: the published settings (default :func:`published_settings`).
+
+    Returns:
+        the boolean Series (all True for an empty ``df``).
     """
     s = settings or published_settings()
     ok = pd.Series(True, index=df.index)
@@ -230,7 +266,16 @@ def method_mask(df: pd.DataFrame, settings: dict | None = None) -> pd.Series:
 
 def scale_mask(df: pd.DataFrame, settings: dict | None = None) -> pd.Series:
     """Rows of runs trained at the published *scale*: the ``paper`` protocol for its full
-    number of epochs, full width, all training images of a paper dataset, a paper model."""
+    number of epochs, full width, all training images of a paper dataset, a paper model.
+
+    Args:
+        df: joined rows with ``model``, ``dataset``, ``protocol``, ``epochs``, ``width`` and
+            ``n_train`` columns.
+        settings: the published settings (default :func:`published_settings`).
+
+    Returns:
+        a boolean Series aligned with ``df`` (all True for an empty ``df``).
+    """
     s = settings or published_settings()
     if len(df) == 0:
         return pd.Series(True, index=df.index)

@@ -36,7 +36,17 @@ MEASURES = (("unpruned", False, 0.0), *(("one-shot", False, f) for f in FRACTION
 def pairs(root=None) -> pd.DataFrame:
     """One row per (arm, seed, measure) with both precisions' accuracy: columns ``arm, seed,
     measure, recalibrate_bn, fraction, fp32, bf16`` (``bf16`` NaN where that run is not in
-    yet). Only the arms and seeds the parity grid covers."""
+    yet). Only the arms and seeds the parity grid covers.
+
+    Measures: unpruned, then one-shot and BatchNorm re-estimated at 20, 30 and 50 % (mask mode,
+    L2, per layer); before any bf16 run is in, the arms are weight decay and Batch Bridgeout.
+
+    Args:
+        root: the folder of the result tables (default :func:`bridgeout.results.default_root`).
+
+    Returns:
+        the rows.
+    """
     both = comparison.load([GRID, TWIN_GRID], root)
     runs, pr = both["runs"], both["pruning"]
     bf = runs[runs["grid"] == GRID]
@@ -56,7 +66,18 @@ def pairs(root=None) -> pd.DataFrame:
 
 def verdict(measure: str, diff: float, sd: float, n_bf16: int) -> str:
     """``in`` / ``out`` of the pilot's goal, or ``pending`` while no bf16 run is in: unpruned
-    means within :data:`UNPRUNED_GOAL`; pruned means within the larger seed sd."""
+    means within :data:`UNPRUNED_GOAL`; pruned means within the larger seed sd.
+
+    Args:
+        measure: the measure (``"unpruned"`` or a pruned one).
+        diff: bf16 mean minus fp32 mean.
+        sd: the larger seed sd of the two precisions.
+        n_bf16: the number of bf16 runs.
+
+    Returns:
+        ``"in"``, ``"out"`` (also when the bound is not finite) or ``"pending"`` (also when
+        ``diff`` is not finite).
+    """
     if n_bf16 == 0 or not math.isfinite(diff):
         return "pending"
     bound = UNPRUNED_GOAL if measure == "unpruned" else sd
@@ -66,7 +87,14 @@ def verdict(measure: str, diff: float, sd: float, n_bf16: int) -> str:
 def table(root=None) -> pd.DataFrame:
     """Per arm and measure: ``fp32_mean, fp32_sd, fp32_n, bf16_mean, bf16_sd, bf16_n, diff``
     (bf16 minus fp32), the Welch 95 % interval ``low, high``, ``spread`` (the larger sd) and
-    ``verdict`` (:func:`verdict`). Accuracies in [0, 1]."""
+    ``verdict`` (:func:`verdict`). Accuracies in [0, 1].
+
+    Args:
+        root: the folder of the result tables (default :func:`bridgeout.results.default_root`).
+
+    Returns:
+        one row per arm, measure and fraction (with ``arm``, ``measure``, ``fraction`` columns).
+    """
     p = pairs(root)
     rows = []
     for (arm, measure, f), g in p.groupby(["arm", "measure", "fraction"], sort=False):
@@ -89,7 +117,14 @@ def _arm_label(arm: str) -> str:
 
 def sentence(root=None) -> str:
     """The pilot's outcome in words (how many bf16 runs are in, and per arm where the
-    measures fall against the goal)."""
+    measures fall against the goal).
+
+    Args:
+        root: the folder of the result tables (default :func:`bridgeout.results.default_root`).
+
+    Returns:
+        the sentence; "(not complete yet)" while an arm and measure has fewer than 3 bf16 runs.
+    """
     t = table(root)
     n = int(t.loc[t["measure"] == "unpruned", "bf16_n"].sum()) if len(t) else 0
     if n == 0:
@@ -113,7 +148,17 @@ def sentence(root=None) -> str:
 
 def plot(axes, root=None):
     """Two panels (one shot, BatchNorm re-estimated): test accuracy against filters pruned,
-    fp32 solid and bf16 dashed per arm, a thin line per seed behind each mean."""
+    fp32 solid and bf16 dashed per arm, a thin line per seed behind each mean.
+
+    Chance (10 %) is a dotted line.
+
+    Args:
+        axes: two matplotlib axes.
+        root: the folder of the result tables (default :func:`bridgeout.results.default_root`).
+
+    Returns:
+        the arms drawn (for :func:`handles`).
+    """
     both = comparison.load([GRID, TWIN_GRID], root)
     runs, pr = both["runs"], both["pruning"]
     arms = comparison.arms_in(runs[runs["grid"] == GRID]) or ["weight_decay", "bridgeout"]
@@ -138,7 +183,14 @@ def plot(axes, root=None):
 
 
 def handles(arms):
-    """Legend proxies for :func:`plot`: one per arm, then what solid, dashed and thin mean."""
+    """Legend proxies for :func:`plot`: one per arm, then what solid, dashed and thin mean.
+
+    Args:
+        arms: the arms drawn (:func:`plot`'s return value).
+
+    Returns:
+        a list of :class:`matplotlib.lines.Line2D` (the last one: chance).
+    """
     from matplotlib.lines import Line2D
 
     h = [Line2D([], [], color=comparison.ARM_COLORS.get(a, "0.3"), lw=2, marker=comparison.ARM_MARKERS.get(a, "o"),
@@ -159,7 +211,14 @@ def _ms(mean, sd, n) -> str:
 def markdown_table(root=None) -> str:
     """:func:`table` as a Markdown table for the book: accuracy in %, mean ± sd (seeds) per
     precision, the difference with its Welch 95 % interval in points, and the goal's verdict
-    (– for a value not in yet)."""
+    (– for a value not in yet).
+
+    Args:
+        root: the folder of the result tables (default :func:`bridgeout.results.default_root`).
+
+    Returns:
+        the Markdown table.
+    """
     t = table(root)
     lines = ["| arm | measure | fp32 | bf16 | bf16 − fp32 (95 % CI) | goal |", "| --- | --- | --- | --- | --- | --- |"]
     goal = {"in": "met", "out": "missed", "pending": "–"}

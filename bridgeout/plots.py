@@ -59,7 +59,12 @@ def set_theme(font_scale: float = 1.0, *, svg: bool = False) -> None:
     zoom and screen density, and drawn at their natural size (a figure at most
     :data:`COLUMN_IN` inches wide is never scaled down, so its points are the reader's
     points). Outside IPython it does nothing more. The experiment notebook keeps PNG (the
-    grid runner stores PNG outputs only)."""
+    grid runner stores PNG outputs only).
+
+    Args:
+        font_scale: seaborn's font scale.
+        svg: keyword-only; see above.
+    """
     import seaborn as sns
 
     sns.set_theme(context="notebook", style="whitegrid", font_scale=font_scale,
@@ -80,7 +85,16 @@ def small_text(fig, *, column_in: float = COLUMN_IN, min_pt: float = MIN_FONT_PT
     """The visible texts of ``fig`` smaller than ``min_pt`` points as displayed in a column
     ``column_in`` inches wide (a wider figure is shown scaled down to the column, and its
     text with it); ``[]`` when every text is large enough. Each entry names the text and
-    its displayed size."""
+    its displayed size.
+
+    Args:
+        fig: the matplotlib figure (drawn without rendering first).
+        column_in: keyword-only; the column width in inches.
+        min_pt: keyword-only; the smallest size allowed, in points.
+
+    Returns:
+        the descriptions of the texts that are too small.
+    """
     from matplotlib.text import Text
 
     fig.draw_without_rendering()   # tick labels get their text when drawn
@@ -107,8 +121,15 @@ def undrawn_legend_entries(fig) -> list[str]:
     drawn: no visible line with data has the entry's colour (a line entry: a colour key),
     or no visible patch or collection has its colour (an area entry). A grey line entry is a
     style key ("dashed = published") and needs a drawn line of its style, any colour; a grey
-    area entry ("band = range") any drawn area. Hidden handles (the :func:`not_run` message box) are skipped. ``[]`` when
-    every entry is drawn."""
+    area entry ("band = range") any drawn area. Hidden handles (the :func:`not_run` message
+    box) are skipped. ``[]`` when every entry is drawn.
+
+    Args:
+        fig: the matplotlib figure.
+
+    Returns:
+        the labels of the undrawn entries.
+    """
     import matplotlib.colors as mcolors
     from matplotlib.collections import Collection
     from matplotlib.lines import Line2D
@@ -182,7 +203,15 @@ def glue_figure(name: str, fig) -> None:
 
     Raises ``ValueError`` naming the problems when a text would be shown smaller than
     :data:`MIN_FONT_PT` points (:func:`small_text`) or a legend entry stands for nothing
-    drawn (:func:`undrawn_legend_entries`), so a book build fails on an unreadable figure."""
+    drawn (:func:`undrawn_legend_entries`), so a book build fails on an unreadable figure.
+
+    Args:
+        name: the glue name.
+        fig: the matplotlib figure (closed in either case).
+
+    Raises:
+        ValueError: as above.
+    """
     import matplotlib.pyplot as plt
 
     small, undrawn = small_text(fig), undrawn_legend_entries(fig)
@@ -198,7 +227,15 @@ def glue_figure(name: str, fig) -> None:
 
 
 def panel_title(model: str, dataset: str) -> str:
-    """``"VGG-16 / CIFAR-10"`` for ``("vgg16", "cifar10")``."""
+    """``"VGG-16 / CIFAR-10"`` for ``("vgg16", "cifar10")``.
+
+    Args:
+        model: the model name (shown as is when unknown).
+        dataset: the dataset name (shown as is when unknown).
+
+    Returns:
+        the title.
+    """
     return f"{MODEL_LABELS.get(model, model)} / {DATASET_LABELS.get(dataset, dataset)}"
 
 
@@ -209,6 +246,17 @@ def summarize(rows: pd.DataFrame, *, by: Sequence[str] = ("regularizer", "fracti
     Returns one row per group with ``mean, std, min, max, n`` (``std`` is the sample
     standard deviation, NaN for a single seed). Empty input gives an empty frame with
     these columns.
+
+    Args:
+        rows: the rows (or None).
+        by: keyword-only; the grouping columns.
+        value: keyword-only; the column summarised.
+
+    Returns:
+        the group columns followed by ``mean, std, min, max, n``, sorted by group.
+
+    Raises:
+        ValueError: ``rows`` lacks a grouping column or ``value``.
     """
     by = list(by)
     cols = by + ["mean", "std", "min", "max", "n"]
@@ -247,31 +295,30 @@ def pruning_curve(ax, ours: pd.DataFrame | None, paper: pd.DataFrame | None = No
                   title: str | None = None, ylim: tuple[float, float] | None = (0, 100)):
     """Accuracy (%) against filters pruned per layer (%), ours solid, the paper's dashed.
 
-    Parameters
-    ----------
-    ax : matplotlib Axes
-    ours : DataFrame or None
-        One row per (run, fraction) with columns ``regularizer``, ``fraction`` (in [0, 1))
-        and ``value`` (accuracy in [0, 1]); rows of several seeds are averaged and their
-        spread drawn as a band. ``None`` or empty draws nothing of ours.
-    paper : DataFrame or None
-        Rows of :func:`bridgeout.paper.load_curves` for this panel; drawn dashed in the
-        regularizer's colour, with the published error bars.
-    regularizers : optional
-        Restrict (and order) the regularizers drawn.
-    spread : ``"range"`` (min..max over seeds, default) or ``"std"`` (mean +- 1 sd).
-    paper_label : str
-        Legend suffix of the paper's curves.
-    legend : bool
-        Draw a per-axes legend (for grids of panels use one :func:`legend_handles` legend).
-    per_run : bool
-        Also draw each run (``run_id``) as a thin line behind the mean, when there are
-        several, so that a run unlike the others stays visible.
-    ylim : (low, high) in percent, or None for matplotlib's automatic limits.
+    Args:
+        ax: the matplotlib Axes.
+        ours: One row per (run, fraction) with columns ``regularizer``, ``fraction`` (in [0, 1))
+            and ``value`` (accuracy in [0, 1]); rows of several seeds are averaged and their
+            spread drawn as a band. ``None`` or empty draws nothing of ours.
+        paper: Rows of :func:`bridgeout.paper.load_curves` for this panel; drawn dashed in the
+            regularizer's colour, with the published error bars. ``None`` or empty draws none.
+        regularizers: keyword-only; restrict (and order) the regularizers drawn.
+        value: keyword-only; the column of ``ours`` holding the accuracy.
+        spread: keyword-only; ``"range"`` (min..max over seeds, default) or ``"std"``
+            (mean +- 1 sd).
+        paper_label: keyword-only; legend suffix of the paper's curves.
+        legend: keyword-only; draw a per-axes legend (for grids of panels use one
+            :func:`legend_handles` legend).
+        per_run: keyword-only; also draw each run (``run_id``) as a thin line behind the mean,
+            when there are several, so that a run unlike the others stays visible.
+        title: keyword-only; the panel title.
+        ylim: keyword-only; (low, high) in percent, or None for matplotlib's automatic limits.
 
-    Returns
-    -------
-    dict with the numbers of curves drawn: ``{"ours": k, "paper": m}``.
+    Returns:
+        dict with the numbers of curves drawn: ``{"ours": k, "paper": m}``.
+
+    Raises:
+        ValueError: an unknown ``spread``.
     """
     check_choice("spread", spread, SPREADS)
     if ours is None or len(ours) == 0:
@@ -338,9 +385,19 @@ def seed_curves(ax, rows: pd.DataFrame, *, chance: float, margin: float = 0.05, 
     ``chance`` (it never left chance) is drawn dotted, kept out of the mean and named at the
     end of its line.
 
-    Returns ``{"means": [regularizers with a mean drawn], "stuck": [(regularizer, seed,
-    unpruned accuracy), ...], "n": {regularizer: seeds that trained}}``; pass it to
-    :func:`seed_handles` for a legend of exactly what was drawn.
+    Args:
+        ax: the matplotlib Axes.
+        rows: see above (None draws nothing).
+        chance: keyword-only; the chance accuracy.
+        margin: keyword-only; see above.
+        value: keyword-only; the column holding the accuracy.
+        title: keyword-only; the panel title.
+        ylim: keyword-only; (low, high) in percent, or None for matplotlib's automatic limits.
+
+    Returns:
+        ``{"means": [regularizers with a mean drawn], "stuck": [(regularizer, seed,
+        unpruned accuracy), ...], "n": {regularizer: seeds that trained}}``; pass it to
+        :func:`seed_handles` for a legend of exactly what was drawn.
     """
     out = {"means": [], "stuck": [], "n": {}}
     rows = rows if rows is not None else pd.DataFrame(columns=["run_id", "regularizer", "seed", "fraction", value])
@@ -375,7 +432,14 @@ def seed_curves(ax, rows: pd.DataFrame, *, chance: float, margin: float = 0.05, 
 def seed_handles(*drawn: dict) -> list:
     """Legend proxies for what one or more :func:`seed_curves` calls drew: a colour per
     regularizer whose mean is drawn, the thin per-seed line when any seed trained, and the
-    dotted at-chance line only when a seed was stuck."""
+    dotted at-chance line only when a seed was stuck.
+
+    Args:
+        *drawn: the dicts :func:`seed_curves` returned.
+
+    Returns:
+        a list of :class:`matplotlib.lines.Line2D`.
+    """
     from matplotlib.lines import Line2D
 
     regs = _order([r for d in drawn for r in d["means"]])
@@ -396,6 +460,17 @@ def not_run(ax, text: str = "not run yet", *, loc: str = "best"):
     points (as for a legend); any other legend location string (``"upper right"``,
     ``"center"``, ...) fixes it. The box is added as an extra artist, so a later
     ``ax.legend()`` does not remove it. Returns the box (a ``Legend``).
+
+    Args:
+        ax: the matplotlib Axes.
+        text: the message.
+        loc: keyword-only; a legend location string.
+
+    Returns:
+        the box.
+
+    Raises:
+        ValueError: an unknown ``loc``.
     """
     from matplotlib.legend import Legend
     from matplotlib.patches import Rectangle
@@ -416,7 +491,17 @@ def not_run(ax, text: str = "not run yet", *, loc: str = "best"):
 def legend_handles(regularizers: Iterable[str], *, ours: bool = True, paper: bool = True,
                    paper_label: str = "published (Khan & Stavness 2020)"):
     """Proxy artists for one figure-wide legend: a colour per regularizer, then the line
-    styles (solid = ours, dashed = the paper). Use as ``fig.legend(handles=...)``."""
+    styles (solid = ours, dashed = the paper). Use as ``fig.legend(handles=...)``.
+
+    Args:
+        regularizers: the regularizers drawn (put in :data:`PALETTE` order, others after).
+        ours: keyword-only; add the entry for our curves.
+        paper: keyword-only; add the entry for the paper's curves.
+        paper_label: keyword-only; the label of the paper's entry.
+
+    Returns:
+        a list of :class:`matplotlib.lines.Line2D`.
+    """
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=PALETTE.get(r, "0.3"), marker=MARKERS.get(r, "o"), lw=2.5,

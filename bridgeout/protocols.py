@@ -40,6 +40,22 @@ class Protocol:
     ``reset_optimizer_each_epoch`` clears the optimizer's state (the momentum buffers) at the
     start of every epoch after the first, as re-creating the optimizer every epoch does in
     the published ``main.py`` (the ``momentum_reset`` quirk of :mod:`bridgeout.quirks`).
+
+    Attributes:
+        epochs: the number of epochs, an integer >= 1.
+        batch_size: the training batch size, an integer >= 1.
+        test_batch_size: the evaluation batch size, an integer >= 1.
+        lr: the peak learning rate, a finite number > 0.
+        momentum: SGD momentum, a finite number >= 0.
+        nesterov: Nesterov momentum.
+        weight_decay: PyTorch's coupled L2 term, a finite number >= 0.
+        milestones: strictly increasing positive epochs (stored as a tuple of ints).
+        gamma: the factor at each milestone, a finite number > 0.
+        max_steps_per_epoch: see above (an integer >= 1 or ``None``).
+        reset_optimizer_each_epoch: see above (a bool).
+
+    Raises:
+        ValueError: a field out of range (the message names it).
     """
 
     epochs: int
@@ -76,13 +92,30 @@ class Protocol:
         object.__setattr__(self, "milestones", ms)
 
     def lr_at(self, epoch: int) -> float:
-        """Learning rate used during 0-based ``epoch``."""
+        """Learning rate used during 0-based ``epoch``.
+
+        Args:
+            epoch: the 0-based epoch.
+
+        Returns:
+            ``lr * gamma ** k``, ``k`` the number of milestones ``<= epoch``.
+        """
         return self.lr * self.gamma ** sum(m <= epoch for m in self.milestones)
 
     def with_epochs(self, epochs: int) -> "Protocol":
         """The same schedule stretched to ``epochs``: each milestone ``m`` becomes
         ``floor(m * epochs / self.epochs + 1/2)``; duplicates, zeros and milestones
-        ``>= epochs`` are dropped so the result stays strictly increasing."""
+        ``>= epochs`` are dropped so the result stays strictly increasing.
+
+        Args:
+            epochs: the new number of epochs, an integer >= 1.
+
+        Returns:
+            a new :class:`Protocol`, everything else unchanged.
+
+        Raises:
+            ValueError: ``epochs`` is not an integer >= 1.
+        """
         check_int("epochs", epochs, 1)
         scaled = []
         for m in self.milestones:
@@ -106,7 +139,19 @@ PROTOCOLS = {
 
 def get_protocol(name="paper", epochs: int | None = None) -> Protocol:
     """A protocol by name (``"paper"``, ``"fast"``, ``"cpu"``, ``"smoke"``) or a :class:`Protocol`
-    as is; ``epochs`` rescales its milestones proportionally (:meth:`Protocol.with_epochs`)."""
+    as is; ``epochs`` rescales its milestones proportionally (:meth:`Protocol.with_epochs`).
+
+    Args:
+        name: a key of :data:`PROTOCOLS` (``"fast_lr0.05"`` too) or a :class:`Protocol`.
+        epochs: the number of epochs; ``None`` or the protocol's own keeps it unchanged.
+
+    Returns:
+        the protocol.
+
+    Raises:
+        ValueError: an unknown name (the message lists the valid ones), or ``epochs`` not an
+            integer >= 1.
+    """
     if isinstance(name, Protocol):
         proto = name
     else:

@@ -37,7 +37,19 @@ QUIRKS = ("bn_scale_pruning", "legacy_bn_init", "momentum_reset")
 def check_quirks(quirks, model: str | None = None) -> list[str]:
     """Validate a list of quirk names (distinct, from :data:`QUIRKS`); returns it sorted.
     ``legacy_bn_init`` is refused for models other than ``resnet`` (it would change
-    nothing the published code did)."""
+    nothing the published code did).
+
+    Args:
+        quirks: a sequence of quirk names (not a string).
+        model: the model name, or ``None`` to skip the model check.
+
+    Returns:
+        the names, sorted.
+
+    Raises:
+        ValueError: ``quirks`` is a string or not a sequence, holds an unknown or repeated name,
+            or has ``legacy_bn_init`` with a model other than ``resnet``.
+    """
     if isinstance(quirks, str) or not isinstance(quirks, Sequence):
         raise ValueError(f"quirks must be a list of names from {list(QUIRKS)}, got {quirks!r}")
     bad = [q for q in quirks if q not in QUIRKS]
@@ -52,7 +64,14 @@ def check_quirks(quirks, model: str | None = None) -> list[str]:
 @torch.no_grad()
 def legacy_bn_init_(model: nn.Module) -> nn.Module:
     """BatchNorm weights ``U(0, 1)`` (PyTorch <= 1.1's default), biases left at 0, drawn
-    from the global torch RNG in module order. In place; returns ``model``."""
+    from the global torch RNG in module order. In place; returns ``model``.
+
+    Args:
+        model: the network; every BatchNorm with a weight is re-initialised.
+
+    Returns:
+        ``model``.
+    """
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None:
             nn.init.uniform_(m.weight, 0.0, 1.0)

@@ -29,7 +29,15 @@ class Regularizer:
     ``"weights"`` -- noise on a conv's weights, ``"activations"`` -- noise after a conv,
     ``"penalty"`` -- a term of the loss, ``"none"``), its legend ``label``, and its ``colour``
     (Okabe & Ito 2008, distinguishable with the common colour-vision deficiencies) and
-    ``marker`` (for grey-scale print)."""
+    ``marker`` (for grey-scale print).
+
+    Attributes:
+        name: the name (the ``regularizer`` column).
+        kind: ``"weights"``, ``"activations"``, ``"penalty"`` or ``"none"``.
+        label: the legend label.
+        colour: the colour (hex).
+        marker: the matplotlib marker.
+    """
 
     name: str
     kind: str
@@ -76,13 +84,30 @@ RUNTIMES = ("torch", "onnxruntime")
 
 
 def only_unit(scope: str) -> int | None:
-    """The 0-based unit of an ``"only:<k>"`` scope, None for :data:`SCOPES`."""
+    """The 0-based unit of an ``"only:<k>"`` scope, None for :data:`SCOPES`.
+
+    Args:
+        scope: a scope name (not validated; see :func:`check_scope`).
+
+    Returns:
+        ``k - 1`` for ``"only:<k>"``, else ``None``.
+    """
     return int(scope[len(ONLY):]) - 1 if scope.startswith(ONLY) else None
 
 
 def check_scope(scope) -> str:
     """``scope`` if it is one of :data:`SCOPES` or ``"only:<k>"`` with an integer k >= 1, else a
-    ValueError naming it and what is allowed."""
+    ValueError naming it and what is allowed.
+
+    Args:
+        scope: the scope to check.
+
+    Returns:
+        ``scope`` unchanged.
+
+    Raises:
+        ValueError: ``scope`` is neither one of :data:`SCOPES` nor ``"only:<k>"`` with k >= 1.
+    """
     if isinstance(scope, str) and (scope in SCOPES or (
             scope.startswith(ONLY) and scope[len(ONLY):].isdigit() and int(scope[len(ONLY):]) >= 1)):
         return scope

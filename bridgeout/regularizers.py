@@ -36,7 +36,18 @@ if set(CONV_LAYERS) != set(WEIGHT_REGULARIZERS) or set(ACTIVATION_LAYERS) != set
 @dataclass(frozen=True)
 class Placement:
     """One model's regularizer and its settings; :meth:`conv` and :meth:`activation` give the
-    layers it puts in (plain ones where it acts elsewhere)."""
+    layers it puts in (plain ones where it acts elsewhere).
+
+    Attributes:
+        name: the regularizer, one of :data:`bridgeout.registry.REGULARIZERS`.
+        p: the drop probability.
+        q: the bridge exponent.
+        target_fraction: the targeted fraction.
+        signed: the ``sign`` factor of the noise.
+
+    Raises:
+        ValueError: an unknown regularizer name.
+    """
 
     name: str = "weight_decay"
     p: float = 0.3
@@ -49,13 +60,30 @@ class Placement:
             raise ValueError(f"unknown regularizer {self.name!r}; valid choices: {', '.join(map(repr, REGULARIZERS))}")
 
     def conv(self, in_channels, out_channels, kernel_size, stride=1, padding=0) -> nn.Module:
-        """A conv that carries the weight noise, or a plain ``nn.Conv2d``."""
+        """A conv that carries the weight noise, or a plain ``nn.Conv2d``.
+
+        Args:
+            in_channels: input channels.
+            out_channels: output channels (filters).
+            kernel_size: the kernel size.
+            stride: the stride.
+            padding: the padding.
+
+        Returns:
+            the layer of :data:`CONV_LAYERS` for this regularizer, built with its settings, else a
+            plain ``nn.Conv2d``; either with a bias.
+        """
         make = CONV_LAYERS.get(self.name)
         if make is None:
             return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=True)
         return make(self, in_channels, out_channels, kernel_size, stride, padding)
 
     def activation(self) -> nn.Module:
-        """The layer after an activation: the activation noise, or ``nn.Identity``."""
+        """The layer after an activation: the activation noise, or ``nn.Identity``.
+
+        Returns:
+            the layer of :data:`ACTIVATION_LAYERS` for this regularizer, built with its settings,
+            else ``nn.Identity``.
+        """
         make = ACTIVATION_LAYERS.get(self.name)
         return make(self) if make is not None else nn.Identity()

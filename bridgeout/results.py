@@ -86,7 +86,18 @@ def default_root() -> Path:
 
 def path(table: str, root=None) -> Path:
     """Path of ``<root>/<table>.csv`` (``<table>.csv.gz`` for the tables in
-    :data:`COMPRESSED`); root defaults to :func:`default_root`."""
+    :data:`COMPRESSED`); root defaults to :func:`default_root`.
+
+    Args:
+        table: one of :data:`TABLES`.
+        root: the folder of the tables.
+
+    Returns:
+        the path (the file need not exist).
+
+    Raises:
+        ValueError: an unknown table.
+    """
     _check_table(table)
     suffix = ".csv.gz" if table in COMPRESSED else ".csv"
     return Path(root if root is not None else default_root()) / f"{table}{suffix}"
@@ -109,6 +120,20 @@ def load(table: str, root=None) -> pd.DataFrame:
 
     ``table`` is one of :data:`TABLES`; ``root`` defaults to
     :func:`default_root`. Raises ``ValueError`` (file, line, column) on malformed content.
+
+    A plain ``<table>.csv`` left by an older version of a compressed table is read when the
+    compressed file does not exist; columns added later are filled in (:func:`validate`).
+
+    Args:
+        table: one of :data:`TABLES`.
+        root: the folder of the tables.
+
+    Returns:
+        the validated table.
+
+    Raises:
+        ValueError: an unknown table; a file that is not a readable CSV (or complete gzip),
+            whose last line is cut, or whose content fails validation.
     """
     p = _existing_path(table, root)
     if not p.exists():
@@ -199,7 +224,13 @@ def atomic_write_csv(target, df: pd.DataFrame) -> None:
     """Write ``df`` to ``target`` atomically: temp file in the same directory, fsync, os.replace.
 
     A target named ``*.gz`` is written gzip-compressed, reproducibly (mtime 0, no file name in
-    the header): the same table gives the same bytes."""
+    the header): the same table gives the same bytes.
+
+    Args:
+        target: the file (its folder is created); an existing file's permissions are kept,
+            a new file gets mode 0o644.
+        df: the table, written without its index and with ``\\n`` line endings.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -239,6 +270,20 @@ def append(table: str, df: pd.DataFrame, root=None, *, replace: bool = False, ke
     docstring). Rows of a run id that ``runs`` does not list yet are accepted: a run appends
     its ``runs`` row last, so that row marks it finished, and :func:`load_joined` leaves out
     the rows of unfinished runs.
+
+    Args:
+        table: one of :data:`TABLES` (the file is :func:`path`'s).
+        df: the new rows.
+        root: the folder of the tables (default :func:`default_root`).
+        replace: keyword-only; replace the table's rows of the new rows' run ids.
+        keyed: keyword-only; skip only rows whose whole key is already there.
+
+    Returns:
+        the number of rows added.
+
+    Raises:
+        ValueError: ``replace`` and ``keyed`` together, an unknown table, malformed new rows,
+            or a malformed existing table.
     """
     if replace and keyed:
         raise ValueError("append: replace=True and keyed=True exclude each other (replace drops a run's "
@@ -297,6 +342,12 @@ def provenance(device=None) -> dict:
     checkout or before the first commit. ``device`` (e.g. ``"cuda"``, default: the one
     :func:`bridgeout.train.resolve_device` picks for ``"auto"``) names the device whose
     name is reported.
+
+    Args:
+        device: the device whose name is reported (see above).
+
+    Returns:
+        the dict above; ``date`` is the current UTC time, ``YYYY-MM-DDTHH:MM:SSZ``.
     """
     import torch   # here, not at the top: reading and validating the tables never loads torch
     if device is None:
@@ -329,6 +380,17 @@ def load_joined(root=None, table: str = "pruning", *, pruner: str | None = "plai
     in ``runs.csv`` are dropped: only finished runs are shown. ``pruning`` rows are those of
     ``pruner`` (default ``"plain"``, so that a mean over a run's rows never mixes pruners;
     ``None``: every pruner's).
+
+    Args:
+        root: the folder of the tables (default :func:`default_root`).
+        table: ``"pruning"``, ``"history"``, ``"filters"`` or ``"latency"``.
+        pruner: keyword-only; one of :data:`PRUNERS`, or ``None``.
+
+    Returns:
+        the joined table.
+
+    Raises:
+        ValueError: another table, an unknown pruner, or a malformed table.
     """
     if table not in ("pruning", "history", "filters", "latency"):
         raise ValueError(f"table must be 'pruning', 'history', 'filters' or 'latency' to join with runs, "
@@ -353,6 +415,16 @@ def merge(src, dst=None) -> dict[str, int]:
     except for rows a later pass added to them (``pruning`` and ``latency`` rows whose key
     ``dst`` lacks, appended with ``keyed=True``). Every row is validated first; returns
     the rows added per table.
+
+    Args:
+        src: the folder to take runs from.
+        dst: the folder to add them to.
+
+    Returns:
+        rows added per table (``history``, ``pruning``, ``filters``, ``runs``, ``latency``).
+
+    Raises:
+        ValueError: a malformed table in either folder.
     """
     src_runs = load("runs", src)
     done = set(load("runs", dst)["run_id"])

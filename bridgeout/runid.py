@@ -58,6 +58,16 @@ def make_run_id(params: Mapping) -> str:
     those in :data:`NON_IDENTITY` (device, paths, grid name) and those of
     :data:`LATER_DEFAULTS` at their implicit value, so two runs that compute the
     same thing get the same id and any other difference (p, q, fractions, ...) changes it.
+
+    Args:
+        params: the run's parameters; must hold ``dataset``, ``model``, ``regularizer``,
+            ``protocol`` and ``seed`` (a missing or ``None``/0 ``width`` reads as 1).
+
+    Returns:
+        the run id.
+
+    Raises:
+        ValueError: ``params`` is not a mapping or lacks one of the required keys.
     """
     if not isinstance(params, Mapping):
         raise ValueError(f"params must be a mapping of parameter values, got {type(params).__name__}")

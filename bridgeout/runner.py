@@ -68,7 +68,18 @@ def _cut(text: str, limit: int) -> str:
 
 def strip_outputs(nb):
     """Keep an executed notebook small: collapse progress bars, cut long streams, keep only
-    PNG / plain text / small HTML outputs, drop widget state. Modifies and returns ``nb``."""
+    PNG / plain text / small HTML outputs, drop widget state. Modifies and returns ``nb``.
+
+    Consecutive outputs of one stream are merged first; streams and plain-text outputs longer
+    than 20,000 characters keep their head and tail, HTML is kept up to 50,000 characters, and
+    markdown and LaTeX outputs are kept too.
+
+    Args:
+        nb: an nbformat notebook.
+
+    Returns:
+        ``nb``.
+    """
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         if cell.get("cell_type") != "code":
@@ -214,7 +225,18 @@ def preflight(spec: GridSpec, cells: Sequence[Mapping], *, check_devices: bool =
     dataset present with enough images for ``n_train`` / ``n_test``, each device available.
     Raises :class:`PreflightError` (or the table's ``ValueError``) naming the file, value or
     cell; writes nothing but a removed probe file. Failures here are the environment's, so
-    no cell is marked failed."""
+    no cell is marked failed.
+
+    Args:
+        spec: the grid spec.
+        cells: the cells to run (expanded parameter dicts).
+        check_devices: check that each cell's device exists (``"auto"`` and ``"cpu"`` always do).
+
+    Raises:
+        PreflightError: a folder is not writable, a dataset is missing or too small, or a device
+            is not available.
+        ValueError: a result table or ``failures.csv`` is not valid.
+    """
     from . import data  # deferred: loads torch
     for table in results.TABLES:
         results.load(table, spec.results_dir)
@@ -244,7 +266,22 @@ def preflight(spec: GridSpec, cells: Sequence[Mapping], *, check_devices: bool =
 def todo_cells(spec: GridSpec, *, only: str | None = None, retry_failed: bool = False,
                exact: bool = False) -> list[dict]:
     """The selected cells that still have to run (no ``runs.csv`` row; not failed before,
-    unless ``retry_failed``)."""
+    unless ``retry_failed``).
+
+    Args:
+        spec: the grid spec.
+        only: keep only cells whose run id contains this pattern (or matches it as a glob when
+            it has ``*``, ``?`` or ``[``).
+        retry_failed: include cells recorded in ``failures.csv``.
+        exact: ``only`` is a whole run id.
+
+    Returns:
+        the cells, in the spec's order.
+
+    Raises:
+        SpecError: a malformed spec (:func:`expand`).
+        ValueError: a corrupt ``runs.csv`` or ``failures.csv``.
+    """
     done = set(results.load("runs", spec.results_dir)["run_id"])
     failed = set(_load_failures(spec)["run_id"])
     return [c for c in expand(spec) if _matches(c["run_id"], only, exact) and c["run_id"] not in done
@@ -257,7 +294,32 @@ def run_grid(spec, *, only: str | None = None, retry_failed: bool = False, dry_r
     """Run (or list, ``dry_run``) a grid in this process; returns the exit status (see the
     module docstring). ``exact``: ``only`` is a whole run id. ``check_environment``: run
     :func:`preflight` on the cells to run first (dry runs included, unless
-    ``list_cells``, the plain listing)."""
+    ``list_cells``, the plain listing).
+
+    Each cell still to run is claimed, executed, and its failure recorded in (or cleared from)
+    ``failures.csv``; a cell another runner holds or has finished is skipped.
+
+    Args:
+        spec: a :class:`GridSpec` or what :func:`load_spec` reads (a path or a mapping).
+        only: run only cells whose run id contains this pattern (or matches it as a glob when
+            it has ``*``, ``?`` or ``[``).
+        retry_failed: rerun the cells recorded in ``failures.csv``.
+        dry_run: list (or, without ``list_cells``, only check) the cells; run nothing.
+        log_output: echo each notebook's output to the terminal.
+        out: where the progress lines go (default ``sys.stdout``).
+        exact: ``only`` is a whole run id.
+        check_environment: run :func:`preflight` on the cells to run first.
+        list_cells: with ``dry_run``, list every cell with its status and return 0 (no checks).
+        check_devices: passed to :func:`preflight`.
+
+    Returns:
+        1 when any selected cell failed (now or before), 2 when no cell matches ``only`` or
+        :func:`preflight` fails, 0 otherwise.
+
+    Raises:
+        SpecError: a malformed spec.
+        ValueError: a corrupt result table or ``failures.csv``.
+    """
     from tqdm.auto import tqdm
     out = out if out is not None else sys.stdout
     spec = spec if isinstance(spec, GridSpec) else load_spec(spec)

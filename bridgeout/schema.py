@@ -215,7 +215,18 @@ def _choices() -> dict[str, dict[str, tuple[str, ...]]]:
 
 
 def empty(table: str) -> pd.DataFrame:
-    """An empty table with the schema's columns and dtypes."""
+    """An empty table with the schema's columns and dtypes.
+
+    Args:
+        table: one of :data:`TABLES`.
+
+    Returns:
+        the empty table (``str`` columns object, ``int`` nullable ``Int64``, ``float``
+        ``float64``, ``bool`` nullable ``boolean``).
+
+    Raises:
+        ValueError: an unknown table.
+    """
     schema = SCHEMAS[_check_table(table)]
     return pd.DataFrame({c: pd.Series([], dtype=_PANDAS_DTYPE[d]) for c, (d, _) in schema.items()})
 
@@ -280,17 +291,41 @@ def validate(table: str, df: pd.DataFrame, *, source: str | None = None, first_l
 
     Columns of :data:`LATER_COLUMNS` that ``df`` lacks (rows written before they existed)
     take their :data:`LATER_VALUES` value (default empty), and so do empty cells of such a
-    column that has a value (a table padded with empty cells). Raises ``ValueError`` naming
-    ``source`` (a file name or description), the row (as the
-    CSV line number, ``first_line`` for the first data row) and the column for: missing or
-    unexpected columns, values of the wrong type, missing required values, values out of
-    range or not among the known names, and duplicated keys.
+    column that has a value (a table padded with empty cells).
+
+    Args:
+        table: one of :data:`SCHEMAS`.
+        df: the rows, as read (strings) or as built (typed).
+        source: a file name or description for the messages (default ``"<table> table"``).
+        first_line: the CSV line number of the first data row, for the messages.
+
+    Returns:
+        A typed copy with a fresh index.
+
+    Raises:
+        ValueError: naming ``source``, the row (as its CSV line number) and the column, for
+            missing or unexpected columns, values of the wrong type, missing required values,
+            values out of range or not among the known names, and duplicated keys.
     """
     _check_table(table)
     schema = SCHEMAS[table]
     where = source or f"{table} table"
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"{where}: expected a pandas DataFrame, got {type(df).__name__}")
+    df = _fill_later_columns(table, df)
+    _check_columns(table, list(df.columns), where)
+    out = {col: pd.Series(_typed_column(table, col, df[col].tolist(), where, first_line),
+                          dtype=_PANDAS_DTYPE[dtype], index=df.index)
+           for col, (dtype, _) in schema.items()}
+    typed = pd.DataFrame(out, index=df.index).reset_index(drop=True)
+    _check_keys(table, typed, where, first_line)
+    return typed
+
+
+def _fill_later_columns(table: str, df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with the :data:`LATER_COLUMNS` it lacks added, and their empty cells filled,
+    with their :data:`LATER_VALUES` value (a copy when anything changes)."""
+    schema = SCHEMAS[table]
     later = [c for c in LATER_COLUMNS.get(table, ()) if c not in df.columns]
     if later:                # rows written before these columns existed: their implicit values
         df = df.copy()
@@ -302,7 +337,12 @@ def validate(table: str, df: pd.DataFrame, *, source: str | None = None, first_l
         df = df.copy()
         for col, v in implicit.items():
             df[col] = [v if _is_missing(x) else x for x in df[col].tolist()]
-    cols = list(df.columns)
+    return df
+
+
+def _check_columns(table: str, cols: list, where: str) -> None:
+    """The columns are exactly the schema's, each once."""
+    schema = SCHEMAS[table]
     missing = [c for c in schema if c not in cols]
     extra = [c for c in cols if c not in schema]
     if missing or extra:
@@ -316,47 +356,53 @@ def validate(table: str, df: pd.DataFrame, *, source: str | None = None, first_l
     if dup_cols:
         raise ValueError(f"{where}: duplicated column(s) {dup_cols}")
 
-    nullable = _NULLABLE[table]
-    ranges = _RANGES[table]
-    choices = _choices().get(table, {})
-    out = {}
-    for col, (dtype, _) in schema.items():
-        values = []
-        for i, v in enumerate(df[col].tolist()):
-            line = first_line + i
-            if _is_missing(v):
-                if col not in nullable:
-                    raise ValueError(f"{where}, line {line}, column {col!r}: value is missing (required)")
-                values.append("" if dtype == "str" else None)
-                continue
-            try:
-                x = _coerce_value(v, dtype)
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"{where}, line {line}, column {col!r}: bad value {v!r} "
-                                 f"({err}; the column's dtype is {dtype})") from None
-            if dtype == "float" and math.isnan(x):
-                if col not in nullable:
-                    raise ValueError(f"{where}, line {line}, column {col!r}: value is NaN (required)")
-            elif col in ranges:
-                lo, hi, *kind = ranges[col]
-                kind = kind[0] if kind else "closed"
-                # an infinite bound is never reached: [0, inf) excludes inf, as the message says
-                ok = ((lo < x if kind == "open_low" or math.isinf(lo) else lo <= x)
-                      and (x < hi if kind == "open_high" or math.isinf(hi) else x <= hi))
-                if not ok:
-                    lb = "(" if kind == "open_low" else "["
-                    rb = ")" if kind == "open_high" or math.isinf(hi) else "]"
-                    raise ValueError(f"{where}, line {line}, column {col!r}: value {v!r} out of range; "
-                                     f"allowed {lb}{lo}, {hi}{rb}")
-            if col in choices and x not in choices[col]:
-                raise ValueError(f"{where}, line {line}, column {col!r}: unknown name {v!r}; "
-                                 f"known: {', '.join(map(repr, choices[col]))}")
-            if col in _FORMATS and not _FORMATS[col][0].match(x):
-                raise ValueError(f"{where}, line {line}, column {col!r}: {v!r} is not {_FORMATS[col][1]}")
-            values.append(x)
-        out[col] = pd.Series(values, dtype=_PANDAS_DTYPE[dtype], index=df.index)
-    typed = pd.DataFrame(out, index=df.index).reset_index(drop=True)
 
+def _typed_column(table: str, col: str, raw: list, where: str, first_line: int) -> list:
+    """One column's values coerced to its dtype and checked (required, range, known names,
+    format); the first bad value raises a ``ValueError`` naming its line."""
+    dtype = SCHEMAS[table][col][0]
+    nullable = col in _NULLABLE[table]
+    choices = _choices().get(table, {}).get(col)
+    values = []
+    for i, v in enumerate(raw):
+        at = f"{where}, line {first_line + i}, column {col!r}"
+        if _is_missing(v):
+            if not nullable:
+                raise ValueError(f"{at}: value is missing (required)")
+            values.append("" if dtype == "str" else None)
+            continue
+        try:
+            x = _coerce_value(v, dtype)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{at}: bad value {v!r} ({err}; the column's dtype is {dtype})") from None
+        if dtype == "float" and math.isnan(x):
+            if not nullable:
+                raise ValueError(f"{at}: value is NaN (required)")
+        elif col in _RANGES[table]:
+            _check_range(x, v, _RANGES[table][col], at)
+        if choices is not None and x not in choices:
+            raise ValueError(f"{at}: unknown name {v!r}; known: {', '.join(map(repr, choices))}")
+        if col in _FORMATS and not _FORMATS[col][0].match(x):
+            raise ValueError(f"{at}: {v!r} is not {_FORMATS[col][1]}")
+        values.append(x)
+    return values
+
+
+def _check_range(x, v, bounds: tuple, at: str) -> None:
+    """``x`` (read from ``v``) within ``bounds`` = ``(lo, hi[, "closed" | "open_low" |
+    "open_high"])``; an infinite bound is never reached: [0, inf) excludes inf."""
+    lo, hi, *kind = bounds
+    kind = kind[0] if kind else "closed"
+    ok = ((lo < x if kind == "open_low" or math.isinf(lo) else lo <= x)
+          and (x < hi if kind == "open_high" or math.isinf(hi) else x <= hi))
+    if not ok:
+        lb = "(" if kind == "open_low" else "["
+        rb = ")" if kind == "open_high" or math.isinf(hi) else "]"
+        raise ValueError(f"{at}: value {v!r} out of range; allowed {lb}{lo}, {hi}{rb}")
+
+
+def _check_keys(table: str, typed: pd.DataFrame, where: str, first_line: int) -> None:
+    """No two rows share the table's key; the second is named with the line of the first."""
     key = list(KEYS[table])
     dup = typed.duplicated(subset=key, keep="first")
     if dup.any():
@@ -365,6 +411,5 @@ def validate(table: str, df: pd.DataFrame, *, source: str | None = None, first_l
         shown = ", ".join(f"{k}={typed.loc[i, k]!r}" for k in key)
         raise ValueError(f"{where}, line {first_line + i}, column {key[-1]!r}: duplicated key ({shown}); "
                          f"first seen on line {first_line + first}")
-    return typed
 
 

@@ -38,7 +38,14 @@ DEFAULT_LAMBDA = {"slimming": 1e-4, "group_lasso": 1e-4}
 
 
 def slimming_penalty(bns: list[nn.Module]) -> torch.Tensor:
-    """:math:`\\sum |\\gamma|` over the given BatchNorm layers (without the factor lambda)."""
+    """:math:`\\sum |\\gamma|` over the given BatchNorm layers (without the factor lambda).
+
+    Args:
+        bns: the BatchNorm layers.
+
+    Returns:
+        the sum of the absolute values of their weights (differentiable).
+    """
     return sum(bn.weight.abs().sum() for bn in bns)
 
 
@@ -50,13 +57,32 @@ def _filter_norms(weight: torch.Tensor) -> torch.Tensor:
 
 
 def group_lasso_penalty(convs: list[nn.Conv2d]) -> torch.Tensor:
-    """:math:`\\sum_f \\lVert W_f \\rVert_2` over every output filter of the given convs."""
+    """:math:`\\sum_f \\lVert W_f \\rVert_2` over every output filter of the given convs.
+
+    Args:
+        convs: the convs.
+
+    Returns:
+        the sum of their filters' L2 norms (differentiable; subgradient 0 at an all-zero filter).
+    """
     return sum(_filter_norms(c.weight).sum() for c in convs)
 
 
 def attach(model: nn.Module, kind: str, lam: float | None = None) -> nn.Module:
     """Record on ``model`` which penalty it trains with (attributes ``sparsity`` and
-    ``sparsity_lambda``, read by :func:`penalty_fn`); returns ``model``."""
+    ``sparsity_lambda``, read by :func:`penalty_fn`); returns ``model``.
+
+    Args:
+        model: the network.
+        kind: one of :data:`PENALTIES`.
+        lam: the penalty's strength, a number > 0 (default: :data:`DEFAULT_LAMBDA` of ``kind``).
+
+    Returns:
+        ``model``.
+
+    Raises:
+        ValueError: an unknown ``kind``, or a ``lam`` that is not a number > 0 (or is a bool).
+    """
     check_choice("penalty", kind, PENALTIES)
     lam = DEFAULT_LAMBDA[kind] if lam is None else lam
     if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam > 0:
@@ -68,7 +94,17 @@ def attach(model: nn.Module, kind: str, lam: float | None = None) -> nn.Module:
 def penalty_fn(model: nn.Module) -> Callable[[], torch.Tensor] | None:
     """The model's loss term as a callable (``None`` when it trains without one). The layers
     are found once here: for slimming the BatchNorms fed by a conv, for the group lasso
-    every conv."""
+    every conv.
+
+    Args:
+        model: the network, with the attributes set by :func:`attach` (or without them).
+
+    Returns:
+        a callable without arguments giving ``lambda`` times the penalty, or ``None``.
+
+    Raises:
+        ValueError: slimming on a model without a BatchNorm fed by a conv.
+    """
     kind = getattr(model, "sparsity", None)
     if kind is None:
         return None

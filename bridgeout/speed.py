@@ -22,7 +22,15 @@ def speedups(latency: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, criterion, runtime, batch size, threads, fraction) with
     ``latency_ms``, ``speedup`` (latency of the unpruned network over this one's),
     ``flop_speedup`` (its FLOPs over this one's: the ideal) and ``share`` (speed-up / ideal).
-    Rows whose run has no unpruned (fraction 0) measurement in the same setting are dropped."""
+    Rows whose run has no unpruned (fraction 0) measurement in the same setting are dropped.
+
+    Args:
+        latency: ``latency`` rows (``arm``, ``regularizer`` and ``device_name`` columns are
+            carried over when present).
+
+    Returns:
+        the rows, sorted by run, criterion, runtime, batch size, threads and fraction.
+    """
     keys = ["run_id", "criterion", "runtime", "batch_size", "threads"]
     cols = keys + ["fraction", "latency_ms", "flops"]
     extra = [c for c in ("arm", "regularizer", "device_name") if c in latency.columns]
@@ -39,7 +47,15 @@ def speedups(latency: pd.DataFrame) -> pd.DataFrame:
 def at_fraction(table: pd.DataFrame, fraction: float) -> pd.DataFrame:
     """Median over runs of the measured and the FLOP-ideal speed-up at ``fraction``, per
     runtime and batch size (columns ``runtime, batch_size, threads, speedup, flop_speedup,
-    share, n``)."""
+    share, n``).
+
+    Args:
+        table: the table of :func:`speedups`.
+        fraction: the fraction removed.
+
+    Returns:
+        one row per runtime, batch size and thread count; ``n`` the number of runs.
+    """
     t = table[(table["fraction"] - fraction).abs() < 1e-9]
     g = t.groupby(["runtime", "batch_size", "threads"])
     return g.agg(speedup=("speedup", "median"), flop_speedup=("flop_speedup", "median"),
@@ -48,7 +64,17 @@ def at_fraction(table: pd.DataFrame, fraction: float) -> pd.DataFrame:
 
 def plot_speedups(ax, table: pd.DataFrame):
     """Measured speed-up against the fraction of filters removed per layer, one line per
-    (runtime, batch size) (median over runs), and the FLOP-ideal speed-up (grey)."""
+    (runtime, batch size) (median over runs), and the FLOP-ideal speed-up (grey).
+
+    The y axis is logarithmic (base 2), with a dotted line at 1.
+
+    Args:
+        ax: the matplotlib axis.
+        table: the table of :func:`speedups`.
+
+    Returns:
+        ``ax``.
+    """
     for (rt, b), g in table.groupby(["runtime", "batch_size"]):
         color, ls, marker = _STYLE.get((rt, int(b)), ("0.3", "-", "o"))
         m = g.groupby("fraction")["speedup"].median()
@@ -65,7 +91,14 @@ def plot_speedups(ax, table: pd.DataFrame):
 
 def every_fraction(table: pd.DataFrame) -> pd.DataFrame:
     """Median speed-up over runs at every timed fraction above 0: one row per fraction, a
-    column per ``"<runtime> b<batch>"`` and ``flop`` (the FLOP ratio)."""
+    column per ``"<runtime> b<batch>"`` and ``flop`` (the FLOP ratio).
+
+    Args:
+        table: the table of :func:`speedups`.
+
+    Returns:
+        the wide table, indexed by fraction, ``flop`` first.
+    """
     t = table[table["fraction"] > 0]
     med = t.groupby(["fraction", "runtime", "batch_size"])["speedup"].median().reset_index()
     wide = med.pivot_table(index="fraction", columns=["runtime", "batch_size"], values="speedup")
@@ -76,7 +109,14 @@ def every_fraction(table: pd.DataFrame) -> pd.DataFrame:
 
 def every_fraction_markdown(table: pd.DataFrame) -> str:
     """:func:`every_fraction` as a Markdown table; a speed-up below 1 (slower than the
-    unpruned network) in bold."""
+    unpruned network) in bold.
+
+    Args:
+        table: the table of :func:`speedups`.
+
+    Returns:
+        the Markdown table.
+    """
     w = every_fraction(table)
     cols = [c for c in w.columns if c != "flop"]
 
@@ -94,7 +134,18 @@ def every_fraction_markdown(table: pd.DataFrame) -> str:
 
 def slower_sentence(table: pd.DataFrame) -> str:
     """Where a removed network ran slower than the unpruned one, and where the speed-up fell
-    as more was removed (Markdown, from :func:`every_fraction`)."""
+    as more was removed (Markdown, from :func:`every_fraction`).
+
+    A fall counts when the median speed-up drops by more than 0.05 from one timed fraction to
+    the next; when anything is reported, a last sentence notes the channel counts per-layer
+    pruning leaves a 16-filter layer.
+
+    Args:
+        table: the table of :func:`speedups`.
+
+    Returns:
+        the text.
+    """
     w = every_fraction(table)
     parts, drops = [], []
     for c in [c for c in w.columns if c != "flop"]:

@@ -18,7 +18,17 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
 
 def t975(df: float) -> float:
     """The 97.5 % quantile of Student's t with ``df`` (> 0, may be fractional: linear in
-    1/df between tabulated integers; 1.96 beyond 30)."""
+    1/df between tabulated integers; 1.96 beyond 30).
+
+    Args:
+        df: the degrees of freedom, > 0; values <= 1 give the quantile for one degree of freedom.
+
+    Returns:
+        the quantile.
+
+    Raises:
+        ValueError: ``df`` is not > 0.
+    """
     if not df > 0:
         raise ValueError(f"degrees of freedom must be > 0, got {df!r}")
     if df >= 30:
@@ -34,7 +44,16 @@ def t975(df: float) -> float:
 
 def welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float, float]:
     """``mean(b) - mean(a)`` with its Welch 95 % interval: ``(diff, low, high, df)``;
-    the interval is NaN with fewer than two values on either side or no spread at all."""
+    the interval is NaN with fewer than two values on either side.
+
+    Args:
+        a: the first sample.
+        b: the second sample.
+
+    Returns:
+        ``(diff, low, high, df)``; ``diff`` is NaN when either sample is empty. With two or more
+        values on each side but no spread at all, ``low == high == diff`` and ``df`` is infinite.
+    """
     a, b = np.asarray(a, float), np.asarray(b, float)
     diff = float(b.mean() - a.mean()) if len(a) and len(b) else math.nan
     if len(a) < 2 or len(b) < 2:

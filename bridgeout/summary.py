@@ -144,7 +144,17 @@ def _beyond_line(root) -> str:
 
 def at_a_glance(root=None) -> dict[str, str]:
     """The summary's sentences (Markdown), keyed ``scope``, ``paper_scale``, ``cpu``,
-    ``outcome``, ``beyond``, ``teaching``, ``hard``, ``differs``."""
+    ``outcome``, ``beyond``, ``teaching``, ``hard``, ``differs``.
+
+    Args:
+        root: the folder of the result tables (default :func:`bridgeout.results.default_root`).
+
+    Returns:
+        the sentences.
+
+    Raises:
+        ValueError: a malformed result table.
+    """
     runs = results.load("runs", root)
     cpu_line, outcome = _cpu_lines(root)
     teaching = _teaching_line(runs)
@@ -181,7 +191,17 @@ SHORT_GRIDS = ("cpu-cifar10", "cpu-cifar10-e12")
 
 def short_runs_line(root=None) -> str:
     """What the early short CPU runs reached, per regularizer and model (Markdown): the range
-    of their final test accuracy, against chance (10 %)."""
+    of their final test accuracy, against chance (10 %).
+
+    The runs are those of :data:`SHORT_GRIDS`; a last sentence is added when every Bridgeout
+    and Dropout run ended below every weight-decay run of the same network.
+
+    Args:
+        root: the folder of the result tables (default :func:`bridgeout.results.default_root`).
+
+    Returns:
+        the sentence(s); a note when there is no such run.
+    """
     runs = results.load("runs", root)
     short = runs[runs["grid"].isin(SHORT_GRIDS)]
     if short.empty:

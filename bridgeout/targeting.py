@@ -24,6 +24,13 @@ def num_targeted(n: int, target_fraction: float) -> int:
 
     The product is rounded to 9 decimals before flooring, so binary round-off cannot drop
     a kernel (``0.29 * 100 == 28.999999999999996`` in floating point, but gives 29 here).
+
+    Args:
+        n: the number of kernels per output filter.
+        target_fraction: the fraction targeted (not validated here).
+
+    Returns:
+        the number of targeted kernels.
     """
     return int(math.floor(round(n * float(target_fraction), 9)))
 

@@ -2,7 +2,8 @@
 
 An exercise's solution must follow from its own numbers: :func:`ranking_gain` decides whether a
 pruning ranking beats random rankings by comparing the gain with its spread over the random
-draws; :func:`q_sentence` reads one seed of the q exercise against the 3-seed ablation.
+draws; :func:`q_sentence` reads one seed of the q exercise against the 3-seed ablation. The
+chapter's other sentences and its busier figures are here too, tested on synthetic tables.
 """
 from __future__ import annotations
 
@@ -11,11 +12,18 @@ import math
 import numpy as np
 import pandas as pd
 
-from . import results
+from . import comparison, plots, results
 from .fmt import mean_sd, pct, plural
 from .stats import welch
 
-__all__ = ["ranking_gain", "ranking_sentence", "mechanism_sentence", "ablation_q", "q_sentence"]
+__all__ = ["ranking_gain", "ranking_sentence", "mechanism_sentence", "ablation_q", "q_sentence", "seed_verdict",
+           "REGULARIZERS", "crossing", "crossing_sentence", "plot_norms", "norms_sentence", "l2_rows",
+           "plot_seeds", "grid_sentence", "stuck_sentence", "plot_random", "random_gains", "random_grid_sentence",
+           "remove_vs_zero", "longer_sentence"]
+
+#: The chapter's three networks, in the order of its tables and sentences.
+REGULARIZERS = ("bridgeout", "dropout", "weight_decay")
+LABELS = plots.LABELS
 
 
 def ranking_gain(l2: pd.Series, random: pd.DataFrame) -> dict:
@@ -136,3 +144,306 @@ def seed_verdict(rows: pd.DataFrame, fraction: float = 0.5, labels: dict | None 
                f"with {plural(len(bo), 'seed')} no difference is shown: every interval includes zero")
     return (f"With {round(100 * fraction)} % of the filters zeroed, Bridgeout minus each baseline: "
             + "; ".join(parts) + f": {verdict}.")
+
+
+def crossing(wide: pd.DataFrame, a: str, b: str):
+    """The smallest fraction from which curve ``a`` is at or above curve ``b`` at every larger one.
+
+    Args:
+        wide: accuracy, one row per fraction (ascending), one column per regularizer.
+        a: the column that should end ahead.
+        b: the column it is compared with.
+
+    Returns:
+        That fraction (a value of ``wide``'s index), or None when ``a`` ends below ``b``.
+    """
+    ahead = (wide[a] >= wide[b]).to_numpy()
+    return next((wide.index[i] for i in range(len(ahead)) if ahead[i:].all()), None)
+
+
+def crossing_sentence(wide: pd.DataFrame, n_test: int) -> tuple[str, float]:
+    """Where Bridgeout's curve crosses the two others, the accuracies at half pruned, and the test error.
+
+    Args:
+        wide: accuracy per fraction (index, with 0.0 and 0.5) and regularizer (:data:`REGULARIZERS`).
+        n_test: test images behind each accuracy.
+
+    Returns:
+        The sentence, and the binomial standard error (in [0, 1]) of the mean unpruned accuracy.
+    """
+    best0 = wide.loc[0.0].idxmax()
+    parts = [f"Best before pruning: {LABELS[best0]} ({pct(wide.loc[0.0, best0])} %)."]
+    for other in ("weight_decay", "dropout"):
+        f, name = crossing(wide, "bridgeout", other), LABELS[other]
+        gap0 = 100 * (wide.loc[0.0, "bridgeout"] - wide.loc[0.0, other])
+        parts.append(f"Against {name}, Bridgeout is never ahead for good ({gap0:+.1f} points before pruning)."
+                     if f is None else f"Against {name}, Bridgeout is ahead or level at every fraction."
+                     if f == 0.0 else f"Against {name}, Bridgeout starts {gap0:+.1f} points away and is ahead "
+                     f"from {100 * f:.0f} % of the filters pruned on: the curves cross.")
+    parts.append("With half the filters of every layer zeroed: "
+                 + ", ".join(f"{LABELS[r]} {pct(wide.loc[0.5, r])} %" for r in REGULARIZERS) + ".")
+    acc0 = float(wide.loc[0.0].mean())
+    se = (acc0 * (1 - acc0) / n_test) ** 0.5
+    parts.append(f"For scale: the standard error of an accuracy near {pct(acc0)} % measured on {n_test:,} test "
+                 f"images is {100 * se:.1f} points, from the test sample alone.")
+    return " ".join(parts), se
+
+
+def plot_norms(ax, weights: dict) -> dict[str, np.ndarray]:
+    """Each network's conv2 filter norms, sorted, over its largest (a line per regularizer).
+
+    Args:
+        ax: the matplotlib axes to draw on (its legend goes lower right).
+        weights: regularizer -> the layer's weight (tensor or array, filters first).
+
+    Returns:
+        Regularizer -> its filters' relative norms, ascending (the weakest first).
+    """
+    import torch  # the norms exactly as the pruning computes them (float32)
+
+    rel = {}
+    for reg, w in weights.items():
+        norms = torch.as_tensor(w).detach().flatten(1).norm(dim=1)
+        rel[reg] = torch.sort(norms / norms.max()).values.numpy()
+        ax.plot(np.arange(1, len(rel[reg]) + 1), rel[reg], marker=plots.MARKERS[reg], color=plots.PALETTE[reg],
+                lw=2, label=LABELS[reg])
+    ax.set(xlabel="conv2 filter (sorted by norm)", ylabel="L2 norm / largest", ylim=(0, 1.05))
+    ax.legend(fontsize="small", loc="lower right")
+    return rel
+
+
+def norms_sentence(rel: dict[str, np.ndarray]) -> str:
+    """How weak each network's weakest conv2 filter is; the norms differ only 0.05 or more apart.
+
+    Args:
+        rel: :func:`plot_norms`'s result (regularizer -> relative norms, the weakest first).
+
+    Returns:
+        The sentence.
+    """
+    weakest = {r: float(rel[r][0]) for r in REGULARIZERS if r in rel}
+    low = min(weakest, key=weakest.get)
+    spread = max(weakest.values()) - weakest[low]
+    return ("The weakest conv2 filter is "
+            + ", ".join(f"{v:.2f} of the strongest for {LABELS[r]}" for r, v in weakest.items())
+            + (f": {LABELS[low]}'s filters are the most spread out." if spread >= 0.05 else
+               f": within {spread:.2f} of each other, so this run shows no difference in how spread out "
+               "the filter norms are."))
+
+
+def l2_rows(pruning: pd.DataFrame) -> pd.DataFrame:
+    """A grid's one-shot L2 rows: zeroed per layer, BatchNorm kept, no fine-tuning.
+
+    Args:
+        pruning: the grid's joined pruning table (``comparison.load(grid)["pruning"]``, maybe empty).
+
+    Returns:
+        One row per (run, fraction): ``run_id, regularizer, seed, fraction, test_acc``.
+    """
+    sel = pruning[(pruning["mode"] == "mask") & (pruning["criterion"] == "l2") & (pruning["scope"] == "layer")
+                  & ~pruning["recalibrate_bn"].astype(bool) & (pruning["finetune_epochs"] == 0)]
+    return sel[["run_id", "regularizer", "seed", "fraction", "test_acc"]]
+
+
+def plot_seeds(axes, grids: dict[str, pd.DataFrame], chance: float) -> list[dict]:
+    """A panel per grid: each seed's L2 curve and the mean over the seeds that trained.
+
+    Args:
+        axes: one matplotlib axes per grid.
+        grids: panel name (the grid's schedule) -> its :func:`l2_rows`.
+        chance: the dataset's chance accuracy.
+
+    Returns:
+        What each panel drew (:func:`bridgeout.plots.seed_curves`), for :func:`bridgeout.plots.seed_handles`.
+    """
+    drawn = []
+    for ax, (name, rows) in zip(axes, grids.items()):
+        n_seeds = rows["seed"].nunique() if len(rows) else 0
+        drawn.append(plots.seed_curves(ax, rows, chance=chance, title=f"{name}, {plural(n_seeds, 'seed')}"))
+        if rows.empty:
+            plots.not_run(ax, "no run of this grid\nhas finished yet", loc="center")
+    return drawn
+
+
+def grid_sentence(rows: pd.DataFrame, name: str, chance: float) -> str:
+    """A grid's accuracies unpruned and half zeroed, then :func:`seed_verdict`.
+
+    Args:
+        rows: the grid's :func:`l2_rows`.
+        name: the grid's name, in bold (its schedule, e.g. ``"peak lr 0.05"``).
+        chance: the chance accuracy (runs that did not train, by ``comparison.did_not_train``, are left out).
+
+    Returns:
+        The sentence (mean ± sd over the seeds that trained), or that no run has finished.
+    """
+    if rows.empty:
+        return f"**{name}:** no run has finished yet."
+    base = rows[rows["fraction"] == 0].set_index("run_id")
+    failed = base.index[comparison.did_not_train(base["test_acc"], base["regularizer"], chance=chance)]
+    ok = rows[~rows["run_id"].isin(failed)]
+    parts = []
+    for reg in [r for r in REGULARIZERS if r in set(ok["regularizer"])]:
+        sub = ok[ok["regularizer"] == reg]
+        parts.append(f"{LABELS[reg]} {mean_sd(sub[sub['fraction'] == 0]['test_acc'])} % unpruned, "
+                     f"{mean_sd(sub[np.isclose(sub['fraction'], 0.5)]['test_acc'])} % with half the filters zeroed "
+                     f"(n = {sub['seed'].nunique()})")
+    return (f"**{name}** (mean ± sd over the seeds that trained): " + "; ".join(parts) + ". "
+            + seed_verdict(ok, 0.5, LABELS))
+
+
+def stuck_sentence(tables: dict[str, pd.DataFrame], name: str, chance: float, test_labels) -> str:
+    """A grid's runs that never left chance: how many per network, each one's loss and accuracy.
+
+    Args:
+        tables: the grid's tables (:func:`bridgeout.comparison.load`; ``runs`` and ``history`` used).
+        name: the grid's name, in bold.
+        chance: the dataset's chance accuracy.
+        test_labels: the whole test set's labels, for the accuracy of always naming the commonest.
+
+    Returns:
+        The sentence: no run yet, all trained, or the stuck runs against ln 10 and that accuracy.
+    """
+    runs, hist = tables["runs"], tables["history"]
+    if runs.empty:
+        return f"**{name}:** no run has finished yet."
+    bad = runs[comparison.did_not_train(runs["final_test_acc"], runs["regularizer"], chance=chance)]
+    if bad.empty:
+        return f"**{name}:** all {len(runs)} runs trained; none ended at chance."
+    majority = float(np.bincount(test_labels).max() / len(test_labels))
+    counts = ", ".join(f"{int((bad['regularizer'] == reg).sum())} of {int((runs['regularizer'] == reg).sum())} "
+                       f"{LABELS[reg]} runs" for reg in REGULARIZERS if (runs["regularizer"] == reg).any())
+    details = []
+    for r in bad.itertuples():
+        loss = hist[hist["run_id"] == r.run_id].sort_values("epoch")["train_loss"]
+        details.append(
+            f"{LABELS[r.regularizer]}, seed {r.seed}: training loss {loss.iloc[0]:.3f} after the first "
+            f"epoch and {loss.iloc[-1]:.3f} after the last, against ln 10 = {np.log(10):.3f} for a "
+            f"network that gives every image the same probabilities; test accuracy {pct(r.final_test_acc)} %, "
+            f"against {pct(majority)} % for always answering the most common digit")
+    return f"**{name}:** never left chance: {counts} ({'; '.join(details)})."
+
+
+def _draws(random_curves: pd.DataFrame, reg: str) -> pd.DataFrame:
+    """One network's random-ranking accuracies: fractions x draws."""
+    return random_curves[random_curves["regularizer"] == reg].pivot(index="fraction", columns="draw", values="test_acc")
+
+
+def plot_random(axes, random_curves: pd.DataFrame, wide: pd.DataFrame, draws: int) -> list:
+    """A panel per network: its L2 curve over the random rankings' mean (dotted) and range (band).
+
+    Args:
+        axes: three matplotlib axes sharing y, in the order of :data:`REGULARIZERS`.
+        random_curves: ``prune.sweep(..., criteria=("random",))`` rows with ``regularizer, draw`` added.
+        wide: the L2 accuracy per fraction (index) and regularizer (columns).
+        draws: random rankings per network, for the legend.
+
+    Returns:
+        Legend handles for the figure: the L2 line, the random mean, the random range.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    for ax, reg in zip(axes, REGULARIZERS):
+        color, rnd = plots.PALETTE[reg], _draws(random_curves, reg)
+        ax.fill_between(100 * rnd.index, 100 * rnd.min(axis=1), 100 * rnd.max(axis=1), color=color, alpha=0.25, lw=0)
+        ax.plot(100 * rnd.index, 100 * rnd.mean(axis=1), color=color, ls=":", lw=2)
+        ax.plot(100 * wide.index, 100 * wide[reg], color=color, lw=2, marker=plots.MARKERS[reg], ms=4)
+        ax.set_title(LABELS[reg].replace(" only", ""), fontsize="medium")
+        ax.set(xlabel="pruned (%)", ylim=(0, 100), xticks=(0, 40, 80))
+    return [Line2D([], [], color="0.4", lw=2, marker="o", ms=4, label="smallest L2 norm first"),
+            Line2D([], [], color="0.4", ls=":", lw=2, label=f"random: mean of {draws} draws"),
+            Patch(color="0.4", alpha=0.25, label="random: range of the draws")]
+
+
+def random_gains(wide: pd.DataFrame, random_curves: pd.DataFrame, fractions) -> dict[str, dict]:
+    """:func:`ranking_gain` of each network's L2 ranking over its random rankings.
+
+    Args:
+        wide: the L2 accuracy per fraction (index) and regularizer (columns).
+        random_curves: the random rankings' rows, as for :func:`plot_random`.
+        fractions: the fractions compared (those that prune a filter in every layer).
+
+    Returns:
+        Regularizer -> its :func:`ranking_gain`, in the order of :data:`REGULARIZERS`.
+    """
+    return {reg: ranking_gain(wide.loc[list(fractions), reg], _draws(random_curves, reg)) for reg in REGULARIZERS}
+
+
+def random_grid_sentence(pruning: pd.DataFrame, l2: pd.DataFrame, fractions, chance: float) -> str:
+    """The five-seed grid's mean gain of L2 over its one random ranking per seed, per network.
+
+    Args:
+        pruning: the grid's joined pruning table (its one-shot ``random`` rows are used).
+        l2: the grid's :func:`l2_rows`.
+        fractions: the fractions compared.
+        chance: runs whose best L2 accuracy is within 5 points of it are left out.
+
+    Returns:
+        The sentence (mean ± sd over seeds), or that the grid has no random-ranking rows yet.
+    """
+    rnd = pruning[(pruning["criterion"] == "random") & (pruning["mode"] == "mask")
+                  & ~pruning["recalibrate_bn"].astype(bool) & (pruning["finetune_epochs"] == 0)]
+    if rnd.empty or l2.empty:
+        return "The five-seed grid has no random-ranking rows yet."
+    both = l2.merge(rnd[["run_id", "fraction", "test_acc"]], on=["run_id", "fraction"], suffixes=("_l2", "_random"))
+    both = both[both["fraction"].isin(fractions)]
+    both = both[both.groupby("run_id")["test_acc_l2"].transform("max") > chance + 0.05]
+    g = both.assign(gain=both["test_acc_l2"] - both["test_acc_random"]).groupby(["regularizer", "seed"])["gain"].mean()
+    parts = [f"{LABELS[r]} {100 * g[r].mean():+.1f} ± {100 * g[r].std():.1f} points (n = {len(g[r])})"
+             if len(g[r]) > 1 else f"{LABELS[r]} {100 * g[r].mean():+.1f} points (n = 1)"
+             for r in REGULARIZERS if r in g.index.get_level_values(0)]
+    return ("On the five-seed grid (all of MNIST, 3 epochs, one random ranking per seed), the mean gain of the "
+            "$L_2$ ranking over the random one, over the same fractions, is: " + "; ".join(parts)
+            + " (mean ± sd over seeds).")
+
+
+def remove_vs_zero(sweep: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Exercise 3's answer: the same network with its filters zeroed and removed.
+
+    Args:
+        sweep: ``prune.sweep(..., modes=("mask", "remove"))`` rows, fractions including 0.0 and 0.5.
+
+    Returns:
+        The table (accuracy, parameters, FLOPs per image: fractions x modes) and the sentence.
+    """
+    acc, params, flops = (sweep.pivot(index="fraction", columns="mode", values=v)
+                          for v in ("test_acc", "params", "flops"))
+    table = pd.concat({"test accuracy": acc.round(3), "parameters": params.astype("int64"),
+                       "FLOPs per image": flops.astype("int64")}, axis=1)
+    diff = acc["remove"] - acc["mask"]
+    at = diff.abs().idxmax()
+    return table, (
+        f"Largest accuracy difference between removing and zeroing: {100 * diff.abs().max():.1f} points "
+        f"(at {100 * at:.0f} % pruned, removal {'higher' if diff[at] > 0 else 'lower or equal'}). "
+        f"At 50 % pruned the removed network has {params.loc[0.5, 'remove'] / params.loc[0.0, 'remove']:.0%} of "
+        f"the parameters and {flops.loc[0.5, 'remove'] / flops.loc[0.0, 'remove']:.0%} of the FLOPs; the "
+        "zeroed one keeps all of both.")
+
+
+def longer_sentence(wide: pd.DataFrame, seeds5: pd.DataFrame, chance: float, n_train: int, epochs: int) -> str:
+    """Exercise 4's answer: this run's unpruned Bridgeout-minus-weight-decay gap against the grid's.
+
+    Args:
+        wide: this run's accuracy per fraction (index) and regularizer (columns).
+        seeds5: the five-seed grid's :func:`l2_rows`.
+        chance: runs whose best accuracy is within 5 points of it are left out of the grid's means.
+        n_train: this run's training images.
+        epochs: this run's epochs.
+
+    Returns:
+        The sentence, with the pruned fractions where the grid's Bridgeout mean is level or ahead.
+    """
+    gap_small = 100 * (wide.loc[0.0, "bridgeout"] - wide.loc[0.0, "weight_decay"])
+    if seeds5.empty:
+        return "(The five-seed grid has no finished run yet.)"
+    ok5 = seeds5[seeds5.groupby("run_id")["test_acc"].transform("max") > chance + 0.05]
+    m = ok5.groupby(["regularizer", "fraction"])["test_acc"].mean().unstack(0)
+    if not {"bridgeout", "weight_decay"} <= set(m.columns):
+        return "(The five-seed grid has no Bridgeout and weight-decay pair yet.)"
+    gap5 = 100 * (m.loc[0.0, "bridgeout"] - m.loc[0.0, "weight_decay"])
+    ahead = [f for f in m.index if f > 0 and m.loc[f, "bridgeout"] >= m.loc[f, "weight_decay"]]
+    return (f"Unpruned, Batch Bridgeout minus weight decay is {gap_small:+.1f} points in this chapter's run "
+            f"({n_train:,} images, {plural(epochs, 'epoch')}, one seed) and {gap5:+.1f} points averaged over the "
+            f"grid's seeds (60,000 images, 3 epochs). On the grid's means Bridgeout is level with or ahead of weight "
+            f"decay at {len(ahead)} of the {len(m.index) - 1} pruned fractions"
+            + (f" ({', '.join(f'{100 * f:.0f}' for f in ahead)} %)." if ahead else "."))

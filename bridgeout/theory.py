@@ -81,13 +81,33 @@ def noise_variance(p: float) -> float:
 
     (:math:`\epsilon = p/(1-p)` with probability :math:`1-p` and :math:`-1` with
     probability :math:`p`: :math:`\mathbb E\epsilon^2 = p^2/(1-p) + p = p/(1-p)`.)
+
+    Args:
+        p: drop probability in [0, 1).
+
+    Returns:
+        :math:`p/(1-p)`.
+
+    Raises:
+        ValueError: ``p`` outside [0, 1).
     """
     p = check_probability("p", p)
     return p / (1.0 - p)
 
 
 def bridge_penalty(w: Tensor, q: float) -> Tensor:
-    r"""The bridge penalty element-wise, :math:`|w|^q` (``q = 2``: ridge, ``q = 1``: lasso)."""
+    r"""The bridge penalty element-wise, :math:`|w|^q` (``q = 2``: ridge, ``q = 1``: lasso).
+
+    Args:
+        w: weights.
+        q: exponent > 0.
+
+    Returns:
+        :math:`|w|^q`, shaped like ``w``.
+
+    Raises:
+        ValueError: ``q <= 0``.
+    """
     q = check_positive("q", q)
     return w.abs().pow(q)
 
@@ -97,6 +117,16 @@ def bridge_penalty_grad(w: Tensor, q: float) -> Tensor:
 
     At :math:`w = 0` it returns 0 (the subgradient choice; the one-sided derivatives are
     :math:`\pm q` for ``q = 1`` and infinite for ``q < 1``).
+
+    Args:
+        w: weights.
+        q: exponent > 0.
+
+    Returns:
+        the derivative, shaped like ``w``.
+
+    Raises:
+        ValueError: ``q <= 0``.
     """
     q = check_positive("q", q)
     a = w.abs()
@@ -115,6 +145,16 @@ def relative_pull(w: Tensor, q: float) -> Tensor:
     equal to 1 everywhere for ``q = 2`` and growing without bound as :math:`w\to 0` for
     ``q < 2``: small weights are pushed to zero much harder than by weight decay.
     ``w == 0`` gives ``inf`` for ``q < 2``.
+
+    Args:
+        w: weights.
+        q: exponent > 0.
+
+    Returns:
+        :math:`\frac q2 |w|^{q-2}`, shaped like ``w``.
+
+    Raises:
+        ValueError: ``q <= 0``.
     """
     q = check_positive("q", q)
     return 0.5 * q * w.abs().pow(q - 2.0)
@@ -126,6 +166,17 @@ def relative_noise(w: Tensor, p: float, q: float) -> Tensor:
     (the sign convention does not change the magnitude). For ``q = 2`` it is
     :math:`\sqrt{p/(1-p)}` for every weight (0.65 at ``p = 0.3``); for ``q < 2`` it grows as
     the weight shrinks. ``w == 0`` gives ``inf`` for ``q < 2``.
+
+    Args:
+        w: weights.
+        p: drop probability in [0, 1).
+        q: exponent > 0.
+
+    Returns:
+        the relative standard deviation, shaped like ``w``.
+
+    Raises:
+        ValueError: ``p`` outside [0, 1) or ``q <= 0``.
     """
     q = check_positive("q", q)
     return w.abs().pow(0.5 * q - 1.0) * math.sqrt(noise_variance(p))
@@ -140,11 +191,24 @@ def matched_p(weights, *, p: float = 0.3, q: float = 1.5, q_to: float = 2.0,
     the targeted weights :math:`T` (:func:`bridgeout.functional.targeting_mask`) are matched:
     :math:`\sqrt{p'/(1-p')}\,\mathrm{med}_T|w|^{q'/2-1} = \mathrm{med}_T r_q(w)`, so
     :math:`p' = s^2/(1+s^2)` with :math:`s = \mathrm{med}_T r_q / \mathrm{med}_T|w|^{q'/2-1}`.
+    Targeted weights that are exactly 0 are left out of the medians.
 
-    ``weights``: the conv weights of a trained network (a ``state_dict``'s 4-D ``weight``
-    tensors, or any iterable of tensors). Returns ``{"p": pooled over every targeted weight,
-    "per_tensor": [p' of each tensor], "relative_noise": pooled median of r_q,
-    "relative_noise_to": the pooled median of the q' noise at p (before matching)}``.
+    Args:
+        weights: the conv weights of a trained network (a ``state_dict``'s 4-D ``weight``
+            tensors, or any iterable of tensors; tensors that are not 4-D are ignored).
+        p: keyword-only; the drop probability of exponent ``q``, in [0, 1).
+        q: keyword-only; the exponent whose noise is matched.
+        q_to: keyword-only; the exponent :math:`q'` to match it with.
+        target_fraction: keyword-only; the targeted fraction, in (0, 1].
+
+    Returns:
+        ``{"p": pooled over every targeted weight, "per_tensor": [p' of each tensor],
+        "relative_noise": pooled median of r_q, "relative_noise_to": the pooled median of the
+        q' noise at p (before matching)}``.
+
+    Raises:
+        ValueError: ``p`` or ``target_fraction`` out of range, or no 4-D tensor among
+            ``weights``.
     """
     p = check_probability("p", p)
     tf = check_fraction("target_fraction", target_fraction)
@@ -177,9 +241,17 @@ def expected_penalty(x: Tensor, weight: Tensor, p: float, q: float,
         \qquad T = \texttt{targeting\_mask}(W, \text{target\_fraction}).
 
     Args:
-        x: inputs (n, d).  weight: (k, d) (``nn.Linear`` layout) or (d,).
-        p: drop probability in [0, 1).  q: exponent > 0.
+        x: inputs (n, d).
+        weight: (k, d) (``nn.Linear`` layout) or (d,).
+        p: drop probability in [0, 1).
+        q: exponent > 0.
         target_fraction: fraction in (0, 1] of each row's smallest-``|w|`` entries that get noise.
+
+    Returns:
+        :math:`R(W)`.
+
+    Raises:
+        ValueError: an argument out of range, or shapes that do not fit.
     """
     p = check_probability("p", p)
     q = check_positive("q", q)
@@ -193,14 +265,27 @@ def expected_penalty(x: Tensor, weight: Tensor, p: float, q: float,
 
 @dataclass(frozen=True)
 class MonteCarloEstimate:
-    """Sample mean of ``n`` i.i.d. draws and its standard error ``std / sqrt(n)``."""
+    """Sample mean of ``n`` i.i.d. draws and its standard error ``std / sqrt(n)``.
+
+    Attributes:
+        mean: the sample mean.
+        stderr: its standard error.
+        n: the number of draws.
+    """
 
     mean: float
     stderr: float
     n: int
 
     def z(self, value: float) -> float:
-        """``(mean - value) / stderr``: how many standard errors the estimate is off ``value``."""
+        """``(mean - value) / stderr``: how many standard errors the estimate is off ``value``.
+
+        Args:
+            value: the value to compare with.
+
+        Returns:
+            the z-score; with a zero standard error 0 when ``mean == value``, else ``inf``.
+        """
         return (self.mean - value) / self.stderr if self.stderr > 0 else (0.0 if self.mean == value else math.inf)
 
 
@@ -221,8 +306,24 @@ def monte_carlo_penalty(x: Tensor, y: Tensor, weight: Tensor, p: float, q: float
     leaves the per-row targeting unchanged). The estimate should match
     :func:`expected_penalty` within a few standard errors.
 
+    Args:
+        x: inputs (n, d).
+        y: targets (n, k), or (n,) for k = 1.
+        weight: (k, d) or (d,).
+        p: drop probability in [0, 1).
+        q: exponent > 0.
+        n_draws: keyword-only; Monte Carlo samples, >= 2.
+        target_fraction: keyword-only; fraction in (0, 1] of targeted entries per row.
+        signed: keyword-only; the ``sign(W)`` factor.
+        per_sample: keyword-only; see above.
+        generator: keyword-only; the noise's generator (None: the global RNG).
+        chunk: keyword-only; draws per vectorised batch, >= 1.
+
     Returns:
         :class:`MonteCarloEstimate` of the penalty (mean, standard error, ``n_draws``).
+
+    Raises:
+        ValueError: an argument out of range, or shapes that do not fit.
     """
     p = check_probability("p", p)
     q = check_positive("q", q)
@@ -258,7 +359,13 @@ def monte_carlo_penalty(x: Tensor, y: Tensor, weight: Tensor, p: float, q: float
 # --------------------------------------------------------------------------- gradient noise
 @dataclass(frozen=True)
 class GradientMoments:
-    """Per-element mean and (unbiased) variance of a stochastic gradient over ``n`` draws."""
+    """Per-element mean and (unbiased) variance of a stochastic gradient over ``n`` draws.
+
+    Attributes:
+        mean: the per-element mean.
+        var: the per-element unbiased variance.
+        n: the number of draws.
+    """
 
     mean: Tensor
     var: Tensor
@@ -295,8 +402,24 @@ def gradient_moments(x: Tensor, y: Tensor, weight: Tensor, p: float, q: float, *
     The batch-shared draws are vectorised ``chunk`` at a time; the per-sample ones call
     :func:`~bridgeout.functional.bridgeout_linear_per_sample` once per draw.
 
+    Args:
+        x: inputs (n, d).
+        y: targets (n, k), or (n,) for k = 1.
+        weight: (k, d) or (d,).
+        p: drop probability in [0, 1).
+        q: exponent > 0.
+        n_draws: keyword-only; noise draws, >= 2.
+        per_sample: keyword-only; see above.
+        target_fraction: keyword-only; fraction in (0, 1] of targeted entries per row.
+        signed: keyword-only; the ``sign(W)`` factor.
+        generator: keyword-only; the noise's generator (None: the global RNG).
+        chunk: keyword-only; draws per vectorised batch (batch-shared noise only), >= 1.
+
     Returns:
         :class:`GradientMoments` with tensors shaped like ``weight``.
+
+    Raises:
+        ValueError: an argument out of range, or shapes that do not fit.
     """
     p = check_probability("p", p)
     q = check_positive("q", q)

@@ -25,8 +25,18 @@ def make_sparse_regression(n: int = 512, d: int = 40, n_informative: int = 8, no
     :math:`X_{ij}, \xi_i \sim \mathcal N(0, 1)` i.i.d.; the first ``n_informative`` entries of
     :math:`w^\star` are drawn uniformly from :math:`\pm[0.5, 1.5]`, the others are 0.
 
+    Args:
+        n: examples, >= 2.
+        d: features, >= 1.
+        n_informative: non-zero entries of :math:`w^\star`, in [0, d].
+        noise_std: :math:`\sigma`, a finite number >= 0.
+        seed: seeds the one CPU generator every draw comes from.
+
     Returns:
         ``(x (n, d), y (n, 1), w_true (d,))`` float32 tensors.
+
+    Raises:
+        ValueError: an argument out of range.
     """
     n = check_int("n", n, 2)
     d = check_int("d", d, 1)
@@ -57,8 +67,22 @@ def fit_regression(model: nn.Module, x: Tensor, y: Tensor, *, steps: int = 400, 
     The shuffling and any noise layer without its own ``generator`` use generators seeded
     from ``seed`` (noise layers get theirs set, so the run is reproducible).
 
+    Args:
+        model: the model (trained in place; left in eval mode).
+        x: inputs (n, d).
+        y: targets (n, k).
+        steps: keyword-only; SGD steps, >= 1.
+        lr: keyword-only; the (initial) step size, > 0.
+        batch_size: keyword-only; examples per step, >= 1 (a new permutation is drawn when
+            fewer than a batch are left).
+        decay: keyword-only; the linear step-size decay.
+        seed: keyword-only; see above.
+
     Returns:
         the training loss of every step.
+
+    Raises:
+        ValueError: ``steps``, ``batch_size`` or ``lr`` out of range.
     """
     steps = check_int("steps", steps, 1)
     batch_size = check_int("batch_size", batch_size, 1)
@@ -92,7 +116,18 @@ def fit_regression(model: nn.Module, x: Tensor, y: Tensor, *, steps: int = 400, 
 
 def fraction_small(w: Tensor, threshold: float) -> float:
     r"""Fraction of entries with :math:`|w| < \text{threshold}` (a sparsity measure for
-    weights that are small but not exactly zero)."""
+    weights that are small but not exactly zero).
+
+    Args:
+        w: weights.
+        threshold: the threshold, > 0.
+
+    Returns:
+        the fraction, NaN for an empty tensor.
+
+    Raises:
+        ValueError: ``threshold`` is not a finite number > 0.
+    """
     threshold = check_positive("threshold", threshold)
     w = w.detach()
     return float((w.abs() < threshold).double().mean()) if w.numel() else float("nan")
@@ -113,6 +148,18 @@ def bn_filter_scale_check(scales=(0.1, 0.3, 1.0, 3.0, 10.0), *, q: float = 1.5, 
     ``n_draws`` noise draws from :func:`bridgeout.functional.bridgeout`) and its standard
     error ``noisy_se``, and ``relative_noise``, the noise's standard deviation relative to
     filter 0's weights, ``sqrt(p/(1-p)) * mean |w|^(q/2-1)``.
+
+    Args:
+        scales: the factors ``c``.
+        q: keyword-only; the bridge exponent.
+        p: keyword-only; the drop probability.
+        signed: keyword-only; the ``sign(W)`` factor.
+        n_draws: keyword-only; noise draws per ``c`` (the same draws for every ``c``).
+        seed: keyword-only; seeds the inputs and weights (and, plus 1, the noise).
+
+    Returns:
+        the table, columns ``c``, ``clean_loss``, ``noisy_loss``, ``noisy_se``,
+        ``relative_noise``.
     """
 
     g = torch.Generator().manual_seed(seed)

@@ -64,7 +64,19 @@ HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_
 # ---------------------------------------------------------------------------- device
 def resolve_device(device="auto") -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``,
-    checked to be usable here."""
+    checked to be usable here.
+
+    Args:
+        device: ``"auto"`` (or ``None``), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a
+            ``torch.device``.
+
+    Returns:
+        the device.
+
+    Raises:
+        ValueError: not a device name, CUDA requested where it is not available, or a CUDA
+            index beyond the devices here.
+    """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -82,7 +94,14 @@ def resolve_device(device="auto") -> torch.device:
 
 def native_bf16(device="cpu") -> bool:
     """Whether ``device`` computes bf16 natively: CUDA with bf16 support, or a CPU that
-    reports ``avx512_bf16`` or AMX (``amx_bf16``) in ``/proc/cpuinfo``."""
+    reports ``avx512_bf16`` or AMX (``amx_bf16``) in ``/proc/cpuinfo``.
+
+    Args:
+        device: the device (any non-CUDA device is asked about the CPU).
+
+    Returns:
+        ``True`` or ``False`` (``False`` too when ``/proc/cpuinfo`` cannot be read).
+    """
     dev = torch.device(device)
     if dev.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -95,7 +114,18 @@ def native_bf16(device="cpu") -> bool:
 
 def resolve_precision(precision: str, device="cpu") -> str:
     """``"fp32"`` / ``"bf16"`` as given; ``"auto"`` -> ``"bf16"`` where :func:`native_bf16`,
-    else ``"fp32"`` (with a printed note saying why)."""
+    else ``"fp32"`` (with a printed note saying why).
+
+    Args:
+        precision: ``"fp32"``, ``"bf16"`` or ``"auto"``.
+        device: the training device.
+
+    Returns:
+        ``"fp32"`` or ``"bf16"``.
+
+    Raises:
+        ValueError: an unknown precision.
+    """
     precision = check_choice("precision", precision, (*PRECISIONS, "auto"))
     if precision != "auto":
         return precision
@@ -113,7 +143,18 @@ def autocast(device: torch.device, precision: str = "fp32"):
     in bf16 from fp32 master weights; BatchNorm keeps fp32 parameters, running statistics
     and arithmetic (PyTorch's mixed-type batch norm: bf16 activations in and out, statistics
     accumulated in fp32; pinned by a test), and element-wise ops (Bridgeout's noise on the
-    weights) stay fp32."""
+    weights) stay fp32.
+
+    Args:
+        device: the device the step runs on.
+        precision: one of :data:`PRECISIONS`.
+
+    Yields:
+        nothing; the block runs in the chosen precision.
+
+    Raises:
+        ValueError: an unknown precision.
+    """
     check_choice("precision", precision, PRECISIONS)
     if precision == "fp32":
         yield
@@ -133,7 +174,21 @@ def evaluate(model: nn.Module, data, device=None, batch_size: int = 100, *, data
 
     ``data`` is a :class:`~bridgeout.data.DeviceData` or the 4-tuple of arrays (then pass
     ``dataset``). ``device`` defaults to the model's device. The model is put in eval mode
-    for the pass and its previous mode restored. Always fp32, whatever the training precision. Sums are kept on the device and read once.
+    for the pass and its previous mode restored. Always fp32, whatever the training precision.
+    Sums are kept on the device and read once.
+
+    Args:
+        model: the network.
+        data: the dataset.
+        device: where to evaluate (default: the model's device).
+        batch_size: the test batch size.
+        dataset: keyword-only; the dataset name, needed when ``data`` is a tuple of arrays.
+
+    Returns:
+        ``{"loss": mean cross-entropy, "acc": accuracy}``.
+
+    Raises:
+        ValueError: a bad device, a missing or mismatched ``dataset``, or a bad ``batch_size``.
     """
     dev = model_device(model) if device is None else resolve_device(device)
     dd = as_device_data(data, dataset, dev)
@@ -163,6 +218,15 @@ def prepare_model(model: nn.Module, device: torch.device, *, compile: bool = Fal
     images/s of NCHW for VGG-16, see the README). On CUDA cuDNN autotuning is switched on
     (a global setting); ``compile=True`` returns ``torch.compile(model)`` (the parameters
     stay shared).
+
+    Args:
+        model: the network (moved in place).
+        device: the training device.
+        compile: keyword-only; wrap the model with :func:`torch.compile`.
+        channels_last: keyword-only; NHWC weights (else contiguous NCHW).
+
+    Returns:
+        ``model``, or its compiled wrapper.
     """
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -183,7 +247,21 @@ def train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: t
     ``channels_last`` None looks at the model's weights (pass it to skip the look).
     ``penalty``, a callable returning a 0-d tensor (:func:`bridgeout.sparsity.penalty_fn`),
     is added to the loss that is minimised (in fp32); the returned loss is the cross-entropy
-    alone."""
+    alone.
+
+    Args:
+        net: the network (or its compiled wrapper), in training mode.
+        opt: the optimizer over its parameters.
+        x: the input batch.
+        y: the labels.
+        device: the device (for :func:`autocast`).
+        channels_last: whether to feed NHWC inputs; ``None`` looks at the model's weights.
+        penalty: the loss term, or ``None``.
+        precision: ``"fp32"`` or ``"bf16"``.
+
+    Returns:
+        ``(loss, n_correct)``: 0-d tensors on the device.
+    """
     cl = channels_last_model(net) if channels_last is None else channels_last
     with autocast(device, precision):
         out = net(_prepare_input(x, cl))
@@ -200,7 +278,23 @@ class FitResult:
     """What :func:`fit` returns. ``model`` has the selected weights loaded, is on the
     training device and in eval mode; ``precision`` is the resolved training precision;
     ``history`` has one row per epoch
-    (:data:`HISTORY_COLUMNS`; test columns are NaN on epochs that were not evaluated)."""
+    (:data:`HISTORY_COLUMNS`; test columns are NaN on epochs that were not evaluated).
+
+    Attributes:
+        model: the trained network.
+        history: the per-epoch table.
+        epochs_done: the number of rows of ``history``.
+        wall_time_s: seconds from the start (a resumed run includes the time before the resume).
+        final_test_acc: the last epoch's test accuracy.
+        best_test_acc: the highest test accuracy of an evaluated epoch (NaN when none).
+        best_epoch: the (1-based) epoch of ``best_test_acc``, earliest on ties (0 when none).
+        select: ``"final"`` or ``"best_test"``.
+        protocol: the :class:`Protocol` trained with.
+        device: the training device, as text.
+        precision: the resolved training precision.
+        final_state: with ``select="best_test"``: the final epoch's weights (CPU tensors),
+            which ``model`` no longer holds; None otherwise.
+    """
 
     model: nn.Module = field(repr=False)
     history: pd.DataFrame = field(repr=False)
@@ -233,13 +327,15 @@ def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, 
         model: the network (trained in place; moved to ``device``).
         data: a :class:`~bridgeout.data.DeviceData` or the 4-tuple from
             :func:`bridgeout.data.load` (then ``dataset`` names it).
-        protocol: ``"paper"``, ``"fast"``, ``"smoke"`` or a :class:`Protocol`.
+        protocol: a name of :data:`PROTOCOLS` (``"paper"``, ``"fast"``, ``"cpu"``, ``"fast_lr0.05"``, ``"smoke"``) or a
+            :class:`Protocol`.
         epochs: overrides the protocol's epochs, rescaling its milestones.
         select: ``"final"`` (weights after the last epoch; no test-set information used) or
             ``"best_test"`` (weights of the epoch with the highest test accuracy, earliest
             on ties, as the published code did; this selects on the test set).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         seed: seeds the global torch RNG and the data generator (see module docstring).
+        dataset: the dataset name, when ``data`` is a tuple of arrays.
         compile: wrap the model with :func:`torch.compile` (CUDA; works on CPU too).
         channels_last: NHWC weights and inputs (the fast path on CPU and CUDA; the same
             arithmetic up to float rounding, pinned by a test).
@@ -254,9 +350,19 @@ def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, 
             regularizer and noise settings), stored in it and compared on resume: a
             checkpoint written for anything else is refused with a ``ValueError`` naming the
             file (a checkpoint written before owners were recorded is accepted).
+        checkpoint_every: epochs between checkpoints (an integer >= 1 or ``None``: 1).
         progress: a tqdm bar per epoch showing loss, accuracy and images/s.
         eval_every: evaluate on the test set every this many epochs (and after the last).
         log_every: steps between progress-bar updates (each one reads the sums: one sync).
+
+    Returns:
+        the :class:`FitResult`.
+
+    Raises:
+        ValueError: an unknown protocol, select or precision, an integer argument out of range,
+            a bad device or dataset, data the model cannot take, or a checkpoint of another run
+            (or an unreadable one).
+        FloatingPointError: the training loss of an epoch is not finite.
     """
     from tqdm import tqdm  # the text bar: tqdm.auto warns in notebooks without ipywidgets
 
@@ -276,9 +382,7 @@ def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, 
     data_gen = torch.Generator(device=dev).manual_seed(seed)
     net = prepare_model(model, dev, compile=compile, channels_last=channels_last)
     penalty = penalty_fn(model)       # slimming / group lasso: a term of the training loss
-    opt = torch.optim.SGD(model.parameters(), lr=proto.lr, momentum=proto.momentum,
-                          nesterov=proto.nesterov, weight_decay=proto.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(proto.milestones), gamma=proto.gamma)
+    opt, sched = _optimizer(model, proto)
     config = {"protocol": asdict(proto), "seed": seed, "select": select, "dataset": dd.name,
               "precision": precision, "owner": checkpoint.canonical_owner(checkpoint_owner),
               "model": checkpoint.model_identity(model)}
@@ -318,12 +422,25 @@ def fit(model: nn.Module, data, protocol="paper", *, epochs: int | None = None, 
                             "images_per_s": seen / train_s if train_s > 0 else math.nan})
         _log_epoch(bar, run.history[-1], proto.epochs, progress, tqdm.write)
         if ckpt_path is not None and ((epoch + 1) % every == 0 or epoch + 1 == proto.epochs):
-            checkpoint.save({"config": config, "epoch": epoch + 1, "model": model.state_dict(),
-                             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                             "rng": checkpoint.rng_state(model, data_gen), "history": run.history,
-                             "best_acc": run.best_acc, "best_epoch": run.best_epoch, "best_state": run.best_state,
-                             "wall_time_s": time.perf_counter() - run.t_start}, ckpt_path)
+            _save(ckpt_path, run, config, epoch, model, opt, sched, data_gen)
     return _finish(run, model, select, proto, dev, precision)
+
+
+def _optimizer(model: nn.Module, proto: Protocol):
+    """The protocol's SGD (momentum, Nesterov, weight decay) and its step schedule."""
+    opt = torch.optim.SGD(model.parameters(), lr=proto.lr, momentum=proto.momentum,
+                          nesterov=proto.nesterov, weight_decay=proto.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(proto.milestones), gamma=proto.gamma)
+    return opt, sched
+
+
+def _save(path: Path, run: "_Run", config: dict, epoch: int, model: nn.Module, opt, sched, data_gen) -> None:
+    """The checkpoint after ``epoch`` (0-based): everything a resume needs to continue bit-exactly."""
+    checkpoint.save({"config": config, "epoch": epoch + 1, "model": model.state_dict(),
+                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "rng": checkpoint.rng_state(model, data_gen), "history": run.history,
+                     "best_acc": run.best_acc, "best_epoch": run.best_epoch, "best_state": run.best_state,
+                     "wall_time_s": time.perf_counter() - run.t_start}, path)
 
 
 @dataclass

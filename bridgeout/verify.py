@@ -46,12 +46,19 @@ _HISTORY_VALUES = ["train_loss", "train_acc", "test_loss", "test_acc"]
 class Tolerance:
     """Agreement a re-derived run must reach to be ``within tolerance`` (accuracies in [0, 1]).
 
-    ``unpruned``: largest |difference| of the unpruned test accuracy; ``pruning_median`` and
-    ``pruning_max``: median and largest |difference| of the pruning rows' test accuracy (the
-    steep part of a pruning curve amplifies tiny weight differences, so one row may move far
-    while the curve as a whole agrees); ``history``: largest |difference| of a per-epoch test
-    accuracy. The defaults are set from re-derivations measured on two CPU types (the book's
+    The steep part of a pruning curve amplifies tiny weight differences, so one row may move far
+    while the curve as a whole agrees: hence a median and a largest bound for the pruning rows.
+    The defaults are set from re-derivations measured on two CPU types (the book's
     *Reproduce it* page shows them).
+
+    Attributes:
+        unpruned: largest |difference| of the unpruned test accuracy.
+        pruning_median: median |difference| of the pruning rows' test accuracy.
+        pruning_max: largest |difference| of the pruning rows' test accuracy.
+        history: largest |difference| of a per-epoch test accuracy.
+
+    Raises:
+        ValueError: a bound that is not a number in [0, 1] (or is a bool).
     """
 
     unpruned: float = 0.005
@@ -69,7 +76,15 @@ class Tolerance:
 @dataclass
 class Recorded:
     """A run as the committed tables hold it: its ``runs`` row, its own ``pruning`` rows (not
-    those of later passes), its ``history`` and the notebook parameters that produced it."""
+    those of later passes), its ``history`` and the notebook parameters that produced it.
+
+    Attributes:
+        run: the ``runs`` row.
+        pruning: the run's own ``pruning`` rows (those without a ``notebook`` of a later pass).
+        history: the ``history`` rows.
+        params: the parameters injected into the executed notebook (empty without one).
+        results_dir: the folder of the tables.
+    """
 
     run: pd.Series
     pruning: pd.DataFrame
@@ -81,7 +96,18 @@ class Recorded:
 @dataclass
 class Comparison:
     """What :func:`compare` found: one table per kind of value (``recorded``, ``rederived``,
-    ``diff`` columns), the largest differences, the verdict and both sides' provenance."""
+    ``diff`` columns), the largest differences, the verdict and both sides' provenance.
+
+    Attributes:
+        unpruned: ``final_test_acc`` and ``best_test_acc`` side by side.
+        pruning: the pruning rows' test accuracy side by side (keyed by criterion, scope, mode,
+            fraction, recalibrate_bn, finetune_epochs).
+        history: every epoch's train/test loss and accuracy side by side.
+        summary: the largest differences, missing rows and ``reasons`` for a ``differs``.
+        verdict: one of :data:`VERDICTS`.
+        tolerance: the :class:`Tolerance` applied.
+        provenance: ``{"recorded": ..., "rederived": ...}``: commit, CPU, torch version, date.
+    """
 
     unpruned: pd.DataFrame
     pruning: pd.DataFrame
@@ -95,7 +121,17 @@ class Comparison:
 # ----------------------------------------------------------------------------- recorded
 def cell_parameters(notebook) -> dict:
     """The parameters papermill injected into an executed notebook (its cell tagged
-    ``injected-parameters``), as Python values."""
+    ``injected-parameters``), as Python values.
+
+    Args:
+        notebook: the executed notebook's path.
+
+    Returns:
+        ``{name: value}`` of the cell's simple assignments.
+
+    Raises:
+        ValueError: the notebook is missing or has no cell tagged ``injected-parameters``.
+    """
     import nbformat
     path = Path(notebook)
     if not path.is_file():
@@ -113,7 +149,18 @@ def cell_parameters(notebook) -> dict:
 
 def recorded(run_id: str, results_dir="data/results") -> Recorded:
     """The recorded run ``run_id`` from the tables in ``results_dir`` (``ValueError`` when
-    it is not there or its notebook cannot be read)."""
+    it is not there or its notebook cannot be read).
+
+    Args:
+        run_id: the run id.
+        results_dir: the folder of the tables (relative: from the repository root).
+
+    Returns:
+        the :class:`Recorded` run.
+
+    Raises:
+        ValueError: as above, or a malformed table.
+    """
     root = _repo_path(results_dir)
     runs = results.load("runs", root)
     hit = runs[runs["run_id"] == run_id]
@@ -133,7 +180,20 @@ def rerun(rec: Recorded, scratch, *, log_output: bool = False) -> Recorded:
     """Re-execute the run's notebook with its recorded parameters into ``scratch`` (tables in
     ``scratch/results``, weights in ``scratch/weights``, the notebook as
     ``scratch/<run_id>.ipynb``; no checkpoint, so it trains from the start). Returns the
-    re-derived run read from ``scratch/results``."""
+    re-derived run read from ``scratch/results``.
+
+    Args:
+        rec: the recorded run (:func:`recorded`).
+        scratch: the folder to write into; not the recorded tables' folder or inside it.
+        log_output: keyword-only; echo the notebook's output.
+
+    Returns:
+        the re-derived :class:`Recorded` run.
+
+    Raises:
+        ValueError: the run has no executed notebook to take its parameters from, or
+            ``scratch`` is (inside) the recorded tables' folder.
+    """
     import papermill as pm
 
     if not rec.params:
@@ -157,7 +217,22 @@ def from_weights(rec: Recorded, *, data_root=None, progress: bool = False) -> Re
     (SHA-256 checked against ``runs.weights_sha256``), evaluate them unpruned and sweep with
     the recorded settings (latency not measured). The unpruned accuracy is compared, not
     required to match (that is :func:`compare`'s job). The history is the recorded one
-    (nothing to re-derive without training)."""
+    (nothing to re-derive without training).
+
+    Args:
+        rec: the recorded run (:func:`recorded`).
+        data_root: keyword-only; the data folder (default: the recorded ``data_root``).
+        progress: keyword-only; show the sweep's progress bar.
+
+    Returns:
+        the re-derived :class:`Recorded` run: its ``final_test_acc`` (or, with
+        ``select="best_test"``, ``best_test_acc``) replaced by the new evaluation, its
+        ``pruning`` the new sweep.
+
+    Raises:
+        ValueError: the run kept no weights, the weights' hash differs, or its parameters or
+            data are not valid here.
+    """
     from . import again  # deferred: loads torch
     from . import train  # deferred: loads torch
     from . import weights  # deferred: loads torch
@@ -209,6 +284,14 @@ def compare(rec: Recorded, new: Recorded, tolerance: Tolerance | None = None) ->
     missing on either side. ``within tolerance``: no row missing and every difference within
     ``tolerance`` (:class:`Tolerance`). ``differs`` otherwise; ``summary['reasons']`` says
     which bound failed (or which rows are missing).
+
+    Args:
+        rec: the recorded run.
+        new: the re-derived run.
+        tolerance: the bounds (default ``Tolerance()``).
+
+    Returns:
+        the :class:`Comparison`; the re-derived side's provenance is this machine's.
     """
     tol = tolerance or Tolerance()
     unpruned = pd.DataFrame([{"value": c, "recorded": float(rec.run[c]), "rederived": float(new.run[c])}
@@ -269,7 +352,15 @@ def _table(df: pd.DataFrame, key: list[str]) -> str:
 
 
 def report(c: Comparison, *, show_history: bool = True) -> str:
-    """The comparison as text: provenance of both sides, the three tables, the verdict."""
+    """The comparison as text: provenance of both sides, the three tables, the verdict.
+
+    Args:
+        c: the :class:`Comparison`.
+        show_history: keyword-only; include the history table.
+
+    Returns:
+        the text (accuracies in %, differences in points).
+    """
     rec, new = c.provenance.get("recorded", {}), c.provenance.get("rederived", {})
     lines = ["recorded  : commit {} | {} | torch {} | {} | {}".format(
                  str(rec.get("git_commit") or "?")[:10], rec.get("device_name"), rec.get("torch_version"),
@@ -293,7 +384,16 @@ def report(c: Comparison, *, show_history: bool = True) -> str:
 
 
 def summary_row(run_id: str, how: str, c: Comparison) -> dict:
-    """One row describing a verification (for the book's table of measured agreement)."""
+    """One row describing a verification (for the book's table of measured agreement).
+
+    Args:
+        run_id: the run id.
+        how: how it was re-derived (e.g. ``"from weights"``, ``"re-executed"``).
+        c: the :class:`Comparison`.
+
+    Returns:
+        the row, keyed by :data:`RECORD_COLUMNS`.
+    """
     rec, new = c.provenance.get("recorded", {}), c.provenance.get("rederived", {})
     return {"run_id": run_id, "how": how, "verdict": c.verdict,
             **{k: v for k, v in c.summary.items() if k != "reasons"},
@@ -320,7 +420,15 @@ def agreement(frame: pd.DataFrame) -> dict[str, str]:
     """What re-derivations agreed to, from the recorded verification table: per group (same
     CPU type / another CPU type) the number of runs, how many were identical, and the largest
     unpruned and pruning-row differences. Returns sentences keyed ``same_cpu``, ``other_cpu``
-    and ``expect`` (what a reader should expect)."""
+    and ``expect`` (what a reader should expect).
+
+    Args:
+        frame: the verification table (:data:`RECORD_COLUMNS`); CPU types are compared by
+            vendor (AMD EPYC, Intel Xeon).
+
+    Returns:
+        the sentences (``other_cpu`` and ``expect`` empty when ``frame`` is empty).
+    """
     if not len(frame):
         return {"same_cpu": "No recorded run has been verified yet.", "other_cpu": "", "expect": ""}
     f = frame.copy()

@@ -29,12 +29,28 @@ SUFFIX = ".safetensors"
 
 
 def path_for(weights_dir, run_id: str, *, final: bool = False) -> Path:
-    """``<weights_dir>/<run_id>.safetensors`` (``.final.safetensors`` for ``final=True``)."""
+    """``<weights_dir>/<run_id>.safetensors`` (``.final.safetensors`` for ``final=True``).
+
+    Args:
+        weights_dir: the folder.
+        run_id: the run id.
+        final: the final epoch's weights of a ``select="best_test"`` run.
+
+    Returns:
+        the path.
+    """
     return Path(weights_dir) / f"{run_id}{'.final' if final else ''}{SUFFIX}"
 
 
 def sha256(path) -> str:
-    """SHA-256 hex digest of a file's bytes."""
+    """SHA-256 hex digest of a file's bytes.
+
+    Args:
+        path: the file.
+
+    Returns:
+        the hex digest.
+    """
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -58,6 +74,18 @@ def save(state: Mapping[str, torch.Tensor], path, meta: Mapping | None = None) -
 
     ``meta`` (JSON-serialisable values) is stored as the file's metadata under ``"bridgeout"``.
     The bytes depend only on the tensors and the metadata, so equal weights give equal files.
+
+    Args:
+        state: the tensors; floating ones are stored as contiguous fp32 CPU copies, others keep
+            their dtype.
+        path: the file to write (its folder is created; the file is made readable, mode 0o644).
+        meta: the metadata (values that are not JSON-serialisable are written with ``str``).
+
+    Returns:
+        ``(sha256, bytes)`` of the written file.
+
+    Raises:
+        ValueError: an entry of ``state`` is not a tensor.
     """
     from safetensors.torch import save_file
     path = Path(path)
@@ -74,7 +102,14 @@ def save(state: Mapping[str, torch.Tensor], path, meta: Mapping | None = None) -
 
 
 def metadata(path) -> dict:
-    """The ``"bridgeout"`` metadata stored by :func:`save` (empty dict when none)."""
+    """The ``"bridgeout"`` metadata stored by :func:`save` (empty dict when none).
+
+    Args:
+        path: the safetensors file.
+
+    Returns:
+        the decoded metadata.
+    """
     from safetensors import safe_open
     with safe_open(str(path), framework="pt") as f:
         md = f.metadata() or {}
@@ -83,7 +118,18 @@ def metadata(path) -> dict:
 
 def load(path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
     """The state dict in ``path``; with ``expected_sha256``, the file's hash is checked first
-    and a mismatch raises ``ValueError`` naming the file and both hashes."""
+    and a mismatch raises ``ValueError`` naming the file and both hashes.
+
+    Args:
+        path: the safetensors file.
+        expected_sha256: the recorded hash (falsy: not checked).
+
+    Returns:
+        the tensors by name.
+
+    Raises:
+        ValueError: no file at ``path``, a hash mismatch, or a file safetensors cannot read.
+    """
     from safetensors.torch import load_file
     path = Path(path)
     if not path.is_file():

@@ -46,7 +46,14 @@ _REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;#]+)\s*(?:;\s*
 
 
 def normalize(name: str) -> str:
-    """PEP 503 normalised project name (``Jinja2`` -> ``jinja2``, ``ruamel.yaml`` -> ``ruamel-yaml``)."""
+    """PEP 503 normalised project name (``Jinja2`` -> ``jinja2``, ``ruamel.yaml`` -> ``ruamel-yaml``).
+
+    Args:
+        name: a project name.
+
+    Returns:
+        the name in lower case, runs of ``-``, ``_`` and ``.`` replaced by one ``-``.
+    """
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -55,6 +62,15 @@ def read_lock(path) -> list[tuple[str, str, str | None]]:
 
     Comments, blank lines and options (``-e``, ``--index-url``...) are skipped; any other
     line raises ``ValueError`` naming the file and line.
+
+    Args:
+        path: the requirements file.
+
+    Returns:
+        the pins in file order; ``marker`` is the environment marker after ``;``, or ``None``.
+
+    Raises:
+        ValueError: a line that is not a pin, comment, blank line or option.
     """
     out = []
     for i, raw in enumerate(Path(path).read_text().splitlines(), 1):
@@ -75,6 +91,15 @@ def platform_tags(platform: str) -> list[str]:
     manylinux_2_17_x86_64, manylinux2014_x86_64, ..., manylinux1_x86_64``; legacy aliases
     (``manylinux2014_x86_64``) are expanded the same way; any other tag (``win_amd64``,
     ``macosx_11_0_arm64``) is returned as is.
+
+    Args:
+        platform: a wheel platform tag.
+
+    Returns:
+        the tags.
+
+    Raises:
+        ValueError: ``platform`` is not a string of letters, digits, ``_`` and ``.``.
     """
     if not isinstance(platform, str) or not re.fullmatch(r"[A-Za-z0-9_.]+", platform):
         raise ValueError(f"platform must be a wheel platform tag such as 'manylinux_2_28_x86_64', got {platform!r}")
@@ -99,7 +124,15 @@ def platform_tags(platform: str) -> list[str]:
 
 @dataclass
 class Plan:
-    """What :func:`collect` will fetch."""
+    """What :func:`collect` will fetch.
+
+    Attributes:
+        python_version: the node's Python, ``"3.12"`` style.
+        platforms: the platform tags accepted (:func:`platform_tags`).
+        requirements: the ``"name==version"`` pins to download.
+        excluded: the pins left out (torch & co).
+        build: the build backend's requirements (:data:`BUILD_REQUIREMENTS`).
+    """
 
     python_version: str
     platforms: list[str]
@@ -114,6 +147,20 @@ def plan(lock="requirements.lock", *, python_version: str = "3.12",
 
     ``python_version`` is ``"3.12"`` style; ``platform`` a wheel platform tag (see
     :func:`platform_tags`). A relative ``lock`` is taken from the repository root.
+
+    Args:
+        lock: the requirements file (:func:`read_lock`).
+        python_version: keyword-only; the node's Python.
+        platform: keyword-only; the node's wheel platform tag.
+        exclude: keyword-only; glob patterns on normalised names to leave out.
+        extra_exclude: keyword-only; further patterns.
+
+    Returns:
+        the :class:`Plan`.
+
+    Raises:
+        ValueError: a malformed ``python_version`` or ``platform``, a missing lock file, or a
+            malformed line in it.
     """
     if not isinstance(python_version, str) or not re.fullmatch(r"3\.\d{1,2}", python_version):
         raise ValueError(f"python_version must look like '3.12', got {python_version!r}")
@@ -153,6 +200,18 @@ def collect(p: Plan, dest="wheelhouse", *, project: bool = True, out=None) -> di
     One ``pip download`` for everything; if it fails, one per requirement, then ``pip wheel
     --no-deps`` for those without a compatible binary wheel. ``project=True`` also builds
     the ``bridgeout`` wheel from the repository.
+
+    A summary, a warning for every wheel built here that is not pure Python, the failures and
+    the install commands for the node are printed to ``out``.
+
+    Args:
+        p: the :class:`Plan`.
+        dest: the output folder (created).
+        project: keyword-only; also build the ``bridgeout`` wheel.
+        out: keyword-only; where the report goes (default ``sys.stdout``).
+
+    Returns:
+        ``{"downloaded": [...], "built": [...], "failed": [(requirement, last error line), ...]}``.
     """
     out = out if out is not None else sys.stdout
     dest = Path(dest)
@@ -200,6 +259,15 @@ def collect(p: Plan, dest="wheelhouse", *, project: bool = True, out=None) -> di
 
 
 def main(argv=None) -> int:
+    """Command line entry point (``python -m bridgeout.wheelhouse --help``).
+
+    Args:
+        argv: the arguments (default: the process's own).
+
+    Returns:
+        the exit status: 0 when done (or ``--dry-run``), 1 when a wheel failed, 2 for a bad
+        plan (Python version, platform, lock file).
+    """
     ap = argparse.ArgumentParser(prog="python -m bridgeout.wheelhouse", description=__doc__.split("\n\n")[0])
     ap.add_argument("--python-version", default="3.12", help="the node's Python, e.g. 3.12")
     ap.add_argument("--platform", default="manylinux_2_28_x86_64", help="the node's wheel platform tag")

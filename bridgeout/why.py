@@ -123,7 +123,15 @@ def table(root=None, fraction: float = 0.3) -> pd.DataFrame:
     """Each candidate cause of the gap between our curves and the paper's, with what the tables
     show about it at ``fraction`` pruned: columns ``cause``, ``evidence`` (Markdown, numbers in %
     as mean ± sd over seeds) and ``status`` (``measured`` on the CPU comparison, or a grid's
-    progress). Computed from the tables, so it follows them as runs come in."""
+    progress). Computed from the tables, so it follows them as runs come in.
+
+    Args:
+        root: the folder of the result tables (default :func:`bridgeout.results.default_root`).
+        fraction: the fraction pruned.
+
+    Returns:
+        one row per candidate cause.
+    """
     runs = results.load("runs", root)
     cpu = comparison.load(CPU_GRID, root)
     one, recal = comparison.accuracy(cpu["pruning"]), comparison.accuracy(cpu["pruning"], recalibrate_bn=True)
@@ -189,7 +197,14 @@ def table(root=None, fraction: float = 0.3) -> pd.DataFrame:
 
 
 def markdown(causes: pd.DataFrame) -> str:
-    """:func:`table` as a Markdown table."""
+    """:func:`table` as a Markdown table.
+
+    Args:
+        causes: the table of :func:`table`.
+
+    Returns:
+        the Markdown table.
+    """
     lines = ["| candidate cause | what the runs show | status |", "| --- | --- | --- |"]
     lines += [f"| {r.cause} | {r.evidence} | {r.status} |" for r in causes.itertuples()]
     return "\n".join(lines)
@@ -207,7 +222,20 @@ def variant_effect(root=None, variant: str = "published", fraction: float = 0.3,
                    recalibrate_bn: bool = False) -> pd.DataFrame:
     """Per arm: accuracy of ``variant`` (a key of :data:`VARIANTS`) minus the paper's pruner
     at ``fraction`` (L2, mask mode, no fine-tuning), on the same runs: ``arm, n, plain,
-    variant, diff`` (means over runs, in [0, 1]). Empty when no run has the variant's rows."""
+    variant, diff`` (means over runs, in [0, 1]). Empty when no run has the variant's rows.
+
+    Args:
+        root: the folder of the result tables (default :func:`bridgeout.results.default_root`).
+        variant: a key of :data:`VARIANTS`.
+        fraction: the fraction pruned.
+        recalibrate_bn: compare the rows with (or without) BatchNorm re-estimation.
+
+    Returns:
+        one row per arm.
+
+    Raises:
+        KeyError: ``variant`` is not a key of :data:`VARIANTS`.
+    """
     sel = VARIANTS[variant][1]
     j = results.load_joined(root, pruner=None)
     if not len(j):
@@ -273,7 +301,15 @@ def verdict(root=None, fraction: float = 0.3) -> str:
     """What the runs settle about the gap so far (Markdown, one paragraph per finding): the
     BatchNorm statistics, width (the paper's ResNet at its own width against the published
     panel, relative to unpruned accuracy), the paper's mechanism, and each same-weights
-    pruner variant measured; then what is still open."""
+    pruner variant measured; then what is still open.
+
+    Args:
+        root: the folder of the result tables (default :func:`bridgeout.results.default_root`).
+        fraction: the fraction pruned.
+
+    Returns:
+        the paragraphs, separated by blank lines.
+    """
     f = f"{round(100 * fraction)} %"
     parts = []
     m = _bn_recovered(root, fraction)
@@ -331,7 +367,15 @@ def verdict(root=None, fraction: float = 0.3) -> str:
 
 def headline(root=None, fraction: float = 0.3) -> str:
     """One sentence for the introduction, under the verdict: why our curves sit below the
-    paper's, as far as the runs settle it, and what is still being measured."""
+    paper's, as far as the runs settle it, and what is still being measured.
+
+    Args:
+        root: the folder of the result tables (default :func:`bridgeout.results.default_root`).
+        fraction: the fraction pruned.
+
+    Returns:
+        the sentence (Markdown).
+    """
     f = f"{round(100 * fraction)} %"
     said = []
     m = _bn_recovered(root, fraction)
@@ -367,7 +411,15 @@ PREDICTION = {"bridgeout_at_least": 0.70, "weight_decay_at_most": 0.30, "refuted
 
 
 def prediction(root=None, fraction: float = 0.3) -> str:
-    """The prediction (:data:`PREDICTION`) with the evidence it rests on, from the tables."""
+    """The prediction (:data:`PREDICTION`) with the evidence it rests on, from the tables.
+
+    Args:
+        root: the folder of the result tables (default :func:`bridgeout.results.default_root`).
+        fraction: the fraction pruned the prediction is about.
+
+    Returns:
+        the paragraph (Markdown).
+    """
     pub = comparison.paper_relative(paper.curve("resnet", "cifar10"))
     pub_at = pub[np.isclose(pub["fraction"], fraction)].set_index("regularizer")["accuracy"]
     res = comparison.load(RESNET_GRID, root)
@@ -407,7 +459,15 @@ def energy_retention(root=None, fraction: float = 0.3) -> pd.DataFrame:
     """Per CIFAR-10 network whose BatchNorm running statistics are recorded: ``run_id, arm,
     grid, model, share`` (the post-BatchNorm channel energy its pruned filters carry at
     ``fraction``, :func:`bridgeout.comparison.energy_removed`) and ``kept`` (its one-shot
-    accuracy at ``fraction`` over its unpruned accuracy)."""
+    accuracy at ``fraction`` over its unpruned accuracy).
+
+    Args:
+        root: the folder of the result tables (default :func:`bridgeout.results.default_root`).
+        fraction: the fraction pruned.
+
+    Returns:
+        one row per network of :data:`ENERGY_GRIDS` (empty, with these columns, before any).
+    """
     comp = comparison.load(list(ENERGY_GRIDS), root)
     if not len(comp["filters"]) or not len(comp["pruning"]):
         return pd.DataFrame(columns=["run_id", "arm", "grid", "model", "share", "kept"])
@@ -423,7 +483,14 @@ def energy_retention(root=None, fraction: float = 0.3) -> pd.DataFrame:
 
 def energy_handles(table: pd.DataFrame) -> list:
     """Legend proxies for :func:`plot_energy`: a colour per arm drawn, then a marker per model
-    drawn (circles VGG-16, squares ResNet), nothing that is not on the figure."""
+    drawn (circles VGG-16, squares ResNet), nothing that is not on the figure.
+
+    Args:
+        table: the table of :func:`energy_retention`.
+
+    Returns:
+        a list of :class:`matplotlib.lines.Line2D`.
+    """
     from matplotlib.lines import Line2D
 
     labels = {"vgg16": "VGG-16 ×0.25", "resnet": "ResNet ×1"}
@@ -436,7 +503,17 @@ def energy_handles(table: pd.DataFrame) -> list:
 
 def plot_energy(ax, table: pd.DataFrame, fraction: float = 0.3):
     """One point per network (:func:`energy_retention`): energy share removed against accuracy
-    kept, coloured by arm (circles VGG-16, squares ResNet); returns ``(r, n)``."""
+    kept, coloured by arm (circles VGG-16, squares ResNet); returns ``(r, n)``.
+
+    Args:
+        ax: the matplotlib axis.
+        table: the table of :func:`energy_retention`.
+        fraction: the fraction pruned, for the axis labels.
+
+    Returns:
+        ``(r, n)``: Pearson's r of share and kept and the number of networks
+        (:func:`bridgeout.comparison.correlation`; ``(nan, 0)`` for an empty table).
+    """
     markers = {"vgg16": "o", "resnet": "s"}
     for (arm, model), g in table.groupby(["arm", "model"]):
         ax.plot(100 * g["share"], 100 * g["kept"], ls="none", color=comparison.ARM_COLORS.get(arm, "0.4"),

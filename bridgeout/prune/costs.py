@@ -28,7 +28,15 @@ _LATENCY_RUNS = {"cuda": (5, 20), "cpu": (1, 5)}
 def count_flops(model: nn.Module, example_input: torch.Tensor) -> int:
     """Forward FLOPs of ``model`` on ``example_input`` counted by
     :class:`torch.utils.flop_counter.FlopCounterMode` (a multiply-add counts 2; convs,
-    matmuls, ... -- element-wise ops, BN and pooling are not counted).  Eval mode."""
+    matmuls, ... -- element-wise ops, BN and pooling are not counted).  Eval mode.
+
+    Args:
+        model: the network (its train/eval flags are restored afterwards).
+        example_input: the input (moved to the model's device); its batch size counts.
+
+    Returns:
+        the FLOP count.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     with eval_mode(model), torch.inference_mode(), FlopCounterMode(display=False) as counter:
@@ -70,7 +78,22 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], batch_size: in
     untimed passes; CUDA is synchronised before and after each timed pass.  Float32 (the
     convs use TF32 where PyTorch's defaults allow it); the input is channels-last when the
     model's weights are.
-    Defaults: 5 warm-up and 20 timed passes on CUDA, 1 and 5 elsewhere."""
+    Defaults: 5 warm-up and 20 timed passes on CUDA, 1 and 5 elsewhere.
+
+    Args:
+        model: the network (its train/eval flags are restored afterwards).
+        input_shape: the shape of one input, e.g. ``(3, 32, 32)``.
+        batch_size: the batch size.
+        device: where the batch is made (default: the model's device).
+        warmup: keyword-only; untimed passes.
+        repeats: keyword-only; timed passes, >= 1.
+
+    Returns:
+        the median time in ms.
+
+    Raises:
+        ValueError: ``repeats`` < 1.
+    """
     device = torch.device(device) if device is not None else model_device(model)
     w_default, r_default = _LATENCY_RUNS.get(device.type, _LATENCY_RUNS["cpu"])
     warmup = w_default if warmup is None else int(warmup)
@@ -104,7 +127,16 @@ def export_onnx(model: nn.Module, input_shape: Sequence[int], batch_size: int) -
     """The eval-mode, noise-free copy of ``model`` (:func:`bridgeout.nn.plain`, on the CPU,
     float32) exported to ONNX for inputs of shape ``(batch_size, *input_shape)``; the
     serialised model. TorchScript-based exporter (``dynamo=False``, a second per network);
-    where a PyTorch no longer has it, the ``torch.export`` one."""
+    where a PyTorch no longer has it, the ``torch.export`` one.
+
+    Args:
+        model: the network (not modified).
+        input_shape: the shape of one input.
+        batch_size: the (fixed) batch size of the exported graph.
+
+    Returns:
+        the serialised ONNX model, input ``"x"``, output ``"logits"``.
+    """
     import io
     import warnings
 
@@ -124,7 +156,19 @@ def export_onnx(model: nn.Module, input_shape: Sequence[int], batch_size: int) -
 
 def onnx_session(onnx_model: bytes, threads: int = 1):
     """An ONNX Runtime CPU session for a serialised model: ``threads`` intra-op threads, one
-    inter-op thread, all graph optimisations on."""
+    inter-op thread, all graph optimisations on.
+
+    Args:
+        onnx_model: the serialised model (:func:`export_onnx`).
+        threads: intra-op threads, an integer >= 1.
+
+    Returns:
+        the ``onnxruntime.InferenceSession``.
+
+    Raises:
+        ImportError: ONNX Runtime is not installed.
+        ValueError: ``threads`` is not an integer >= 1.
+    """
     try:
         import onnxruntime as ort
     except ImportError:  # pragma: no cover - the `deploy` extra is part of `all`
@@ -143,7 +187,23 @@ def measure_onnx_latency(model: nn.Module, input_shape: Sequence[int], batch_siz
                          threads: int = 1, warmup: int = 3, repeats: int = 10) -> float:
     """Median wall time in milliseconds of one forward pass of ``model`` in ONNX Runtime
     (:func:`export_onnx`, :func:`onnx_session` with ``threads`` intra-op threads) on a random
-    float32 batch ``(batch_size, *input_shape)``, after ``warmup`` untimed passes."""
+    float32 batch ``(batch_size, *input_shape)``, after ``warmup`` untimed passes.
+
+    Args:
+        model: the network (exported as its noise-free copy; not modified).
+        input_shape: the shape of one input.
+        batch_size: the batch size.
+        threads: keyword-only; intra-op threads, >= 1.
+        warmup: keyword-only; untimed passes, >= 0.
+        repeats: keyword-only; timed passes, >= 1.
+
+    Returns:
+        the median time in ms.
+
+    Raises:
+        ValueError: ``threads``, ``warmup`` or ``repeats`` out of range.
+        ImportError: ONNX Runtime is not installed.
+    """
     _check_runs(warmup, repeats, threads)
     sess = onnx_session(export_onnx(model, input_shape, batch_size), threads)
     x = np.random.default_rng(0).standard_normal((int(batch_size), *input_shape)).astype(np.float32)

@@ -76,7 +76,14 @@ def _apply_mask(model: nn.Module, selection: dict[str, torch.Tensor]) -> nn.Modu
 
 
 def zeroed_filters(model: nn.Module) -> dict[str, torch.Tensor]:
-    """``{conv name: indices of all-zero output filters}`` for every conv of ``model``."""
+    """``{conv name: indices of all-zero output filters}`` for every conv of ``model``.
+
+    Args:
+        model: the network.
+
+    Returns:
+        sorted int64 CPU index tensors by conv name (empty where no filter is all zero).
+    """
     out = {}
     for name, m in prunable_convs(model):
         w = m.weight.detach().reshape(m.weight.shape[0], -1)

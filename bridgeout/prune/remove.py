@@ -2,13 +2,12 @@
 once per network (:class:`RemovalPlan`) and replayed on copies."""
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from .graph import Group, apply_groups, trace_groups
 from .mask import _bn_scales, _check_scores_finite, _generator
 from .scores import _normalise, filter_scores, select
 from ..introspect import check_input_fits, default_example_input, eval_mode, model_device, require_convs
@@ -16,25 +15,8 @@ from ..registry import CRITERIA
 from .._validate import check_choice
 
 
-# --------------------------------------------------------------------------- remove mode
-@dataclass
-class _Group:
-    """One dependency group: ``channels`` root channels, the coupled convs whose output
-    channels it removes, and every pruning action as (module or parameter name, handler, dim,
-    idxs, root idxs, ``"module"`` or ``"parameter"``)."""
-    root: str
-    channels: int
-    convs: list = field(default_factory=list)     # (name, idxs tensor, root idxs tensor)
-    actions: list = field(default_factory=list)   # (name, handler, pruning_dim, idxs, root_idxs)
-
-
 class RemovalPlan:
     """Torch-Pruning's dependency graph of a model, traced once, as replayable groups.
-
-    Args:
-        model: the (plain) model to trace; it is traced in eval mode (module flags restored)
-            with autograd on, and not modified.
-        example_input: a tensor of the input shape (default :func:`default_example_input`).
 
     What is pruned: the groups rooted at an ``nn.Conv2d`` (its output channels), with every
     layer coupled to them: BatchNorm/LayerNorm channels, the next layers' input channels,
@@ -55,49 +37,36 @@ class RemovalPlan:
 
     :meth:`importances` gives each group's per-channel importance, :meth:`select` the
     indices to prune, and :meth:`apply` removes them from a copy of a model with the same
-    module names and shapes (the traced one or a deep copy of it).
+    module names and shapes (the traced one or a deep copy of it). ``len(plan)`` is the
+    number of groups.
+
+    Args:
+        model: the (plain) model to trace; it is traced in eval mode (module flags restored)
+            with autograd on, and not modified.
+        example_input: a tensor of the input shape (default :func:`default_example_input`);
+            moved to the model's device.
+
+    Attributes:
+        groups: the dependency groups rooted at a conv (:class:`~bridgeout.prune.graph.Group`).
+        outputs: the names of the model's output layers.
+        fixed: convs whose output channels no group may prune (they reach an output layer).
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+        ValueError: a model without a conv, an ``example_input`` the model cannot take, every
+            conv coupled to an output layer, a conv coupled to a bare parameter Torch-Pruning
+            cannot prune, or a group whose removal breaks the model (named by its root conv).
     """
 
     def __init__(self, model: nn.Module, example_input: torch.Tensor | None = None):
-        import torch_pruning as tp
-
         convs = require_convs(model)
         if example_input is None:
             example_input = default_example_input(model)
         example_input = example_input.to(model_device(model))
         check_input_fits(model, example_input, "example_input")
-        names = {m: n for n, m in model.named_modules()}
-        params = {p: n for n, p in model.named_parameters()}
-        with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
-            graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input,
-                                                          verbose=False)
-            #: names of the output layers (their output channels are never removed)
-            self.outputs = _output_layers(graph, names)
-            out_mods = [m for m in names if names[m] in self.outputs]
-            groups = list(graph.get_all_groups(ignored_layers=out_mods,
-                                               root_module_types=[nn.Conv2d]))
-        self.groups: list[_Group] = []
-        for group in groups:
-            root = group[0].dep.target.module
-            g = _Group(root=names[root], channels=root.out_channels)
-            for item in group:
-                dep, idxs = item.dep, item.idxs
-                target = dep.target.module
-                if isinstance(target, nn.Parameter):
-                    if target not in params or dep.target.pruning_dim is None:
-                        raise ValueError(f"remove mode: conv {g.root!r} is coupled to a bare nn.Parameter "
-                                         f"{params.get(target, '')!r} that Torch-Pruning cannot prune")
-                    name, kind = params[target], "parameter"
-                elif target in names:
-                    name, kind = names[target], "module"
-                else:                            # element-wise ops, reshapes: nothing to prune
-                    continue
-                root_idxs = list(item.root_idxs)
-                g.actions.append((name, dep.handler, dep.target.pruning_dim, list(idxs), root_idxs, kind))
-                if isinstance(target, nn.Conv2d) and graph.is_out_channel_pruning_fn(dep.handler):
-                    g.convs.append((name, torch.tensor(list(idxs)), torch.tensor(root_idxs)))
-            if g.convs:
-                self.groups.append(g)
+        #: the dependency groups rooted at a conv (:class:`~bridgeout.prune.graph.Group`)
+        self.groups: list[Group]
+        self.groups, self.outputs = trace_groups(model, example_input)
         covered = {name for g in self.groups for name, _, _ in g.convs}
         #: convs whose output channels no group may prune (they reach an output layer)
         self.fixed = [n for n, _ in convs if n not in covered]
@@ -139,93 +108,117 @@ class RemovalPlan:
 
     def importances(self, model: nn.Module, criterion: str, seed: int = 0) -> list[torch.Tensor]:
         """Per-group, per-root-channel importance (aggregated as in the module docstring)
-        from ``model``'s current weights (same names as the traced model)."""
-        check_choice("criterion", criterion, CRITERIA)
-        gen = _generator(seed)
-        mods = dict(model.named_modules())
-        scales = (_bn_scales(model, [n for g in self.groups for n, _, _ in g.convs])
-                  if criterion == "bn_scale" else None)
-        out = []
-        for g in self.groups:
-            if criterion == "random":
-                out.append(torch.rand(g.channels, generator=gen))
-                continue
-            total = torch.zeros(g.channels)
-            count = torch.zeros(g.channels)
-            for name, idxs, root_idxs in g.convs:
-                s = (scales[name] if scales is not None else filter_scores(mods[name].weight, criterion).cpu())[idxs]
-                if criterion == "l2":
-                    s = s.square()
-                total.index_add_(0, root_idxs, s)
-                count.index_add_(0, root_idxs, torch.ones_like(s))
-            if criterion == "l2":
-                total = total.sqrt()
-            elif criterion in ("orthogonality", "bn_scale"):
-                total = total / count.clamp_min(1)
-            out.append(total)
-        _check_scores_finite([g.convs[0][0] if g.convs else f"group {i}" for i, g in enumerate(self.groups)],
-                             out, criterion)
-        return out
+        from ``model``'s current weights (same names as the traced model).
+
+        Args:
+            model: the traced model or a copy with the same module names.
+            criterion: one of :data:`bridgeout.registry.CRITERIA`.
+            seed: seed of the ``random`` criterion.
+
+        Returns:
+            one 1-d CPU tensor per group (:func:`group_importances`).
+
+        Raises:
+            ValueError: an unknown criterion, ``bn_scale`` on a conv without an affine BatchNorm,
+                or non-finite scores.
+        """
+        return group_importances(self.groups, model, criterion, seed)
 
     def select(self, importances: Sequence[torch.Tensor], fraction: float, criterion: str,
                scope: str = "layer") -> list[torch.Tensor]:
-        """Root-channel indices to remove per group (see :func:`select`)."""
+        """Root-channel indices to remove per group (see :func:`select`).
+
+        With ``scope="global"`` the ``l2``/``l1`` importances are first divided by each group's
+        maximum.
+
+        Args:
+            importances: one importance tensor per group (:meth:`importances`).
+            fraction: the fraction in [0, 1).
+            criterion: the criterion the importances come from.
+            scope: ``"layer"``, ``"global"`` or ``"only:<k>"``.
+
+        Returns:
+            one sorted int64 CPU index tensor per group.
+
+        Raises:
+            ValueError: as :func:`bridgeout.prune.scores.select`.
+        """
         if scope == "global":
             importances = [_normalise(s, criterion) for s in importances]
         return select(importances, fraction, scope)
 
-    @torch.no_grad()
     def apply(self, model: nn.Module, selection: Sequence[torch.Tensor], inplace: bool = False
               ) -> nn.Module:
         """Remove the selected root channels of every group from ``model`` (a deep copy
-        unless ``inplace``) by calling the handlers Torch-Pruning's ``Group.prune`` calls."""
-        if len(selection) != len(self.groups):
-            raise ValueError(f"selection must have one index set per group ({len(self.groups)}), "
-                             f"got {len(selection)}")
-        if not inplace:
-            model = copy.deepcopy(model)
-        mods = dict(model.named_modules())
-        for g, sel in zip(self.groups, selection):
-            if len(sel) == 0:
-                continue
-            chosen = set(int(i) for i in sel)
-            for name, handler, dim, idxs, root_idxs, kind in g.actions:
-                target = [i for i, r in zip(idxs, root_idxs) if r in chosen]
-                if not target:
-                    continue
-                handler.__self__.pruning_dim = dim
-                if kind == "module":
-                    handler(mods[name], sorted(set(target)))
-                else:                # a bare nn.Parameter: the handler returns a new one
-                    parent, _, attr = name.rpartition(".")
-                    owner = mods[parent]
-                    setattr(owner, attr, handler(getattr(owner, attr), sorted(set(target))))
-        return model
+        unless ``inplace``) by calling the handlers Torch-Pruning's ``Group.prune`` calls.
+
+        Args:
+            model: a model with the traced model's module names and shapes.
+            selection: one index tensor of root channels per group (:meth:`select`).
+            inplace: prune ``model`` itself instead of a deep copy.
+
+        Returns:
+            the pruned model.
+        """
+        return apply_groups(self.groups, model, selection, inplace)
 
     def group_channels(self, model: nn.Module) -> list[int]:
-        """Current output channels of every group's root conv in ``model``."""
+        """Current output channels of every group's root conv in ``model``.
+
+        Args:
+            model: a model with the traced model's module names.
+
+        Returns:
+            one channel count per group.
+        """
         mods = dict(model.named_modules())
         return [mods[g.root].out_channels for g in self.groups]
 
 
-def _output_layers(graph, names: dict) -> list[str]:
-    """Names of the ``nn.Linear`` / conv layers whose outputs are the model's outputs: walking
-    backwards from every node of the traced graph that feeds nothing, through every node that
-    is not a Linear or a conv (norms, pooling, flatten, element-wise ops), the first Linear or
-    conv reached on each path."""
-    layer = (nn.Linear, nn.modules.conv._ConvNd)
-    found, seen = [], set()
-    stack = [n for n in graph.module2node.values() if not n.outputs]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node.module, layer) and node.module in names:
-            if names[node.module] not in found:
-                found.append(names[node.module])
-            continue
-        stack.extend(node.inputs)
-    return sorted(found)
+def group_importances(groups: Sequence[Group], model: nn.Module, criterion: str,
+                      seed: int = 0) -> list[torch.Tensor]:
+    """Per-group, per-root-channel importance from ``model``'s current weights.
 
+    A group's channel aggregates the scores of the coupled convs' filters that follow it: the
+    L2 norm over all of them (their squared norms summed), the L1 norm summed, orthogonality
+    and |gamma| averaged; ``random`` draws one uniform score per channel.
 
+    Args:
+        groups: traced groups (:func:`~bridgeout.prune.graph.trace_groups`).
+        model: a model with the traced model's module names.
+        criterion: one of :data:`bridgeout.registry.CRITERIA`.
+        seed: seed of the ``random`` criterion.
+
+    Returns:
+        One 1-d CPU tensor per group, of its root channels' importance.
+
+    Raises:
+        ValueError: an unknown criterion, ``bn_scale`` on a conv that feeds no affine
+            BatchNorm, or non-finite scores.
+    """
+    check_choice("criterion", criterion, CRITERIA)
+    gen = _generator(seed)
+    mods = dict(model.named_modules())
+    scales = (_bn_scales(model, [n for g in groups for n, _, _ in g.convs])
+              if criterion == "bn_scale" else None)
+    out = []
+    for g in groups:
+        if criterion == "random":
+            out.append(torch.rand(g.channels, generator=gen))
+            continue
+        total = torch.zeros(g.channels)
+        count = torch.zeros(g.channels)
+        for name, idxs, root_idxs in g.convs:
+            s = (scales[name] if scales is not None else filter_scores(mods[name].weight, criterion).cpu())[idxs]
+            if criterion == "l2":
+                s = s.square()
+            total.index_add_(0, root_idxs, s)
+            count.index_add_(0, root_idxs, torch.ones_like(s))
+        if criterion == "l2":
+            total = total.sqrt()
+        elif criterion in ("orthogonality", "bn_scale"):
+            total = total / count.clamp_min(1)
+        out.append(total)
+    _check_scores_finite([g.convs[0][0] if g.convs else f"group {i}" for i, g in enumerate(groups)],
+                         out, criterion)
+    return out

@@ -29,6 +29,16 @@ def recalibrate_batchnorm(model: nn.Module, data, batches: int = _BN_RECAL_BATCH
     of the batch statistics of ``batches`` augmented training batches of ``batch_size``,
     forwarded in train mode (shuffling and augmentation seeded with ``seed``).  Other
     modules' train/eval flags and BN momenta are restored afterwards.
+
+    Args:
+        model: the network (on the data's device); returned unchanged without a BatchNorm.
+        data: a :class:`bridgeout.data.DeviceData`.
+        batches: the number of training batches forwarded (fewer when an epoch has fewer).
+        batch_size: their size.
+        seed: seeds the generator of the shuffling and augmentation (on the data's device).
+
+    Returns:
+        ``model``.
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
@@ -66,9 +76,16 @@ def keep_channel_means_(model: nn.Module, selection: dict[str, torch.Tensor]) ->
     pruned channel output :math:`\\beta`, its mean before pruning, so the next layer sees the
     channel's average instead of an arbitrary offset; nothing else changes.
 
-    ``selection``: ``{conv name: indices of its zeroed filters}`` (as the mask pruner
-    selects them). Returns ``{conv name: BatchNorm name}`` of the channels changed; a conv
-    that feeds no BatchNorm is left as it is (its zeroed filters output their bias)."""
+    Args:
+        model: the pruned network (its BatchNorm running means are changed in place).
+        selection: ``{conv name: indices of its zeroed filters}`` (as the mask pruner
+            selects them).
+
+    Returns:
+        ``{conv name: BatchNorm name}`` of the channels changed; a conv that feeds no BatchNorm
+        (or one without running statistics), or with no zeroed filter, is left as it is (its
+        zeroed filters output their bias).
+    """
     pairs = conv_batchnorm_pairs(model)
     mods = dict(model.named_modules())
     done = {}
@@ -87,7 +104,22 @@ def keep_channel_means_(model: nn.Module, selection: dict[str, torch.Tensor]) ->
 def _finetune(model: nn.Module, data, epochs: int, selection, seed: int, device) -> nn.Module:
     """Short fine-tuning with :func:`bridgeout.train.fit` (``"fast"`` protocol shape, lr
     :data:`FINETUNE_LR`); in mask mode the zeroed filters are held at zero by
-    :func:`torch.nn.utils.prune.custom_from_mask` during training."""
+    :func:`torch.nn.utils.prune.custom_from_mask` during training.
+
+    Public as ``finetune``.
+
+    Args:
+        model: the pruned network (trained in place).
+        data: the dataset (:func:`bridgeout.train.fit`'s ``data``).
+        epochs: the number of epochs; the test set is evaluated after the last one only.
+        selection: ``{conv name: indices of its zeroed filters}`` to hold at zero, or empty /
+            ``None`` (remove mode).
+        seed: :func:`bridgeout.train.fit`'s seed.
+        device: :func:`bridgeout.train.fit`'s device.
+
+    Returns:
+        the fine-tuned network (the masks removed, zeroed filters still zero), in eval mode.
+    """
     from torch.nn.utils import prune as tprune
 
 

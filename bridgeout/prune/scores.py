@@ -44,7 +44,15 @@ def _check_seq(name: str, values, check) -> tuple:
 
 def n_pruned(channels: int, fraction: float) -> int:
     """:math:`k = \\lfloor f C \\rfloor` channels to prune from ``channels``, at most ``C - 1``
-    (``1e-9`` is added before the floor to undo binary rounding, e.g. ``0.29 * 100``)."""
+    (``1e-9`` is added before the floor to undo binary rounding, e.g. ``0.29 * 100``).
+
+    Args:
+        channels: :math:`C`, the unit's number of channels.
+        fraction: :math:`f` (not validated here).
+
+    Returns:
+        :math:`k`, at least 0.
+    """
     return max(0, min(channels - 1, math.floor(fraction * channels + 1e-9)))
 
 
@@ -54,7 +62,20 @@ def filter_scores(weight: torch.Tensor, criterion: str = "l2", *,
     """Importance of every output filter of ``weight`` (shape ``(C_out, ...)``); the
     filters with the smallest values are pruned first.  See the module docstring for the
     formulas.  ``generator`` (CPU) is used by ``"random"`` only.  Returns float32, on the
-    weight's device, shape ``(C_out,)``."""
+    weight's device, shape ``(C_out,)``.
+
+    Args:
+        weight: a conv (or any) weight, ``(C_out, ...)``; not modified.
+        criterion: one of :data:`bridgeout.registry.CRITERIA` except ``"bn_scale"``.
+        generator: keyword-only; the CPU generator of ``"random"`` (None: the global RNG).
+
+    Returns:
+        the scores.
+
+    Raises:
+        ValueError: an unknown criterion, or ``"bn_scale"`` (it needs the model: use
+            :func:`bridgeout.prune.prune` or :func:`bridgeout.prune.sweep`).
+    """
     check_choice("criterion", criterion, CRITERIA)
     if criterion == "bn_scale":
         raise ValueError("criterion 'bn_scale' scores a filter by the BatchNorm it feeds, so it needs the "
@@ -90,6 +111,18 @@ def select(importances: Sequence[torch.Tensor], fraction: float, scope: str = "l
     ``scope="only:<k>"``: the :func:`n_pruned` smallest of the k-th unit, none elsewhere.
     Returns sorted int64
     CPU tensors, one per unit.
+
+    Args:
+        importances: one 1-D importance tensor per unit.
+        fraction: the fraction in [0, 1).
+        scope: ``"layer"``, ``"global"`` or ``"only:<k>"``.
+
+    Returns:
+        one sorted int64 CPU index tensor per unit.
+
+    Raises:
+        ValueError: ``fraction`` outside [0, 1), an invalid scope, or ``"only:<k>"`` with ``k``
+            beyond the number of units.
     """
     fraction = _check_fraction(fraction)
     check_scope(scope)

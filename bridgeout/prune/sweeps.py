@@ -77,12 +77,22 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
     One shot, no retraining unless asked: every pruned model starts from ``model``'s
     weights.  ``model`` is not modified (its state_dict is untouched).
 
+    Speed: the network is copied to the device once; mask rows reuse one working copy
+    (weights restored, filters zeroed); the dependency graph is traced once
+    (:class:`RemovalPlan`) and every remove row applies it to a fresh copy; scores are
+    computed once per criterion; the unpruned model is evaluated (and timed) once.
+
     Args:
         model: trained network (made plain with :func:`bridgeout.nn.plain`).
         data: a :class:`bridgeout.data.DeviceData` or the 4-tuple of arrays (then
             ``dataset`` names it); the whole test set is evaluated.
-        fractions, criteria, scopes, modes: the grid (each a non-empty sequence without
-            duplicates; fractions in [0, 1), choices :data:`CRITERIA`, :data:`SCOPES`,
+        fractions: the grid's fractions (a non-empty sequence without duplicates, each in
+            [0, 1)).
+        criteria: the grid's criteria (a non-empty sequence without duplicates, choices
+            :data:`CRITERIA`).
+        scopes: the grid's scopes (a non-empty sequence without duplicates, choices
+            :data:`SCOPES`).
+        modes: the grid's modes (a non-empty sequence without duplicates, choices
             :data:`MODES`).
         recalibrate_bn: ``True`` re-estimates BatchNorm statistics after pruning from
             50 training batches of 128 (:func:`recalibrate_batchnorm`); an int gives the
@@ -93,6 +103,7 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
         device: where to evaluate (default: the data's device, else CUDA when available).
         latency: measure forward latency (batch 1 and 128) for ``remove`` rows and for the
             unpruned model (rows with fraction 0); NaN elsewhere.
+        dataset: the dataset name, when ``data`` is a tuple of arrays.
         seed: seeds the ``"random"`` criterion, BN re-estimation and fine-tuning.
         progress: show a tqdm bar.
         pruner: what a mask row does besides zeroing the selected filters
@@ -106,11 +117,6 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
             :func:`bridgeout.train.evaluate` on the device-resident test set (bf16 autocast
             and channels-last on CUDA, float32 on the CPU).
 
-    Speed: the network is copied to the device once; mask rows reuse one working copy
-    (weights restored, filters zeroed); the dependency graph is traced once
-    (:class:`RemovalPlan`) and every remove row applies it to a fresh copy; scores are
-    computed once per criterion; the unpruned model is evaluated (and timed) once.
-
     Returns:
         DataFrame with :data:`SWEEP_COLUMNS`: one row per combination (criterion, scope,
         mode, fraction order).  ``test_acc`` in [0, 1]; ``params``/``flops`` are the dense
@@ -120,27 +126,24 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
         mode); ``prune_s``, ``adjust_s`` (BN re-estimation + fine-tuning), ``eval_s`` and
         ``cost_s`` (FLOPs, parameters, latency) are the row's wall times (the unpruned
         model is evaluated once and shared by every fraction-0 row).
+
+    Raises:
+        ValueError: a grid value out of range, unknown or repeated (the message names it and
+            what is allowed); an ``only:<k>`` scope with mode ``remove``; a bad
+            ``recalibrate_bn``, ``pruner`` or ``finetune_epochs``; a model without a conv, or
+            one that cannot take the data's images; a missing or mismatched ``dataset``.
+        TypeError: ``model`` is not an ``nn.Module``.
     """
     import pandas as pd
 
-
-    fractions = _check_seq("fractions", fractions, _check_fraction)
-    criteria = _check_seq("criteria", criteria, lambda v: check_choice("criterion", v, CRITERIA))
-    scopes = _check_seq("scopes", scopes, check_scope)
-    modes = _check_seq("modes", modes, lambda v: check_choice("mode", v, MODES))
-    _check_only_in_mask(scopes, modes)
-    recal_batches = _check_recal(recalibrate_bn)
-    pruner = check_choice("pruner", pruner, PRUNERS)
-    if isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, (int, np.integer)) \
-            or finetune_epochs < 0:
-        raise ValueError(f"finetune_epochs must be an integer >= 0, got {finetune_epochs!r}")
+    fractions, criteria, scopes, modes, recal_batches, pruner = _check_grid(
+        fractions, criteria, scopes, modes, recalibrate_bn, pruner, finetune_epochs)
     require_convs(model)
     device = _resolve_device(device, data)
     data = as_device_data(data, dataset, device)
     check_input_fits(model, torch.zeros(1, *data.x_test.shape[1:]), f"{data.name} images")
     run = _Sweep(model, data, device, recal_batches=recal_batches, finetune_epochs=int(finetune_epochs),
                  latency=latency, seed=seed, batch_size=batch_size, pruner=pruner)
-
     bar = None
     if progress:
         from tqdm import tqdm  # the text bar: tqdm.auto warns in notebooks without ipywidgets
@@ -154,16 +157,7 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
                 group_scores = (run.plan().importances(run.base, criterion, seed)
                                 if mode == "remove" and any(f > 0 for f in fractions) else None)
                 for fraction in fractions:
-                    row = dict(criterion=criterion, scope=scope, mode=mode, fraction=fraction,
-                               recalibrate_bn=bool(recal_batches), finetune_epochs=int(finetune_epochs),
-                               pruner=pruner if mode == "mask" else "plain")
-                    if fraction == 0.0:
-                        row.update(run.unpruned())
-                    elif mode == "mask":
-                        row.update(run.mask_row(conv_scores, fraction, criterion, scope))
-                    else:
-                        row.update(run.remove_row(group_scores, fraction, criterion, scope))
-                    rows.append(row)
+                    rows.append(run.row(criterion, scope, mode, fraction, conv_scores, group_scores))
                     if bar is not None:
                         bar.update()
     if bar is not None:
@@ -173,6 +167,23 @@ def sweep(model: nn.Module, data, fractions: Iterable[float] = DEFAULT_FRACTIONS
     df[int_cols] = df[int_cols].astype("int64")
     df["fraction"] = df["fraction"].astype("float64")
     return df
+
+
+def _check_grid(fractions, criteria, scopes, modes, recalibrate_bn, pruner, finetune_epochs):
+    """:func:`sweep`'s grid, checked: ``(fractions, criteria, scopes, modes, recal_batches,
+    pruner)``, each sequence non-empty and without duplicates (``ValueError`` naming the
+    value and what is allowed otherwise)."""
+    fractions = _check_seq("fractions", fractions, _check_fraction)
+    criteria = _check_seq("criteria", criteria, lambda v: check_choice("criterion", v, CRITERIA))
+    scopes = _check_seq("scopes", scopes, check_scope)
+    modes = _check_seq("modes", modes, lambda v: check_choice("mode", v, MODES))
+    _check_only_in_mask(scopes, modes)
+    recal_batches = _check_recal(recalibrate_bn)
+    pruner = check_choice("pruner", pruner, PRUNERS)
+    if isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, (int, np.integer)) \
+            or finetune_epochs < 0:
+        raise ValueError(f"finetune_epochs must be an integer >= 0, got {finetune_epochs!r}")
+    return fractions, criteria, scopes, modes, recal_batches, pruner
 
 
 class _Sweep:
@@ -202,6 +213,19 @@ class _Sweep:
         if self._plan is None:
             self._plan = RemovalPlan(self.base, self.example)
         return self._plan
+
+    def row(self, criterion, scope, mode, fraction, conv_scores, group_scores) -> dict:
+        """One row of the sweep's table: its key and its measured columns."""
+        row = dict(criterion=criterion, scope=scope, mode=mode, fraction=fraction,
+                   recalibrate_bn=bool(self.recal_batches), finetune_epochs=int(self.finetune_epochs),
+                   pruner=self.pruner if mode == "mask" else "plain")
+        if fraction == 0.0:
+            row.update(self.unpruned())
+        elif mode == "mask":
+            row.update(self.mask_row(conv_scores, fraction, criterion, scope))
+        else:
+            row.update(self.remove_row(group_scores, fraction, criterion, scope))
+        return row
 
     def adjust(self, m, selection):
         """BatchNorm re-estimation and fine-tuning, as asked (the pruned model, possibly new)."""
