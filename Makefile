@@ -53,7 +53,7 @@ test: install browser book
 
 # Unit tests only: no real-data training, no book, no Jupyter kernel, runner process or daemon.
 test-fast: install
-	$(PY) -m pytest -q -n $(or $(JOBS),auto) -m "not slow and not integration" tests
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q -n $(or $(JOBS),auto) -m "not slow and not integration" tests
 
 bench: install
 	$(PY) benchmarks/bridgeout_overhead.py

@@ -8,6 +8,7 @@ checkpoint names the run and has all its epochs, or the file has the recorded SH
 network reproduces the recorded unpruned test accuracy), and produces rows for
 ``pruning.csv`` (:func:`prune_rows`) and ``latency.csv`` (:func:`latency_rows`) that
 ``notebooks/prune_again.ipynb`` appends with ``results.append(..., keyed=True)``.
+Whether the CPU is quiet enough to time on is :mod:`bridgeout.cpuload` (re-exported here).
 
 Example::
 
@@ -27,6 +28,7 @@ import pandas as pd
 import torch
 
 from . import experiment, prune, registry, results, train, weights
+from .cpuload import cpu_busy, require_quiet  # noqa: F401 - re-exported
 from .experiment import _repo_path, filter_rows as rows_of, validate_params
 from .prune import costs
 from ._validate import check_choice
@@ -213,52 +215,6 @@ def _lacks_filter_stats(run_id: str, root) -> bool:
     f = results.load("filters", root)
     f = f[f["run_id"] == run_id]
     return f.empty or bool((f["bn_mean"].isna() & f["gamma"].notna()).any())
-
-
-def cpu_busy(seconds: float = 2.0) -> float:
-    """Fraction of all CPU time spent busy over ``seconds`` (from ``/proc/stat``; NaN where
-    there is none).
-
-    Args:
-        seconds: how long to measure.
-
-    Returns:
-        the busy fraction (idle and iowait count as not busy).
-    """
-    def snap():
-        with open("/proc/stat") as fh:
-            v = [int(x) for x in fh.readline().split()[1:]]
-        idle = v[3] + (v[4] if len(v) > 4 else 0)
-        return sum(v), idle
-    try:
-        t0, i0 = snap()
-        time.sleep(seconds)
-        t1, i1 = snap()
-    except OSError:
-        return math.nan
-    return 1.0 - (i1 - i0) / max(t1 - t0, 1)
-
-
-def require_quiet(limit: float = 0.15, seconds: float = 2.0) -> float:
-    """Raise ``RuntimeError`` when more than ``limit`` of the CPU is busy (something else is
-    running, so latencies would be the machine's load, not the network's); returns the busy
-    fraction measured.
-
-    Args:
-        limit: the largest busy fraction allowed.
-        seconds: how long to measure (:func:`cpu_busy`).
-
-    Returns:
-        the busy fraction.
-
-    Raises:
-        RuntimeError: the machine is busier than ``limit``.
-    """
-    busy = cpu_busy(seconds)
-    if busy > limit:
-        raise RuntimeError(f"the machine is not quiet: {busy:.0%} of the CPU was busy over {seconds:g} s "
-                           f"(limit {limit:.0%}); stop other work before timing")
-    return busy
 
 
 def latency_rows(t: Trained, *, fractions: Sequence[float], criterion: str = "l2",

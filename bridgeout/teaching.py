@@ -15,15 +15,13 @@ import pandas as pd
 from . import comparison, plots, results
 from .fmt import mean_sd, pct, plural
 from .stats import welch
+from .teachplots import LABELS, REGULARIZERS, _draws, plot_norms, plot_random, plot_seeds  # noqa: F401 - re-exported
 
 __all__ = ["ranking_gain", "ranking_sentence", "mechanism_sentence", "ablation_q", "q_sentence", "seed_verdict",
            "REGULARIZERS", "crossing", "crossing_sentence", "plot_norms", "norms_sentence", "l2_rows",
            "plot_seeds", "grid_sentence", "stuck_sentence", "plot_random", "random_gains", "random_grid_sentence",
            "remove_vs_zero", "longer_sentence"]
 
-#: The chapter's three networks, in the order of its tables and sentences.
-REGULARIZERS = ("bridgeout", "dropout", "weight_decay")
-LABELS = plots.LABELS
 
 
 def ranking_gain(l2: pd.Series, random: pd.DataFrame) -> dict:
@@ -33,7 +31,15 @@ def ranking_gain(l2: pd.Series, random: pd.DataFrame) -> dict:
     gains / sqrt(draws)), ``above``/``below`` (fractions where ``l2`` is above / below every
     draw), ``n`` (fractions) and ``verdict``: ``"informative"`` when the gain exceeds 2 SE and
     1 point, ``"worse than random"`` when it is below -2 SE and -1 point, else ``"no clearer
-    than chance"``. With one draw there is no SE and nothing is called informative."""
+    than chance"``. With one draw there is no SE and nothing is called informative.
+
+    Args:
+        l2: the ranking's accuracy per fraction (index: fractions).
+        random: the random rankings' accuracies, fractions (index, including ``l2``'s) x draws.
+
+    Returns:
+        A dict with ``gain``, ``se``, ``above``, ``below``, ``n`` and ``verdict`` as above.
+    """
     random = random.loc[l2.index]
     per_draw = random.rsub(l2, axis=0).mean(axis=0)          # one mean gain per draw
     gain = float(per_draw.mean())
@@ -57,7 +63,16 @@ _MEANING = {"informative": "the norm points at filters that matter less than a r
 
 
 def ranking_sentence(label: str, g: dict, draws: int) -> str:
-    """One network's :func:`ranking_gain` as a sentence, verdict last."""
+    """One network's :func:`ranking_gain` as a sentence, verdict last.
+
+    Args:
+        label: the network's name in the sentence.
+        g: its :func:`ranking_gain`.
+        draws: the number of random rankings.
+
+    Returns:
+        The sentence.
+    """
     return (f"{label}: the $L_2$ ranking keeps {100 * g['gain']:+.1f} ± {100 * g['se']:.1f} points over the "
             f"random draws (mean ± standard error over {plural(draws, 'draw')}), above all of them at "
             f"{g['above']} and below all at {g['below']} of the {g['n']} fractions that prune at least one "
@@ -67,7 +82,15 @@ def ranking_sentence(label: str, g: dict, draws: int) -> str:
 def ablation_q(root=None, fraction: float = 0.7) -> pd.DataFrame:
     """The q ablation (grid ``mnist-noise-ablation``: LeNet-5 / MNIST, 3 epochs, Batch
     Bridgeout at p = 0.3, target 0.75, unsigned, q varied) at ``fraction`` zeroed one shot:
-    one row per (q, seed) with ``test_acc``."""
+    one row per (q, seed) with ``test_acc``.
+
+    Args:
+        root: the results folder (default: the committed ``data/results``).
+        fraction: the fraction of filters zeroed per layer.
+
+    Returns:
+        Columns ``q, seed, test_acc``, sorted; empty when the grid is not in the tables.
+    """
     j = results.load_joined(root)
     if not len(j):
         return pd.DataFrame(columns=["q", "seed", "test_acc"])
@@ -80,7 +103,17 @@ def ablation_q(root=None, fraction: float = 0.7) -> pd.DataFrame:
 
 def q_sentence(acc_q1: pd.Series, acc_q: pd.Series, q: float, root=None) -> str:
     """Exercise 1's answer: this run's q = 1 against q = ``q`` (accuracy per fraction), read as
-    one seed, then the 3-seed ablation's verdict at 70 % zeroed."""
+    one seed, then the 3-seed ablation's verdict at 70 % zeroed.
+
+    Args:
+        acc_q1: this run's q = 1 accuracy per fraction (0 and 0.5 included).
+        acc_q: this run's accuracy per fraction at the chapter's ``q``.
+        q: the chapter's exponent.
+        root: the results folder of the ablation (default: the committed tables).
+
+    Returns:
+        The answer, in Markdown.
+    """
     run = (f"In this run (one seed): unpruned, q = 1 reaches {pct(acc_q1[0.0])} % against {pct(acc_q[0.0])} % "
            f"for q = {q:g}; with half the filters zeroed, {pct(acc_q1[0.5])} % against {pct(acc_q[0.5])} %. "
            "One seed decides nothing.")
@@ -101,7 +134,15 @@ def q_sentence(acc_q1: pd.Series, acc_q: pd.Series, q: float, root=None) -> str:
 def mechanism_sentence(gains: dict[str, dict], bridgeout_label: str) -> str:
     """What the ranking gains say about the paper's explanation: Bridgeout's norms should be
     *more* informative than the other networks' (its small filters the unimportant ones). A
-    difference counts only beyond the two gains' combined 2 SE."""
+    difference counts only beyond the two gains' combined 2 SE.
+
+    Args:
+        gains: network label -> its :func:`ranking_gain`.
+        bridgeout_label: the label of the Bridgeout network among them.
+
+    Returns:
+        The sentence, its verdict last.
+    """
     bo = gains[bridgeout_label]
     others = {k: v for k, v in gains.items() if k != bridgeout_label}
     best_label, best = max(others.items(), key=lambda kv: kv[1]["gain"])
@@ -122,7 +163,16 @@ def seed_verdict(rows: pd.DataFrame, fraction: float = 0.5, labels: dict | None 
     """Does Bridgeout keep more than each baseline at ``fraction`` zeroed, over the seeds that
     trained? ``rows``: one row per (run, fraction) with ``regularizer, seed, fraction,
     test_acc``. Bridgeout minus each other regularizer with its Welch 95 % interval, and a
-    verdict: shown only where the interval excludes zero."""
+    verdict: shown only where the interval excludes zero.
+
+    Args:
+        rows: one row per (run, fraction) with ``regularizer, seed, fraction, test_acc``.
+        fraction: the fraction zeroed to compare at.
+        labels: regularizer -> its name in the sentence (default: the regularizer's own name).
+
+    Returns:
+        The sentence; empty when Bridgeout has fewer than two seeds.
+    """
     labels = labels or {}
     at = rows[np.isclose(rows["fraction"], fraction)]
     bo = at[at["regularizer"] == "bridgeout"]["test_acc"]
@@ -189,29 +239,6 @@ def crossing_sentence(wide: pd.DataFrame, n_test: int) -> tuple[str, float]:
     return " ".join(parts), se
 
 
-def plot_norms(ax, weights: dict) -> dict[str, np.ndarray]:
-    """Each network's conv2 filter norms, sorted, over its largest (a line per regularizer).
-
-    Args:
-        ax: the matplotlib axes to draw on (its legend goes lower right).
-        weights: regularizer -> the layer's weight (tensor or array, filters first).
-
-    Returns:
-        Regularizer -> its filters' relative norms, ascending (the weakest first).
-    """
-    import torch  # the norms exactly as the pruning computes them (float32)
-
-    rel = {}
-    for reg, w in weights.items():
-        norms = torch.as_tensor(w).detach().flatten(1).norm(dim=1)
-        rel[reg] = torch.sort(norms / norms.max()).values.numpy()
-        ax.plot(np.arange(1, len(rel[reg]) + 1), rel[reg], marker=plots.MARKERS[reg], color=plots.PALETTE[reg],
-                lw=2, label=LABELS[reg])
-    ax.set(xlabel="conv2 filter (sorted by norm)", ylabel="L2 norm / largest", ylim=(0, 1.05))
-    ax.legend(fontsize="small", loc="lower right")
-    return rel
-
-
 def norms_sentence(rel: dict[str, np.ndarray]) -> str:
     """How weak each network's weakest conv2 filter is; the norms differ only 0.05 or more apart.
 
@@ -243,26 +270,6 @@ def l2_rows(pruning: pd.DataFrame) -> pd.DataFrame:
     sel = pruning[(pruning["mode"] == "mask") & (pruning["criterion"] == "l2") & (pruning["scope"] == "layer")
                   & ~pruning["recalibrate_bn"].astype(bool) & (pruning["finetune_epochs"] == 0)]
     return sel[["run_id", "regularizer", "seed", "fraction", "test_acc"]]
-
-
-def plot_seeds(axes, grids: dict[str, pd.DataFrame], chance: float) -> list[dict]:
-    """A panel per grid: each seed's L2 curve and the mean over the seeds that trained.
-
-    Args:
-        axes: one matplotlib axes per grid.
-        grids: panel name (the grid's schedule) -> its :func:`l2_rows`.
-        chance: the dataset's chance accuracy.
-
-    Returns:
-        What each panel drew (:func:`bridgeout.plots.seed_curves`), for :func:`bridgeout.plots.seed_handles`.
-    """
-    drawn = []
-    for ax, (name, rows) in zip(axes, grids.items()):
-        n_seeds = rows["seed"].nunique() if len(rows) else 0
-        drawn.append(plots.seed_curves(ax, rows, chance=chance, title=f"{name}, {plural(n_seeds, 'seed')}"))
-        if rows.empty:
-            plots.not_run(ax, "no run of this grid\nhas finished yet", loc="center")
-    return drawn
 
 
 def grid_sentence(rows: pd.DataFrame, name: str, chance: float) -> str:
@@ -321,38 +328,6 @@ def stuck_sentence(tables: dict[str, pd.DataFrame], name: str, chance: float, te
             f"network that gives every image the same probabilities; test accuracy {pct(r.final_test_acc)} %, "
             f"against {pct(majority)} % for always answering the most common digit")
     return f"**{name}:** never left chance: {counts} ({'; '.join(details)})."
-
-
-def _draws(random_curves: pd.DataFrame, reg: str) -> pd.DataFrame:
-    """One network's random-ranking accuracies: fractions x draws."""
-    return random_curves[random_curves["regularizer"] == reg].pivot(index="fraction", columns="draw", values="test_acc")
-
-
-def plot_random(axes, random_curves: pd.DataFrame, wide: pd.DataFrame, draws: int) -> list:
-    """A panel per network: its L2 curve over the random rankings' mean (dotted) and range (band).
-
-    Args:
-        axes: three matplotlib axes sharing y, in the order of :data:`REGULARIZERS`.
-        random_curves: ``prune.sweep(..., criteria=("random",))`` rows with ``regularizer, draw`` added.
-        wide: the L2 accuracy per fraction (index) and regularizer (columns).
-        draws: random rankings per network, for the legend.
-
-    Returns:
-        Legend handles for the figure: the L2 line, the random mean, the random range.
-    """
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    for ax, reg in zip(axes, REGULARIZERS):
-        color, rnd = plots.PALETTE[reg], _draws(random_curves, reg)
-        ax.fill_between(100 * rnd.index, 100 * rnd.min(axis=1), 100 * rnd.max(axis=1), color=color, alpha=0.25, lw=0)
-        ax.plot(100 * rnd.index, 100 * rnd.mean(axis=1), color=color, ls=":", lw=2)
-        ax.plot(100 * wide.index, 100 * wide[reg], color=color, lw=2, marker=plots.MARKERS[reg], ms=4)
-        ax.set_title(LABELS[reg].replace(" only", ""), fontsize="medium")
-        ax.set(xlabel="pruned (%)", ylim=(0, 100), xticks=(0, 40, 80))
-    return [Line2D([], [], color="0.4", lw=2, marker="o", ms=4, label="smallest L2 norm first"),
-            Line2D([], [], color="0.4", ls=":", lw=2, label=f"random: mean of {draws} draws"),
-            Patch(color="0.4", alpha=0.25, label="random: range of the draws")]
 
 
 def random_gains(wide: pd.DataFrame, random_curves: pd.DataFrame, fractions) -> dict[str, dict]:

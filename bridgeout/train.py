@@ -26,14 +26,15 @@ weights, and a run interrupted and resumed from its checkpoint ends bit-equal to
 uninterrupted one: checkpoints hold the model, optimizer and scheduler states, the global
 CPU (and CUDA) RNG states, the data generator state, the state of every module-level
 ``generator``, the history and (for ``select="best_test"``) the best weights so far.
+
+The device, native bf16, :func:`autocast` and the model's placement (:func:`prepare_model`)
+are in :mod:`bridgeout.hardware` (re-exported here).
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import math
-import re
 import time
 import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -47,6 +48,9 @@ import torch.nn.functional as F
 from . import checkpoint
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, model_identity  # noqa: F401 - re-exported
 from .data import as_device_data
+from .hardware import (  # noqa: F401 - re-exported
+    _prepare_input, autocast, native_bf16, prepare_model, resolve_device,
+)
 from .introspect import channels_last_model, check_input_fits, model_device
 from .protocols import PROTOCOLS, Protocol, get_protocol  # noqa: F401 - re-exported
 from .registry import PRECISIONS, SELECT
@@ -59,57 +63,6 @@ __all__ = ["Protocol", "PROTOCOLS", "SELECT", "PRECISIONS", "resolve_precision",
 
 HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc",
                    "seconds", "images_per_s")
-
-
-# ---------------------------------------------------------------------------- device
-def resolve_device(device="auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``,
-    checked to be usable here.
-
-    Args:
-        device: ``"auto"`` (or ``None``), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a
-            ``torch.device``.
-
-    Returns:
-        the device.
-
-    Raises:
-        ValueError: not a device name, CUDA requested where it is not available, or a CUDA
-            index beyond the devices here.
-    """
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, "
-                         f"got {device!r}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available here; use 'cpu' or 'auto'")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
-    return dev
-
-
-def native_bf16(device="cpu") -> bool:
-    """Whether ``device`` computes bf16 natively: CUDA with bf16 support, or a CPU that
-    reports ``avx512_bf16`` or AMX (``amx_bf16``) in ``/proc/cpuinfo``.
-
-    Args:
-        device: the device (any non-CUDA device is asked about the CPU).
-
-    Returns:
-        ``True`` or ``False`` (``False`` too when ``/proc/cpuinfo`` cannot be read).
-    """
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
 
 
 def resolve_precision(precision: str, device="cpu") -> str:
@@ -134,37 +87,6 @@ def resolve_precision(precision: str, device="cpu") -> str:
     print(f"precision 'auto': {torch.device(device)} has no native bf16 (avx512_bf16 / AMX / CUDA bf16); "
           f"training in fp32")
     return "fp32"
-
-
-@contextlib.contextmanager
-def autocast(device: torch.device, precision: str = "fp32"):
-    """The forward precision of a training step: nothing for ``"fp32"``; for ``"bf16"``,
-    ``torch.autocast(device.type, torch.bfloat16)``: convolutions and linear layers compute
-    in bf16 from fp32 master weights; BatchNorm keeps fp32 parameters, running statistics
-    and arithmetic (PyTorch's mixed-type batch norm: bf16 activations in and out, statistics
-    accumulated in fp32; pinned by a test), and element-wise ops (Bridgeout's noise on the
-    weights) stay fp32.
-
-    Args:
-        device: the device the step runs on.
-        precision: one of :data:`PRECISIONS`.
-
-    Yields:
-        nothing; the block runs in the chosen precision.
-
-    Raises:
-        ValueError: an unknown precision.
-    """
-    check_choice("precision", precision, PRECISIONS)
-    if precision == "fp32":
-        yield
-        return
-    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
-        yield
-
-
-def _prepare_input(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
 
 # -------------------------------------------------------------------------- evaluate
@@ -209,34 +131,6 @@ def evaluate(model: nn.Module, data, device=None, batch_size: int = 100, *, data
 
 
 # ------------------------------------------------------------------------------- fit
-def prepare_model(model: nn.Module, device: torch.device, *, compile: bool = False,
-                  channels_last: bool = True) -> nn.Module:
-    """Move ``model`` (in place) to ``device`` for training and return the callable to train.
-
-    ``channels_last`` (default, CPU and CUDA) stores the 4-D weights NHWC; :func:`train_step`
-    and :func:`evaluate` then feed NHWC inputs (measured on a 2-core CPU: 1.5x the
-    images/s of NCHW for VGG-16, see the README). On CUDA cuDNN autotuning is switched on
-    (a global setting); ``compile=True`` returns ``torch.compile(model)`` (the parameters
-    stay shared).
-
-    Args:
-        model: the network (moved in place).
-        device: the training device.
-        compile: keyword-only; wrap the model with :func:`torch.compile`.
-        channels_last: keyword-only; NHWC weights (else contiguous NCHW).
-
-    Returns:
-        ``model``, or its compiled wrapper.
-    """
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    if channels_last:
-        model.to(device=device, memory_format=torch.channels_last)
-    else:
-        model.to(device=device, memory_format=torch.contiguous_format)
-    return torch.compile(model) if compile else model
-
-
 def train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                device: torch.device, channels_last: bool | None = None,
                penalty=None, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,13 +18,13 @@ from . import comparison, experiment, onelayer, paper, results
 from .gpuneed import GPU_MODELS, gpu_need, gpu_sentence  # noqa: F401 - re-exported
 from .fmt import mean_sd as _mean_sd, pct as _pct, plural, points as _points
 from .stats import welch
+from .sameweights import VARIANTS, variant_effect
 from .summary import CPU_GRID
+from .whyenergy import ENERGY_GRIDS, LENGTH_GRID, NOISE_GRID, RESNET_GRID, energy_handles, energy_retention, plot_energy  # noqa: F401 - re-exported
 
 __all__ = ["RESNET_GRID", "LENGTH_GRID", "NOISE_GRID", "GRID_SIZES", "table", "markdown", "verdict", "headline",
            "gpu_need", "gpu_sentence"]
 
-#: The grids that test one candidate cause each (the issue "Why our curves differ").
-RESNET_GRID, LENGTH_GRID, NOISE_GRID = "cpu-cifar10-resnet", "cpu-cifar10-vgg-e52", "cpu-cifar10-dropconnect-matched"
 GRID_SIZES = {RESNET_GRID: 12, LENGTH_GRID: 6, NOISE_GRID: 3}
 
 
@@ -208,54 +208,6 @@ def markdown(causes: pd.DataFrame) -> str:
     lines = ["| candidate cause | what the runs show | status |", "| --- | --- | --- |"]
     lines += [f"| {r.cause} | {r.evidence} | {r.status} |" for r in causes.itertuples()]
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- same weights, other pruners
-#: The same-weights variants of the pruner, as (label, rows selector) against the paper's
-#: pruner (plain zeroing, per-layer ranking) on the same runs.
-VARIANTS = {"published": ("the authors' pruner (BatchNorm scales zeroed too)", {"pruner": "published"}),
-            "mean": ("mean replacement (each zeroed channel kept at its mean output)", {"pruner": "mean"}),
-            "global": ("one global ranking instead of one per layer", {"scope": "global"})}
-
-
-def variant_effect(root=None, variant: str = "published", fraction: float = 0.3,
-                   recalibrate_bn: bool = False) -> pd.DataFrame:
-    """Per arm: accuracy of ``variant`` (a key of :data:`VARIANTS`) minus the paper's pruner
-    at ``fraction`` (L2, mask mode, no fine-tuning), on the same runs: ``arm, n, plain,
-    variant, diff`` (means over runs, in [0, 1]). Empty when no run has the variant's rows.
-
-    Args:
-        root: the folder of the result tables (default :func:`bridgeout.results.default_root`).
-        variant: a key of :data:`VARIANTS`.
-        fraction: the fraction pruned.
-        recalibrate_bn: compare the rows with (or without) BatchNorm re-estimation.
-
-    Returns:
-        one row per arm.
-
-    Raises:
-        KeyError: ``variant`` is not a key of :data:`VARIANTS`.
-    """
-    sel = VARIANTS[variant][1]
-    j = results.load_joined(root, pruner=None)
-    if not len(j):
-        return pd.DataFrame(columns=["arm", "n", "plain", "variant", "diff"])
-    j = comparison._with_arm(j)
-    j = j[(j["criterion"] == "l2") & (j["mode"] == "mask") & (j["finetune_epochs"] == 0)
-          & (j["recalibrate_bn"].astype(bool) == recalibrate_bn) & np.isclose(j["fraction"], fraction)]
-    base = j[(j["pruner"] == "plain") & (j["scope"] == "layer")].set_index("run_id")["test_acc"]
-    var = j.copy()
-    for col, val in sel.items():
-        var = var[var[col] == val]
-    if "scope" not in sel:
-        var = var[var["scope"] == "layer"]
-    var = var[var["run_id"].isin(base.index)]
-    if var.empty:
-        return pd.DataFrame(columns=["arm", "n", "plain", "variant", "diff"])
-    var = var.assign(plain=var["run_id"].map(base))
-    out = var.groupby("arm").agg(n=("run_id", "nunique"), plain=("plain", "mean"), variant=("test_acc", "mean"))
-    out["diff"] = out["variant"] - out["plain"]
-    return out.reset_index()
 
 
 # ---------------------------------------------------------------------------------- verdict
@@ -449,76 +401,3 @@ def prediction(root=None, fraction: float = 0.3) -> str:
             f"their best-on-test selection are what is left to examine. Between {round(100 * p['refuted_below'])} % and "
             f"{round(100 * p['bridgeout_at_least'])} % it is inconclusive: length then explains part of the gap, not all. "
             + ("It rests on this: " + "; ".join(evidence) + "." if evidence else "No ResNet run is in yet to rest it on."))
-
-
-# --------------------------------------------------------------------- energy against retention
-ENERGY_GRIDS = (CPU_GRID, "cpu-cifar10-bf16-parity", RESNET_GRID, LENGTH_GRID, NOISE_GRID, "cpu-cifar10-sparsity")
-
-
-def energy_retention(root=None, fraction: float = 0.3) -> pd.DataFrame:
-    """Per CIFAR-10 network whose BatchNorm running statistics are recorded: ``run_id, arm,
-    grid, model, share`` (the post-BatchNorm channel energy its pruned filters carry at
-    ``fraction``, :func:`bridgeout.comparison.energy_removed`) and ``kept`` (its one-shot
-    accuracy at ``fraction`` over its unpruned accuracy).
-
-    Args:
-        root: the folder of the result tables (default :func:`bridgeout.results.default_root`).
-        fraction: the fraction pruned.
-
-    Returns:
-        one row per network of :data:`ENERGY_GRIDS` (empty, with these columns, before any).
-    """
-    comp = comparison.load(list(ENERGY_GRIDS), root)
-    if not len(comp["filters"]) or not len(comp["pruning"]):
-        return pd.DataFrame(columns=["run_id", "arm", "grid", "model", "share", "kept"])
-    energy = comparison.energy_removed(comp["filters"], fraction).dropna(subset=["share"])
-    acc = comparison.accuracy(comp["pruning"])
-    base = acc[np.isclose(acc["fraction"], 0.0)].set_index("run_id")["test_acc"]
-    at = acc[np.isclose(acc["fraction"], fraction)].set_index("run_id")["test_acc"]
-    out = energy.assign(kept=energy["run_id"].map(at / base)).dropna(subset=["kept"])
-    runs = comp["runs"].set_index("run_id")
-    out["grid"], out["model"] = out["run_id"].map(runs["grid"]), out["run_id"].map(runs["model"])
-    return out[["run_id", "arm", "grid", "model", "share", "kept"]].reset_index(drop=True)
-
-
-def energy_handles(table: pd.DataFrame) -> list:
-    """Legend proxies for :func:`plot_energy`: a colour per arm drawn, then a marker per model
-    drawn (circles VGG-16, squares ResNet), nothing that is not on the figure.
-
-    Args:
-        table: the table of :func:`energy_retention`.
-
-    Returns:
-        a list of :class:`matplotlib.lines.Line2D`.
-    """
-    from matplotlib.lines import Line2D
-
-    labels = {"vgg16": "VGG-16 ×0.25", "resnet": "ResNet ×1"}
-    h = [Line2D([], [], ls="none", marker="o", ms=7, color=comparison.ARM_COLORS.get(a, "0.4"),
-                label=comparison.ARM_LABELS.get(a, a)) for a in comparison.arms_in(table)]
-    h += [Line2D([], [], ls="none", marker={"vgg16": "o", "resnet": "s"}.get(m, "D"), ms=7, color="0.35",
-                 mfc="none", label=labels.get(m, m)) for m in sorted(set(table["model"]), reverse=True)]
-    return h
-
-
-def plot_energy(ax, table: pd.DataFrame, fraction: float = 0.3):
-    """One point per network (:func:`energy_retention`): energy share removed against accuracy
-    kept, coloured by arm (circles VGG-16, squares ResNet); returns ``(r, n)``.
-
-    Args:
-        ax: the matplotlib axis.
-        table: the table of :func:`energy_retention`.
-        fraction: the fraction pruned, for the axis labels.
-
-    Returns:
-        ``(r, n)``: Pearson's r of share and kept and the number of networks
-        (:func:`bridgeout.comparison.correlation`; ``(nan, 0)`` for an empty table).
-    """
-    markers = {"vgg16": "o", "resnet": "s"}
-    for (arm, model), g in table.groupby(["arm", "model"]):
-        ax.plot(100 * g["share"], 100 * g["kept"], ls="none", color=comparison.ARM_COLORS.get(arm, "0.4"),
-                marker=markers.get(model, "D"), ms=6, mec="white", mew=0.5, zorder=3)
-    f = f"{round(100 * fraction)} %"
-    ax.set(xlabel=f"post-BatchNorm energy of the filters\npruned at {f} (% of their layers')",
-           ylabel=f"accuracy kept at {f}, one shot\n(% of unpruned)")
-    return comparison.correlation(table["share"], table["kept"]) if len(table) else (math.nan, 0)
