@@ -157,3 +157,14 @@ def test_split_gives_the_first_part_less_room(tmp_path):
     parts = gv.split(src, tmp_path / "stage", 4_000, first_bytes=1_000)
     assert [p.stat().st_size for p in parts] == [1_000, 4_000, 4_000, 1_000]
     assert hashlib.sha256(b"".join(p.read_bytes() for p in parts)).hexdigest() == gv.sha256(src)
+
+
+def test_a_rehearsal_counts_the_tree_as_the_visit_slims_it():
+    """The visit hides data/weights/ and data/runs/ (slim); a rehearsal leaves the working tree
+    as it is but must count, and carry, what the slimmed visit would."""
+    full = {p.relative_to(gv.REPO).as_posix() for p in gv.travelling_files(gv.REPO)}
+    slim = {p.relative_to(gv.REPO).as_posix() for p in gv.travelling_files(gv.REPO, slimmed=True)}
+    hidden = full - slim
+    assert hidden and all(p.startswith(gv.SLIM_OUT) for p in hidden)
+    assert not any(p.startswith(gv.SLIM_OUT) for p in slim) and "bridgeout/train.py" in slim
+    assert gv.tree_bytes(slimmed=True) < gv.tree_bytes()

@@ -120,16 +120,19 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def travelling_files(root: Path = REPO) -> list[Path]:
+def travelling_files(root: Path = REPO, slimmed: bool = False) -> list[Path]:
     """What a device call carries without ``carry``: tracked files and untracked files git
-    does not ignore (as the device tool sends the working tree)."""
+    does not ignore (as the device tool sends the working tree); with ``slimmed``, without
+    :data:`SLIM_OUT`, as after :func:`slim` (what a rehearsal counts, since it leaves the
+    working tree as it is)."""
     out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
                          capture_output=True, check=True).stdout.decode()
-    return [root / p for p in out.split("\0") if p and (root / p).is_file()]
+    keep = [p for p in out.split("\0") if p and not (slimmed and p.startswith(SLIM_OUT))]
+    return [root / p for p in keep if (root / p).is_file()]
 
 
-def tree_bytes(root: Path = REPO) -> int:
-    return sum(p.stat().st_size for p in travelling_files(root))
+def tree_bytes(root: Path = REPO, slimmed: bool = False) -> int:
+    return sum(p.stat().st_size for p in travelling_files(root, slimmed))
 
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -215,7 +218,7 @@ def plan(archive: Path, *, rehearse: bool = False, wheel_dir: Path | None = None
     whl = wheels(wheel_dir or stage / "whl") if not rehearse else []
     if wheel_dir and whl:
         shutil.copytree(wheel_dir, stage / "whl", dirs_exist_ok=True)
-    tree = tree_bytes()
+    tree = tree_bytes(slimmed=rehearse)      # a rehearsal counts the tree as a visit would slim it
     wheel_bytes = sum(p.stat().st_size for p in whl)
     room = CARRY_LIMIT - tree - MARGIN
     first_room = room - wheel_bytes
@@ -559,7 +562,8 @@ def _tiny_cifar(folder: Path, n_train: int = 256, n_test: int = 200) -> Path:
 
 class FakeDevice:
     """A local stand-in for the device tool: each call lays the working tree anew in
-    ``root/repo`` (tracked and untracked-not-ignored files, plus ``carry``; at most
+    ``root/repo`` (tracked and untracked-not-ignored files without :data:`SLIM_OUT`, as a slimmed
+    visit carries them, plus ``carry``; at most
     :data:`CARRY_LIMIT`), keeps ignored files and the visit folder between calls, empties
     ``$OUT`` and checks what comes back against the tool's limits."""
 
@@ -568,7 +572,7 @@ class FakeDevice:
         self.visit = root / "visit"
 
     def call(self, command: str, carry: list[str]) -> tuple[int, list[Path]]:
-        files = travelling_files(REPO) + [p for c in carry for p in
+        files = travelling_files(REPO, slimmed=True) + [p for c in carry for p in
                                            ([REPO / c] if (REPO / c).is_file() else (REPO / c).rglob("*")) if p.is_file()]
         size = sum(p.stat().st_size for p in files)
         if size > CARRY_LIMIT:
