@@ -29,10 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import results
-from .parameters import (  # noqa: F401 - the parameters and their checks, re-exported
-    PARAMETERS, RUNNER_PARAMETERS, validate_params, _bool, _device, _fractions, _known, _lam, _names,
-    _precision, _recalibrate_list, _str,
-)
+from .parameters import PARAMETERS, RUNNER_PARAMETERS, validate_params  # noqa: F401 - re-exported
 from .protocols import get_protocol
 
 __all__ = [

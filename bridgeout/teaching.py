@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from . import comparison, plots, results
+from . import comparison, results
 from .fmt import mean_sd, pct, plural
 from .stats import welch
 from .teachplots import LABELS, REGULARIZERS, _draws, plot_norms, plot_random, plot_seeds  # noqa: F401 - re-exported
